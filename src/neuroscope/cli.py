@@ -1,0 +1,88 @@
+"""The ``neuroscope`` (alias ``microscope``) command line. Subcommands live beside the code they drive."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+
+from neuroscope.errors import NeuroscopeError
+
+# Modules that contribute subcommands through ``register(subparsers)``; a missing one is skipped so the
+# core CLI works while optional parts are absent.
+PLUGINS = (
+    "neuroscope.analysis.cli",
+    "neuroscope.record.cli",
+    "neuroscope.sae.cli",
+    "neuroscope.train.cli",
+    "neuroscope.server.cli",
+)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from neuroscope.models.loading import load_model
+
+    t0 = time.perf_counter()
+    model = load_model(args.model, device=args.device)
+    seconds = time.perf_counter() - t0
+    info = {**model.cfg.to_dict(), "device": str(model.device), "dtype": str(model.dtype),
+            "n_hook_points": len(model.hook_names()), "load_seconds": round(seconds, 3)}
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:>20}: {v}")
+    if args.hooks:
+        print("\n".join(model.hook_names()))
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from neuroscope.models.loading import ALIASES, alias_path, convert_gguf
+
+    t0 = time.perf_counter()
+    source = alias_path(args.model) if args.model in ALIASES else Path(args.model)
+    folder = convert_gguf(source, force=args.force)
+    print(f"{args.model}: cached at {folder} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuroscope", description="Mechanistic interpretability workbench.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("info", help="show a model's config, hook points and load time")
+    p.add_argument("model", nargs="?", default="smollm2-135m")
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--hooks", action="store_true", help="list every hook name")
+    p.set_defaults(func=_info)
+    p = sub.add_parser("pull", help="prepare the local cache for a model (dequantise a GGUF once)")
+    p.add_argument("model", nargs="?", default="smollm2-135m")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=_pull)
+    for mod in PLUGINS:
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name and mod.startswith(e.name):
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NeuroscopeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

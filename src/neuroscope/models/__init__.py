@@ -1,0 +1,1 @@
+"""Model loading, adapters, the hooked model and its activation cache."""

@@ -1,0 +1,99 @@
+"""The one contract every adapter must meet, run over the whole table of tiny random models."""
+
+from __future__ import annotations
+
+import torch
+
+from neuroscope.models.tiny import tiny_hf_model
+
+PROMPTS = ["The cat sat on the mat.", "Hello"]
+
+
+def test_hooked_equals_plain_huggingface(any_tiny):
+    plain, _ = tiny_hf_model(any_tiny.cfg.model_type)  # a separate, untouched Hugging Face model
+    tokens = any_tiny.tokenize(PROMPTS)
+    ref = plain(input_ids=tokens.ids, attention_mask=tokens.attention_mask).logits
+    ours = any_tiny(PROMPTS)
+    assert (ours - ref).abs().max().item() <= 1e-5
+    # and with every hook cached (patterns take the eager path)
+    logits, _ = any_tiny.run_with_cache(PROMPTS)
+    assert (logits - ref).abs().max().item() <= 1e-5
+
+
+def test_hook_shapes(any_tiny):
+    c = any_tiny.cfg
+    _, cache = any_tiny.run_with_cache(PROMPTS)
+    b, p = any_tiny.to_tokens(PROMPTS).shape
+    assert set(cache.keys()) == set(any_tiny.hook_names())
+    for l in range(c.n_layers):
+        for h in ("hook_resid_pre", "hook_resid_post", "hook_attn_out", "hook_mlp_out", "ln1.hook_normalized"):
+            assert cache[f"blocks.{l}.{h}"].shape == (b, p, c.d_model), h
+        assert cache["pattern", l].shape == (b, c.n_heads, p, p)
+        assert cache["attn_scores", l].shape == (b, c.n_heads, p, p)
+        assert cache["z", l].shape == (b, p, c.n_heads, c.d_head)
+        assert cache["q", l].shape == (b, p, c.n_heads, c.d_head)
+        assert cache["k", l].shape == (b, p, c.n_kv_heads, c.d_head)
+        assert cache["v", l].shape == (b, p, c.n_kv_heads, c.d_head)
+        assert cache["post", l].shape == (b, p, c.d_mlp)
+        assert cache["pre", l].shape == (b, p, c.d_mlp)
+    assert cache["ln_final.hook_normalized"].shape == (b, p, c.d_model)
+
+
+def test_residual_stream_identities(any_tiny):
+    c = any_tiny.cfg
+    _, cache = any_tiny.run_with_cache(PROMPTS)
+    for l in range(c.n_layers):
+        pre, post = cache["resid_pre", l], cache["resid_post", l]
+        if l + 1 < c.n_layers:
+            assert torch.equal(post, cache["resid_pre", l + 1])
+        if c.parallel_attn_mlp:
+            torch.testing.assert_close(pre + cache["attn_out", l] + cache["mlp_out", l], post, atol=1e-5, rtol=1e-5)
+            assert f"blocks.{l}.hook_resid_mid" not in any_tiny.hook_names()
+        else:
+            mid = cache["resid_mid", l]
+            torch.testing.assert_close(pre + cache["attn_out", l], mid, atol=1e-6, rtol=1e-6)
+            torch.testing.assert_close(mid + cache["mlp_out", l], post, atol=1e-6, rtol=1e-6)
+
+
+def test_patterns_are_causal_distributions(any_tiny):
+    _, cache = any_tiny.run_with_cache(PROMPTS, names=lambda n: n.endswith("hook_pattern"))
+    for l in range(any_tiny.cfg.n_layers):
+        pat = cache["pattern", l]
+        torch.testing.assert_close(pat.sum(-1), torch.ones_like(pat.sum(-1)), atol=1e-5, rtol=0)
+        upper = torch.triu(torch.ones(pat.shape[-2:], dtype=torch.bool), diagonal=1)
+        assert pat[..., upper].abs().max().item() == 0.0
+
+
+def test_final_norm_and_unembed_give_logits(any_tiny):
+    logits, cache = any_tiny.run_with_cache(PROMPTS, names=["ln_final.hook_normalized"])
+    recon = any_tiny.unembed(cache["ln_final.hook_normalized"])
+    torch.testing.assert_close(recon, logits, atol=1e-4, rtol=1e-4)
+
+
+def test_heads_through_W_O_sum_to_attn_out(any_tiny):
+    m = any_tiny
+    _, cache = m.run_with_cache(PROMPTS)
+    for l in range(m.cfg.n_layers):
+        per_head = torch.einsum("bphd,hdm->bphm", cache["z", l], m.W_O(l))
+        total = per_head.sum(2) + m.b_O(l)
+        if m.adapter.sites["hook_attn_out"].module != m.adapter.sites["attn.hook_z"].module.rsplit(".", 1)[0]:
+            # Gemma 2/3: attn_out is the post-attention norm of the projection
+            total = m.layer_module(l, m.adapter.sites["hook_attn_out"].module)(total)
+        torch.testing.assert_close(total, cache["attn_out", l], atol=1e-5, rtol=1e-4)
+
+
+def test_padded_batch_matches_single_prompts(any_tiny):
+    batch = any_tiny(PROMPTS)
+    for i, p in enumerate(PROMPTS):
+        single = any_tiny(p)
+        n = single.shape[1]
+        torch.testing.assert_close(batch[i, :n], single[0], atol=1e-4, rtol=1e-4)
+
+
+def test_stop_at_layer_skips_the_rest(any_tiny):
+    logits, cache = any_tiny.run_with_cache(PROMPTS, names=lambda n: "resid" in n, stop_at_layer=1)
+    assert logits is None
+    assert "blocks.0.hook_resid_post" in cache
+    assert "blocks.1.hook_resid_post" not in cache
+    _, full = any_tiny.run_with_cache(PROMPTS, names=["blocks.0.hook_resid_post"])
+    assert torch.equal(cache["resid_post", 0], full["resid_post", 0])
