@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import functools
+import os
+
+# Tests never touch a model hub: everything is tiny, bundled, or already cached.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
 import torch
@@ -10,7 +15,6 @@ import torch
 import neuroscope as ns
 from neuroscope.models.tiny import TINY_TYPES
 
-torch.set_grad_enabled(True)
 
 
 @functools.cache
