@@ -28,7 +28,9 @@ def machine_info() -> dict:
     }
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int = 15, warmup: int = 2) -> dict[str, list[float]]:
+def interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int = 15, warmup: int = 2
+) -> dict[str, list[float]]:
     """Time each function ``repeats`` times, round-robin, so machine noise hits all of them alike."""
     for _ in range(warmup):
         for fn in fns.values():
@@ -44,7 +46,12 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int = 15, warmup:
 
 def summary(samples: list[float]) -> dict:
     q = statistics.quantiles(samples, n=4)
-    return {"median_ms": 1e3 * statistics.median(samples), "q1_ms": 1e3 * q[0], "q3_ms": 1e3 * q[2], "n": len(samples)}
+    return {
+        "median_ms": 1e3 * statistics.median(samples),
+        "q1_ms": 1e3 * q[0],
+        "q3_ms": 1e3 * q[2],
+        "n": len(samples),
+    }
 
 
 def write(name: str, payload: dict) -> Path:

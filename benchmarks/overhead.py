@@ -19,15 +19,21 @@ PROMPT_TOKENS = 64
 def _names(n_layers: int) -> list[str]:
     names = []
     for l in range(n_layers):
-        names += [f"blocks.{l}.hook_resid_pre", f"blocks.{l}.hook_resid_mid", f"blocks.{l}.hook_resid_post",
-                  f"blocks.{l}.hook_attn_out", f"blocks.{l}.hook_mlp_out"]
+        names += [
+            f"blocks.{l}.hook_resid_pre",
+            f"blocks.{l}.hook_resid_mid",
+            f"blocks.{l}.hook_resid_post",
+            f"blocks.{l}.hook_attn_out",
+            f"blocks.{l}.hook_mlp_out",
+        ]
     return names
 
 
 def run(repeats: int = 15) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     import neuroscope as ns
     from neuroscope.models.loading import alias_path, gguf_cache_dir
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_grad_enabled(False)
     folder = str(gguf_cache_dir(alias_path("smollm2-135m")))
@@ -52,16 +58,22 @@ def run(repeats: int = 15) -> dict:
         from transformer_lens.model_bridge import TransformerBridge
 
         bridge = TransformerBridge.boot_transformers(
-            folder, hf_model=AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(), tokenizer=tok
+            folder,
+            hf_model=AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(),
+            tokenizer=tok,
         )
         name_set = set(names)
-        fns["transformer_lens_bridge_resid"] = lambda: bridge.run_with_cache(ids, names_filter=lambda n: n in name_set)
+        fns["transformer_lens_bridge_resid"] = lambda: bridge.run_with_cache(
+            ids, names_filter=lambda n: n in name_set
+        )
     except Exception as e:  # report, don't hide: the peer may not run here
         notes["transformer_lens_bridge"] = f"failed: {e!r}"
     try:
         from nnsight import LanguageModel
 
-        lm = LanguageModel(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(), tokenizer=tok)
+        lm = LanguageModel(
+            AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(), tokenizer=tok
+        )
         layers = lm.model.layers
 
         def nnsight_run():

@@ -26,7 +26,9 @@ def main(argv: list[str]) -> int:
         print(f"== {module} -> benchmarks/results/{output}", flush=True)
         try:
             result = importlib.import_module(module).run()
-            print(json.dumps(result.get("ratio_to_hf", result.get("summary", {})), indent=2)[:2000], flush=True)
+            print(
+                json.dumps(result.get("ratio_to_hf", result.get("summary", {})), indent=2)[:2000], flush=True
+            )
         except Exception:
             traceback.print_exc()
             failed.append(module)

@@ -10,11 +10,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
-import torch
 
 import neuroscope as ns
 from neuroscope.models.tiny import TINY_TYPES
-
 
 
 @functools.cache

@@ -27,8 +27,13 @@ def _info(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model = load_model(args.model, device=args.device)
     seconds = time.perf_counter() - t0
-    info = {**model.cfg.to_dict(), "device": str(model.device), "dtype": str(model.dtype),
-            "n_hook_points": len(model.hook_names()), "load_seconds": round(seconds, 3)}
+    info = {
+        **model.cfg.to_dict(),
+        "device": str(model.device),
+        "dtype": str(model.dtype),
+        "n_hook_points": len(model.hook_names()),
+        "load_seconds": round(seconds, 3),
+    }
     if args.json:
         print(json.dumps(info, indent=2))
     else:

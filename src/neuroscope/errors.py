@@ -38,7 +38,9 @@ class IndexOutOfRangeError(NeuroscopeError, IndexError):
 
 class EmptyPromptError(NeuroscopeError, ValueError):
     def __init__(self, detail: str = ""):
-        super().__init__("The prompt is empty: give at least one token of text." + (f" {detail}" if detail else ""))
+        super().__init__(
+            "The prompt is empty: give at least one token of text." + (f" {detail}" if detail else "")
+        )
 
 
 class PromptTooLongError(NeuroscopeError, ValueError):

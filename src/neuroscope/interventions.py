@@ -16,7 +16,6 @@ from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError, ShapeMis
 from neuroscope.models.hooks import HookFn, HookPoint
 
 if TYPE_CHECKING:
-    from neuroscope.models.cache import ActivationCache
     from neuroscope.models.hooked import HookedModel
 
 Positions = Sequence[int] | None
@@ -63,7 +62,13 @@ def _select(t: torch.Tensor, name: str, idx: list[int] | None, heads: Sequence[i
     return tuple(key)
 
 
-def _assign(t: torch.Tensor, name: str, idx: list[int] | None, heads: Sequence[int] | None, value: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def _assign(
+    t: torch.Tensor,
+    name: str,
+    idx: list[int] | None,
+    heads: Sequence[int] | None,
+    value: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
     """Return a copy of ``t`` with the selected part replaced by ``value(selected part)``."""
     out = t.clone()
     key = _select(t, name, idx, heads)
@@ -147,7 +152,7 @@ class Ablate(Intervention):
 
         def replacement(x: torch.Tensor) -> torch.Tensor:
             if self.mode == "zero":
-                return torch.zeros_like(part)
+                return torch.zeros_like(x)
             assert ref is not None
             r = ref.to(x.device, x.dtype)
             if self.mode == "mean":
@@ -204,7 +209,9 @@ class Patch(Intervention):
                 try:
                     s = s.expand_as(x)
                 except RuntimeError:
-                    raise ShapeMismatchError(f"Patch source for {name}", tuple(x.shape), tuple(s.shape)) from None
+                    raise ShapeMismatchError(
+                        f"Patch source for {name}", tuple(x.shape), tuple(s.shape)
+                    ) from None
             idx = _pos_index(self.positions, hook, x.shape[_pos_axis(name)])
             mask = _assign(torch.zeros_like(x, dtype=torch.bool), name, idx, self.heads, torch.ones_like)
             return torch.where(mask, s, x)
@@ -255,7 +262,9 @@ class ProjectOut(Intervention):
 
     def bind(self, model: HookedModel) -> Binding:
         if self.direction.ndim != 1 or self.direction.shape[0] != model.cfg.d_model:
-            raise ShapeMismatchError("ProjectOut.direction", (model.cfg.d_model,), tuple(self.direction.shape))
+            raise ShapeMismatchError(
+                "ProjectOut.direction", (model.cfg.d_model,), tuple(self.direction.shape)
+            )
         layers = range(model.cfg.n_layers) if self.layers is None else self.layers
         for l in layers:
             model.check_layer(l)

@@ -26,7 +26,13 @@ def test_hook_shapes(any_tiny):
     b, p = any_tiny.to_tokens(PROMPTS).shape
     assert set(cache.keys()) == set(any_tiny.hook_names())
     for l in range(c.n_layers):
-        for h in ("hook_resid_pre", "hook_resid_post", "hook_attn_out", "hook_mlp_out", "ln1.hook_normalized"):
+        for h in (
+            "hook_resid_pre",
+            "hook_resid_post",
+            "hook_attn_out",
+            "hook_mlp_out",
+            "ln1.hook_normalized",
+        ):
             assert cache[f"blocks.{l}.{h}"].shape == (b, p, c.d_model), h
         assert cache["pattern", l].shape == (b, c.n_heads, p, p)
         assert cache["attn_scores", l].shape == (b, c.n_heads, p, p)
@@ -47,7 +53,9 @@ def test_residual_stream_identities(any_tiny):
         if l + 1 < c.n_layers:
             assert torch.equal(post, cache["resid_pre", l + 1])
         if c.parallel_attn_mlp:
-            torch.testing.assert_close(pre + cache["attn_out", l] + cache["mlp_out", l], post, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                pre + cache["attn_out", l] + cache["mlp_out", l], post, atol=1e-5, rtol=1e-5
+            )
             assert f"blocks.{l}.hook_resid_mid" not in any_tiny.hook_names()
         else:
             mid = cache["resid_mid", l]

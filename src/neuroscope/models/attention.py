@@ -42,7 +42,9 @@ def register_attention() -> None:
                 and (sites[0].name in state.fns or sites[1].name in state.fns)
             )
             if wanted or kwargs.get("softcap") is not None:
-                return eager_attention(module, query, key, value, attention_mask, state if wanted else None, sites, **kwargs)
+                return eager_attention(
+                    module, query, key, value, attention_mask, state if wanted else None, sites, **kwargs
+                )
             return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
         ALL_ATTENTION_FUNCTIONS.register(IMPLEMENTATION, attention)

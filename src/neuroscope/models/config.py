@@ -29,7 +29,9 @@ class HookedConfig:
             if getattr(self, f) <= 0:
                 raise InvalidConfigError(f"HookedConfig.{f} must be positive, got {getattr(self, f)}")
         if self.n_heads % self.n_kv_heads:
-            raise InvalidConfigError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
+            raise InvalidConfigError(
+                f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})"
+            )
 
     @classmethod
     def from_hf(cls, config: Any, name: str, normalization: str, parallel: bool) -> HookedConfig:

@@ -36,7 +36,7 @@ from neuroscope.models.hooks import (
 
 Input = Union[str, Sequence[str], torch.Tensor]
 NameFilter = Union[None, str, Sequence[str], Callable[[str], bool]]
-FwdHook = tuple[Union[str, Callable[[str], bool]], HookFn]
+FwdHook = tuple[str | Callable[[str], bool], HookFn]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,9 @@ class HookedModel:
         config = hf_model.config
         self.adapter = get_adapter(config.model_type)
         self.cfg = HookedConfig.from_hf(
-            config, name or getattr(config, "_name_or_path", config.model_type), self.adapter.norm,
+            config,
+            name or getattr(config, "_name_or_path", config.model_type),
+            self.adapter.norm,
             self.adapter.parallel(config),
         )
         attention.register_attention()
@@ -83,7 +85,8 @@ class HookedModel:
             modules.append(module)
             pairs.append(
                 tuple(
-                    BoundSite(f"blocks.{l}.{h}", l, module, "fn", _identity_read, _identity_write) for h in ATTN_FN_HOOKS
+                    BoundSite(f"blocks.{l}.{h}", l, module, "fn", _identity_read, _identity_write)
+                    for h in ATTN_FN_HOOKS
                 )
             )
         attention.bind_attention_sites(modules, pairs)
@@ -114,8 +117,10 @@ class HookedModel:
     # --- basic properties ---------------------------------------------------------------------------
     def __repr__(self) -> str:
         c = self.cfg
-        return (f"HookedModel({c.name!r}, {c.model_type}, layers={c.n_layers}, heads={c.n_heads}/{c.n_kv_heads}, "
-                f"d_model={c.d_model}, device={self.device})")
+        return (
+            f"HookedModel({c.name!r}, {c.model_type}, layers={c.n_layers}, heads={c.n_heads}/{c.n_kv_heads}, "
+            f"d_model={c.d_model}, device={self.device})"
+        )
 
     @property
     def device(self) -> torch.device:
@@ -157,7 +162,9 @@ class HookedModel:
     def b_O(self, layer: int) -> Float[torch.Tensor, " d_model"]:
         proj = self.layer_module(layer, self.adapter.sites["attn.hook_z"].module)
         bias = getattr(proj, "bias", None)
-        return bias if bias is not None else torch.zeros(self.cfg.d_model, device=self.device, dtype=self.dtype)
+        return (
+            bias if bias is not None else torch.zeros(self.cfg.d_model, device=self.device, dtype=self.dtype)
+        )
 
     def W_out(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]:
         """The MLP output projection (what ``mlp.hook_post`` is multiplied by)."""
@@ -174,7 +181,9 @@ class HookedModel:
             raise IndexOutOfRangeError("head", head, self.cfg.n_heads)
 
     # --- tokens -------------------------------------------------------------------------------------
-    def tokenize(self, x: Input, attention_mask: torch.Tensor | None = None, prepend_bos: bool | None = None) -> Tokens:
+    def tokenize(
+        self, x: Input, attention_mask: torch.Tensor | None = None, prepend_bos: bool | None = None
+    ) -> Tokens:
         if isinstance(x, torch.Tensor):
             ids = x.unsqueeze(0) if x.ndim == 1 else x
             if ids.numel() == 0 or ids.shape[-1] == 0:
@@ -189,7 +198,11 @@ class HookedModel:
                 raise EmptyPromptError("Got an empty string." if texts else "Got an empty list of prompts.")
             enc = self.tokenizer(texts, return_tensors="pt", padding=True)
             ids, mask = enc["input_ids"], enc["attention_mask"]
-            if prepend_bos and self.tokenizer.bos_token_id is not None and not bool((ids[:, 0] == self.tokenizer.bos_token_id).all()):
+            if (
+                prepend_bos
+                and self.tokenizer.bos_token_id is not None
+                and not bool((ids[:, 0] == self.tokenizer.bos_token_id).all())
+            ):
                 bos = torch.full((ids.shape[0], 1), self.tokenizer.bos_token_id, dtype=ids.dtype)
                 ids, mask = torch.cat([bos, ids], 1), torch.cat([torch.ones_like(bos), mask], 1)
             if ids.shape[-1] == 0:
@@ -212,7 +225,9 @@ class HookedModel:
         return self.tokenizer.decode([int(i) for i in ids])
 
     def format_chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
 
     # --- hooks --------------------------------------------------------------------------------------
     def resolve_hook_name(self, name: str) -> str:
@@ -235,12 +250,21 @@ class HookedModel:
         return state
 
     @contextmanager
-    def hooks(self, fwd_hooks: Iterable[FwdHook] = (), interventions: Iterable[Any] = (), state: HookState | None = None):
+    def hooks(
+        self,
+        fwd_hooks: Iterable[FwdHook] = (),
+        interventions: Iterable[Any] = (),
+        state: HookState | None = None,
+    ):
         """Attach hooks and interventions for the body of the ``with``; removed on exit, even on error."""
         state = state or self.build_state(fwd_hooks, interventions)
         extra = []
         if state.stop_layer is not None:
-            extra.append(f"blocks.{state.stop_layer}.__stop__" if state.stop_layer < self.cfg.n_layers else "ln_final.__stop__")
+            extra.append(
+                f"blocks.{state.stop_layer}.__stop__"
+                if state.stop_layer < self.cfg.n_layers
+                else "ln_final.__stop__"
+            )
         with hook_context(self._registry, state, extra) as active:
             yield active
 
@@ -249,7 +273,9 @@ class HookedModel:
         out = self.hf_model(input_ids=tokens.ids, attention_mask=tokens.attention_mask, use_cache=False)
         return out.logits
 
-    def __call__(self, x: Input, attention_mask: torch.Tensor | None = None, interventions: Iterable[Any] = ()) -> Float[torch.Tensor, "batch pos d_vocab"]:
+    def __call__(
+        self, x: Input, attention_mask: torch.Tensor | None = None, interventions: Iterable[Any] = ()
+    ) -> Float[torch.Tensor, "batch pos d_vocab"]:
         return self.run_with_hooks(x, interventions=interventions, attention_mask=attention_mask)
 
     forward = __call__

@@ -54,7 +54,12 @@ class HookState:
         for name, extra in other.fns.items():
             fns[name] = fns.get(name, ()) + extra
         stop = other.stop_layer if other.stop_layer is not None else self.stop_layer
-        return HookState(fns=fns, stop_layer=stop, pos_offset=self.pos_offset, skip_below=max(self.skip_below, other.skip_below))
+        return HookState(
+            fns=fns,
+            stop_layer=stop,
+            pos_offset=self.pos_offset,
+            skip_below=max(self.skip_below, other.skip_below),
+        )
 
 
 _STATE: ContextVar[HookState | None] = ContextVar("neuroscope_hook_state", default=None)
@@ -141,7 +146,9 @@ def build_sites(hf_model: nn.Module, adapter: Adapter, cfg: HookedConfig) -> dic
     """Resolve every hook name of this model to a module. Order matters: it is dispatch order."""
     sites: dict[str, BoundSite] = {}
 
-    def add(name: str, layer: int | None, module: nn.Module, io: str, codec=None, kind: str = "plain") -> None:
+    def add(
+        name: str, layer: int | None, module: nn.Module, io: str, codec=None, kind: str = "plain"
+    ) -> None:
         read, write = codec or (_identity_read, _identity_write)
         sites[name] = BoundSite(name, layer, module, io, read, write, kind)
 
@@ -198,7 +205,9 @@ def _apply(state: HookState, site: BoundSite, x: torch.Tensor) -> torch.Tensor |
         result = fn(view, point)
         if result is not None and result is not view:
             if result.shape != view.shape:
-                raise ShapeMismatchError(f"hook on {site.name} returned a tensor", tuple(view.shape), tuple(result.shape))
+                raise ShapeMismatchError(
+                    f"hook on {site.name} returned a tensor", tuple(view.shape), tuple(result.shape)
+                )
             view, changed = result, True
     return site.write(x, view) if changed else None
 

@@ -181,7 +181,9 @@ def _load_own_cache(folder: Path, dtype: torch.dtype) -> Any:
     for target, source in (getattr(model, "_tied_weights_keys", None) or {}).items():
         if source not in state and target in state:
             state[source] = state[target]
-    missing, unexpected = model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=False, assign=True)
+    missing, unexpected = model.load_state_dict(
+        {k: v.to(dtype) for k, v in state.items()}, strict=False, assign=True
+    )
     if missing or unexpected:
         return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True)
     model.tie_weights()

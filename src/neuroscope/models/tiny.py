@@ -37,9 +37,20 @@ def byte_tokenizer(add_bos: bool = True):
 
 
 def _configs(vocab: int) -> dict[str, tuple[str, dict[str, Any]]]:
-    common = dict(vocab_size=vocab, initializer_range=0.1, bos_token_id=vocab - 3, eos_token_id=vocab - 2, pad_token_id=vocab - 1)
+    common = dict(
+        vocab_size=vocab,
+        initializer_range=0.1,
+        bos_token_id=vocab - 3,
+        eos_token_id=vocab - 2,
+        pad_token_id=vocab - 1,
+    )
     rope = dict(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=256, **common
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+        **common,
     )
     return {
         "llama": ("LlamaConfig", dict(rope, num_key_value_heads=2)),
@@ -49,13 +60,26 @@ def _configs(vocab: int) -> dict[str, tuple[str, dict[str, Any]]]:
         "gemma": ("GemmaConfig", dict(rope, num_key_value_heads=1, head_dim=16)),
         "gemma2": (
             "Gemma2Config",
-            dict(rope, num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16, sliding_window=128,
-                 attn_logit_softcapping=50.0, final_logit_softcapping=30.0),
+            dict(
+                rope,
+                num_key_value_heads=2,
+                head_dim=16,
+                query_pre_attn_scalar=16,
+                sliding_window=128,
+                attn_logit_softcapping=50.0,
+                final_logit_softcapping=30.0,
+            ),
         ),
         "gemma3_text": (
             "Gemma3TextConfig",
-            dict(rope, num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16, sliding_window=128,
-                 layer_types=["sliding_attention", "full_attention"]),
+            dict(
+                rope,
+                num_key_value_heads=2,
+                head_dim=16,
+                query_pre_attn_scalar=16,
+                sliding_window=128,
+                layer_types=["sliding_attention", "full_attention"],
+            ),
         ),
         "phi3": ("Phi3Config", dict(rope, num_key_value_heads=2, pad_token_id=vocab - 1)),
         "gpt_neox": (

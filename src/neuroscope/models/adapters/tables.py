@@ -19,7 +19,11 @@ GEMMA2 = Adapter(
     ln1="input_layernorm",
     norm="rms_plus_one",
     sites={
-        **{k: v for k, v in GEMMA.sites.items() if k not in ("hook_attn_out", "hook_mlp_out", "ln2.hook_normalized")},
+        **{
+            k: v
+            for k, v in GEMMA.sites.items()
+            if k not in ("hook_attn_out", "hook_mlp_out", "ln2.hook_normalized")
+        },
         "hook_attn_out": Site("post_attention_layernorm"),
         "ln2.hook_normalized": Site("pre_feedforward_layernorm"),
         "hook_mlp_out": Site("post_feedforward_layernorm"),
@@ -83,7 +87,9 @@ GPT_NEOX = Adapter(
     sites={
         "ln1.hook_normalized": Site("input_layernorm"),
         **{
-            f"attn.hook_{n}": Site("attention.query_key_value", chunks=("q", "q", "q"), part=i, heads="q", interleaved=True)
+            f"attn.hook_{n}": Site(
+                "attention.query_key_value", chunks=("q", "q", "q"), part=i, heads="q", interleaved=True
+            )
             for i, n in enumerate("qkv")
         },
         "attn.hook_z": Site("attention.dense", io="in", heads="q"),
