@@ -77,3 +77,23 @@ def test_shape_mismatch(tiny_llama):
         tiny_llama("hello there", interventions=[Patch("blocks.0.hook_resid_pre", torch.zeros(1, 3, 7))])
     with pytest.raises(ShapeMismatchError, match="hook on blocks.0.hook_resid_post returned"):
         tiny_llama.run_with_hooks("hi", fwd_hooks=[("blocks.0.hook_resid_post", lambda x, h: x[:, :1])])
+
+
+def test_hub_id_loads_from_the_local_cache_only(tmp_path, monkeypatch):
+    """A hub id resolves when its snapshot is in the local Hugging Face cache (no network involved)."""
+    import huggingface_hub.constants
+
+    from neuroscope.models.tiny import tiny_hf_model
+
+    commit = "0" * 40
+    snap = tmp_path / "models--someone--tiny-gpt2" / "snapshots" / commit
+    snap.mkdir(parents=True)
+    (tmp_path / "models--someone--tiny-gpt2" / "refs").mkdir()
+    (tmp_path / "models--someone--tiny-gpt2" / "refs" / "main").write_text(commit)
+    hf, tok = tiny_hf_model("gpt2")
+    hf.save_pretrained(snap)
+    tok.save_pretrained(snap)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    model = ns.load_model("someone/tiny-gpt2")
+    assert model.cfg.model_type == "gpt2" and model.cfg.name == "someone/tiny-gpt2"
+    torch.testing.assert_close(model("hello"), hf(model.to_tokens("hello")).logits)

@@ -73,7 +73,7 @@ def resolve(spec: str) -> ResolvedSpec:
     else:
         tried.append(f"local folder {path} (does not exist)")
     tried.append(f"alias (known aliases: {', '.join(ALIASES)}; or tiny:<model_type>)")
-    if "/" in spec and not path.exists():
+    if not path.exists() and not spec.startswith(("/", ".", "~")):
         try:
             from huggingface_hub import snapshot_download
 
