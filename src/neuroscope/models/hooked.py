@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import torch
 from jaxtyping import Float, Int
@@ -138,7 +138,7 @@ class HookedModel:
 
     @property
     def W_U(self) -> Float[torch.Tensor, "d_model d_vocab"]:
-        return self._module(self.adapter.unembed).weight.T
+        return cast(torch.Tensor, self._module(self.adapter.unembed).weight).T
 
     @property
     def b_U(self) -> Float[torch.Tensor, " d_vocab"] | None:
@@ -146,17 +146,18 @@ class HookedModel:
 
     @property
     def W_E(self) -> Float[torch.Tensor, "d_vocab d_model"]:
-        return self._module(self.adapter.embed).weight
+        return cast(torch.Tensor, self._module(self.adapter.embed).weight)
 
     def layer_module(self, layer: int, path: str = "") -> torch.nn.Module:
         self.check_layer(layer)
-        block = self._module(self.adapter.layers)[layer]
+        block = cast(torch.nn.ModuleList, self._module(self.adapter.layers))[layer]
         return block.get_submodule(path) if path else block
 
     def W_O(self, layer: int) -> Float[torch.Tensor, "head d_head d_model"]:
         """Each head's slice of the output projection (what ``hook_z`` is multiplied by)."""
         proj = self.layer_module(layer, self.adapter.sites["attn.hook_z"].module)
-        w = proj.weight if proj.__class__.__name__ == "Conv1D" else proj.weight.T  # [h*d_head, d_model]
+        weight = cast(torch.Tensor, proj.weight)
+        w = weight if proj.__class__.__name__ == "Conv1D" else weight.T  # [h*d_head, d_model]
         return w.reshape(self.cfg.n_heads, self.cfg.d_head, self.cfg.d_model)
 
     def b_O(self, layer: int) -> Float[torch.Tensor, " d_model"]:
@@ -169,7 +170,8 @@ class HookedModel:
     def W_out(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]:
         """The MLP output projection (what ``mlp.hook_post`` is multiplied by)."""
         proj = self.layer_module(layer, self.adapter.sites["mlp.hook_post"].module)
-        return proj.weight if proj.__class__.__name__ == "Conv1D" else proj.weight.T
+        weight = cast(torch.Tensor, proj.weight)
+        return weight if proj.__class__.__name__ == "Conv1D" else weight.T
 
     def check_layer(self, layer: int) -> None:
         if not 0 <= layer < self.cfg.n_layers:
@@ -240,7 +242,7 @@ class HookedModel:
 
     def build_state(self, fwd_hooks: Iterable[FwdHook] = (), interventions: Iterable[Any] = ()) -> HookState:
         state = HookState()
-        pairs: list[tuple[str, HookFn]] = []
+        pairs: list[FwdHook] = []
         for iv in interventions:
             pairs += iv.bind(self)
         pairs += list(fwd_hooks)
@@ -346,8 +348,9 @@ class HookedModel:
 
     def unembed(self, normalized: torch.Tensor) -> torch.Tensor:
         logits = normalized @ self.W_U
-        if self.b_U is not None:
-            logits = logits + self.b_U
+        bias = self.b_U
+        if bias is not None:
+            logits = logits + bias
         if self.cfg.final_logit_softcap:
             cap = self.cfg.final_logit_softcap
             logits = torch.tanh(logits / cap) * cap
@@ -361,10 +364,11 @@ class HookedModel:
         if self.cfg.normalization == "layer":
             scale = torch.rsqrt(x.var(-1, keepdim=True, unbiased=False) + eps)
             stack = stack - stack.mean(-1, keepdim=True)
-            weight = norm.weight
+            weight = cast(torch.Tensor, norm.weight)
         else:
             scale = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-            weight = norm.weight + 1.0 if self.cfg.normalization == "rms_plus_one" else norm.weight
+            w = cast(torch.Tensor, norm.weight)
+            weight = w + 1.0 if self.cfg.normalization == "rms_plus_one" else w
         return (stack.float() * scale * weight.float()).to(stack.dtype)
 
     # --- generation ---------------------------------------------------------------------------------

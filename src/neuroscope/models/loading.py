@@ -194,13 +194,11 @@ def load_model(spec: str = DEFAULT_MODEL, device: str | None = None, dtype: torc
     """Load ``spec`` as a :class:`~neuroscope.models.hooked.HookedModel` (offline; never downloads)."""
     from neuroscope.models.hooked import HookedModel
 
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
+    torch_dtype: torch.dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
     device = device or default_device()
-    dtype = dtype or torch.float32
     t0 = time.perf_counter()
     resolved = resolve(spec)
-    hf_model, tokenizer = load_hf(resolved, device, dtype)
+    hf_model, tokenizer = load_hf(resolved, device, torch_dtype)
     model = HookedModel(hf_model, tokenizer, name=resolved.name)
     model.load_seconds = time.perf_counter() - t0
     return model
