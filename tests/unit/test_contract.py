@@ -105,3 +105,20 @@ def test_stop_at_layer_skips_the_rest(any_tiny):
     assert "blocks.1.hook_resid_post" not in cache
     _, full = any_tiny.run_with_cache(PROMPTS, names=["blocks.0.hook_resid_post"])
     assert torch.equal(cache["resid_post", 0], full["resid_post", 0])
+
+
+def test_skipping_early_layers_with_their_cached_output(any_tiny):
+    """Partial recomputation: skip blocks < L and patch resid_pre[L] from a cached run; logits are unchanged."""
+    from neuroscope.interventions import Patch
+
+    logits, cache = any_tiny.run_with_cache(PROMPTS, names=["blocks.1.hook_resid_pre"])
+    seen = []
+    fast, _ = any_tiny.run_with_cache(
+        PROMPTS,
+        names=[],
+        skip_below=1,
+        interventions=[Patch("blocks.1.hook_resid_pre", cache)],
+        fwd_hooks=[("blocks.0.hook_mlp_out", lambda x, h: seen.append(h.name))],
+    )
+    assert seen == []  # block 0 really did not run
+    torch.testing.assert_close(fast, logits, atol=1e-5, rtol=1e-5)
