@@ -1,0 +1,400 @@
+"""Activation patching (batched sweeps), path patching and attribution patching between a clean and a corrupted prompt.
+
+Direction: clean activations are patched into the corrupted run ("denoising"). The metric is the logit
+difference ``answer − wrong`` at the last position, normalised so 0 = the corrupted run and 1 = the clean run.
+
+A sweep puts one patch per batch row: the corrupted prompt is repeated along the batch and a hook at each
+layer overwrites, in its own rows only, the (position | head) that row patches. Rows are sorted by layer and
+a chunk skips the layers below its lowest patched layer (their output is the corrupted residual, known).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+
+from neuroscope.analysis import figures
+from neuroscope.analysis._util import token_id, tolist
+from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError, ShapeMismatchError
+from neuroscope.interventions import Patch
+
+if TYPE_CHECKING:
+    from neuroscope.models.hooked import HookedModel
+
+Site = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "z_pos"]
+SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "z_pos")
+
+
+def hook_for(site: str, layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z" if site in ("z", "z_pos") else f"blocks.{layer}.hook_{site}"
+
+
+@dataclass
+class PatchingSetup:
+    """Tokens, answer ids and the two reference logit differences of a clean/corrupted pair."""
+
+    clean: torch.Tensor  # [1, pos]
+    corrupted: torch.Tensor  # [1, pos]
+    answer: int
+    wrong: int
+    clean_ld: float
+    corrupted_ld: float
+    str_tokens: list[str]
+
+    def normalise(self, ld: torch.Tensor | float) -> Any:
+        return (ld - self.corrupted_ld) / (self.clean_ld - self.corrupted_ld)
+
+    def ld(self, logits: torch.Tensor) -> torch.Tensor:
+        last = logits[:, -1].float()
+        return last[:, self.answer] - last[:, self.wrong]
+
+
+def prepare(
+    model: HookedModel, clean: str, corrupted: str, answer: str | int, wrong: str | int
+) -> PatchingSetup:
+    c, k = model.to_tokens(clean), model.to_tokens(corrupted)
+    if c.shape != k.shape:
+        raise ShapeMismatchError(
+            "corrupted prompt tokens (must match the clean prompt's length)", tuple(c.shape), tuple(k.shape)
+        )
+    a, w = token_id(model, answer), token_id(model, wrong)
+    with torch.no_grad():
+        lc, lk = model(torch.cat([c, k]))
+    setup = PatchingSetup(c, k, a, w, 0.0, 0.0, model.to_str_tokens(clean))
+    setup.clean_ld = float(setup.ld(lc[None]))
+    setup.corrupted_ld = float(setup.ld(lk[None]))
+    if abs(setup.clean_ld - setup.corrupted_ld) < 1e-6:
+        raise InvalidConfigError(
+            "clean and corrupted prompts give the same logit difference: nothing to patch"
+        )
+    return setup
+
+
+@dataclass
+class PatchingResult:
+    site: str
+    values: list  # normalised metric: [layer][pos] | [layer][head] | [layer][head][pos]
+    logit_diffs: list
+    rows: list[str]
+    cols: list[str]
+    clean_ld: float
+    corrupted_ld: float
+    seconds: float
+    method: str  # "batched" | "loop" | "attribution"
+    n_forwards: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def array(self) -> np.ndarray:
+        return np.asarray(self.values, dtype=np.float64)
+
+    def figure(self):
+        arr = self.array()
+        if arr.ndim == 3:  # per head per position: show the max over positions
+            arr = arr.max(-1)
+        return figures.heatmap(
+            arr,
+            x=self.cols,
+            y=self.rows,
+            title=f"{self.method} patching of {self.site} (1 = clean restored)",
+            xlabel="position" if self.site not in ("z",) else "head",
+            ylabel="layer",
+        )
+
+
+def _units(model: HookedModel, site: str, n_pos: int, layers: Sequence[int] | None) -> list[tuple[int, ...]]:
+    L = range(model.cfg.n_layers) if layers is None else layers
+    if site == "z":
+        return [(l, h) for l in L for h in range(model.cfg.n_heads)]
+    if site == "z_pos":
+        return [(l, h, p) for l in L for h in range(model.cfg.n_heads) for p in range(n_pos)]
+    return [(l, p) for l in L for p in range(n_pos)]
+
+
+def _check_site(model: HookedModel, site: str) -> None:
+    if site not in SITES:
+        raise InvalidConfigError(f"site must be one of {SITES}, got {site!r}")
+    if site == "resid_mid" and model.cfg.parallel_attn_mlp:
+        raise InvalidConfigError("this model has parallel attention/MLP: there is no resid_mid")
+
+
+def _shape(model: HookedModel, site: str, n_pos: int) -> tuple[int, ...]:
+    if site == "z":
+        return (model.cfg.n_layers, model.cfg.n_heads)
+    if site == "z_pos":
+        return (model.cfg.n_layers, model.cfg.n_heads, n_pos)
+    return (model.cfg.n_layers, n_pos)
+
+
+def _result(model, setup, site, lds: torch.Tensor, units, layers, seconds, method, n_fwd) -> PatchingResult:
+    n_pos = setup.clean.shape[1]
+    full = torch.full(_shape(model, site, n_pos), float("nan"))
+    for u, v in zip(units, lds, strict=False):
+        full[u] = v
+    cols = [str(h) for h in range(model.cfg.n_heads)] if site == "z" else setup.str_tokens
+    return PatchingResult(
+        site,
+        tolist(setup.normalise(full)),
+        tolist(full),
+        [str(l) for l in range(model.cfg.n_layers)],
+        cols,
+        setup.clean_ld,
+        setup.corrupted_ld,
+        seconds,
+        method,
+        n_fwd,
+    )
+
+
+def patch_sweep(
+    model: HookedModel,
+    setup: PatchingSetup,
+    site: Site = "resid_pre",
+    layers: Sequence[int] | None = None,
+    batch_size: int = 64,
+) -> PatchingResult:
+    """Patch every (layer, position | head) of ``site`` one at a time, many patches per batched forward."""
+    _check_site(model, site)
+    t0 = time.perf_counter()
+    n_pos = setup.clean.shape[1]
+    units = sorted(_units(model, site, n_pos, layers))
+    used = sorted({u[0] for u in units})
+    names = [hook_for(site, l) for l in used]
+    used[0]
+    with torch.no_grad():
+        _, clean_cache = model.run_with_cache(setup.clean, names=names)
+        _, corr_cache = model.run_with_cache(
+            setup.corrupted, names=[f"blocks.{l}.hook_resid_pre" for l in used]
+        )
+    lds, n_fwd = [], 2
+    for i in range(0, len(units), batch_size):
+        chunk = units[i : i + batch_size]
+        by_layer: dict[int, list[tuple[int, tuple]]] = {}
+        for r, u in enumerate(chunk):
+            by_layer.setdefault(u[0], []).append((r, u[1:]))
+        lo = chunk[0][0]
+        hooks = []
+        # skip layers below the chunk's first layer: start from the corrupted residual there
+        start = corr_cache["resid_pre", lo].expand(len(chunk), -1, -1)
+        hooks.append((f"blocks.{lo}.hook_resid_pre", lambda x, hook, _s=start: _s.clone()))
+        for layer, rows in by_layer.items():
+            src = clean_cache[hook_for(site, layer)][0]
+            hooks.append((hook_for(site, layer), _row_patch(site, rows, src)))
+        lds.append(setup.ld(_last_logits_run(model, setup.corrupted.expand(len(chunk), -1), hooks, lo)))
+        n_fwd += 1
+    return _result(
+        model, setup, site, torch.cat(lds).cpu(), units, layers, time.perf_counter() - t0, "batched", n_fwd
+    )
+
+
+def _row_patch(site: str, rows: list[tuple[int, tuple]], src: torch.Tensor):
+    """A hook writing, in each row ``r``, the clean activation at that row's (position | head)."""
+    r_idx = torch.tensor([r for r, _ in rows])
+    first = torch.tensor([u[0] for _, u in rows])  # the position, or the head for z / z_pos
+    second = torch.tensor([u[1] for _, u in rows]) if site == "z_pos" else None
+
+    def fn(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        x = x.clone()
+        if site == "z":
+            x[r_idx, :, first] = src[:, first].transpose(0, 1)
+        elif site == "z_pos":
+            x[r_idx, second, first] = src[second, first]
+        else:
+            x[r_idx, first] = src[first]
+        return x
+
+    return fn
+
+
+def _last_logits_run(model: HookedModel, ids: torch.Tensor, hooks: list, skip_below: int) -> torch.Tensor:
+    """A forward that skips layers below ``skip_below`` and unembeds only the last position (the metric's)."""
+    state = model.build_state(hooks)
+    state.skip_below = skip_below
+    with torch.no_grad(), model.hooks(state=state):
+        return model.hf_model(input_ids=ids, use_cache=False, logits_to_keep=1).logits
+
+
+def patch_one(
+    model: HookedModel, setup: PatchingSetup, site: Site, unit: tuple[int, ...], source: Any
+) -> float:
+    """Run the corrupted prompt with a single ``interventions.Patch`` from ``source`` (a clean cache): the logit diff."""
+    layer = unit[0]
+    if site == "z":
+        iv = Patch(hook_for(site, layer), source, heads=[unit[1]])
+    elif site == "z_pos":
+        iv = Patch(hook_for(site, layer), source, heads=[unit[1]], positions=[unit[2]])
+    else:
+        iv = Patch(hook_for(site, layer), source, positions=[unit[1]])
+    with torch.no_grad():
+        return float(setup.ld(model(setup.corrupted, interventions=[iv])))
+
+
+def patch_loop(
+    model: HookedModel, setup: PatchingSetup, site: Site = "resid_pre", layers: Sequence[int] | None = None
+) -> PatchingResult:
+    """The reference: one forward per patch through ``interventions.Patch``."""
+    _check_site(model, site)
+    t0 = time.perf_counter()
+    units = sorted(_units(model, site, setup.clean.shape[1], layers))
+    names = sorted({hook_for(site, u[0]) for u in units})
+    with torch.no_grad():
+        _, clean_cache = model.run_with_cache(setup.clean, names=names)
+    lds = torch.tensor([patch_one(model, setup, site, u, clean_cache) for u in units])
+    return _result(model, setup, site, lds, units, layers, time.perf_counter() - t0, "loop", len(units) + 1)
+
+
+def attribution_patching(model: HookedModel, setup: PatchingSetup, site: Site = "z") -> PatchingResult:
+    """First-order estimate of every patch at once: (clean − corrupted activation) · ∂metric/∂activation.
+
+    Two forwards (clean, corrupted with gradients) and one backward, whatever the number of patches.
+    """
+    _check_site(model, site)
+    t0 = time.perf_counter()
+    n = model.cfg.n_layers
+    names = [hook_for(site, l) for l in range(n)]
+    with torch.no_grad():
+        _, clean_cache = model.run_with_cache(setup.clean, names=names)
+    # a zero tensor added at each site: its gradient is the metric's gradient there, and the graph stays whole
+    probes: dict[str, torch.Tensor] = {}
+
+    def add_probe(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        probes[hook.name] = torch.zeros_like(x, requires_grad=True)
+        return x + probes[hook.name]
+
+    with torch.enable_grad():
+        logits, corr_cache = model.run_with_cache(
+            setup.corrupted, names=names, fwd_hooks=[(nm, add_probe) for nm in names]
+        )
+        assert logits is not None
+        metric = setup.ld(logits).sum()
+        grads = torch.autograd.grad(metric, [probes[nm] for nm in names])
+    vals = []
+    for nm, g in zip(names, grads, strict=False):
+        delta = (clean_cache[nm] - corr_cache[nm]).float() * g.float()
+        if site == "z":
+            vals.append(delta[0].sum((0, 2)))  # [head]
+        elif site == "z_pos":
+            vals.append(delta[0].sum(-1).T)  # [head, pos]
+        else:
+            vals.append(delta[0].sum(-1))  # [pos]
+    est = torch.stack(vals).cpu()  # estimated change of the logit diff
+    lds = est + setup.corrupted_ld
+    cols = [str(h) for h in range(model.cfg.n_heads)] if site == "z" else setup.str_tokens
+    return PatchingResult(
+        site,
+        tolist(setup.normalise(lds)),
+        tolist(lds),
+        [str(l) for l in range(n)],
+        cols,
+        setup.clean_ld,
+        setup.corrupted_ld,
+        time.perf_counter() - t0,
+        "attribution",
+        2,
+    )
+
+
+@dataclass
+class PathPatchingResult:
+    senders: list[list[tuple[int, int]]]  # one sender set per row
+    receivers: list[tuple[int, int, str]] | None  # None: the logits
+    values: list[float]  # normalised metric per sender set
+    logit_diffs: list[float]
+    clean_ld: float
+    corrupted_ld: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def head_map(self, n_layers: int, n_heads: int) -> np.ndarray:
+        arr = np.full((n_layers, n_heads), np.nan)
+        for s, v in zip(self.senders, self.values, strict=False):
+            if len(s) == 1:
+                arr[s[0]] = v
+        return arr
+
+    def figure(self, n_layers: int | None = None, n_heads: int | None = None):
+        if n_layers and n_heads and all(len(s) == 1 for s in self.senders):
+            return figures.heatmap(
+                self.head_map(n_layers, n_heads),
+                title="path patching: sender head → receivers",
+                xlabel="head",
+                ylabel="layer",
+            )
+        return figures.bars(
+            [str(s) for s in self.senders], self.values, title="path patching (1 = clean restored)"
+        )
+
+
+def path_patching(
+    model: HookedModel,
+    setup: PatchingSetup,
+    senders: Sequence[Sequence[tuple[int, int]]],
+    receivers: Sequence[tuple[int, int, str]] | None = None,
+    batch_size: int = 32,
+) -> PathPatchingResult:
+    """Effect of sender heads (clean outputs) reaching only the receivers, every other head frozen to corrupted.
+
+    ``senders``: sender sets, one per result row (e.g. ``[[(l, h)] for every head]`` for a map).
+    ``receivers``: ``(layer, head, "q"|"k"|"v")`` inputs (``head`` is a KV head for k/v), or None for the logits
+    (then the path runs through the MLPs, which recompute, into the unembedding).
+    Step 1 runs the corrupted prompt with senders clean and all other heads frozen and records the receiver
+    inputs; step 2 runs the corrupted prompt with only those receiver inputs patched in.
+    """
+    n = model.cfg.n_layers
+    for s in senders:
+        for l, h in s:
+            model.check_head(l, h)
+    for r in receivers or ():
+        if r[2] not in ("q", "k", "v"):
+            raise InvalidConfigError(f"receiver input must be 'q', 'k' or 'v', got {r[2]!r}")
+        n_units = model.cfg.n_heads if r[2] == "q" else model.cfg.n_kv_heads
+        model.check_layer(r[0])
+        if not 0 <= r[1] < n_units:
+            raise IndexOutOfRangeError(f"receiver {r[2]} head", r[1], n_units)
+    z_names = [f"blocks.{l}.attn.hook_z" for l in range(n)]
+    with torch.no_grad():
+        _, cc = model.run_with_cache(setup.clean, names=z_names)
+        _, kc = model.run_with_cache(setup.corrupted, names=z_names)
+    mask = torch.zeros(len(senders), n, model.cfg.n_heads, dtype=torch.bool)
+    for i, s in enumerate(senders):
+        for l, h in s:
+            mask[i, l, h] = True
+    recv_names = sorted({f"blocks.{l}.attn.hook_{kind}" for l, _, kind in receivers or ()})
+    lds = []
+    for i in range(0, len(senders), batch_size):
+        m = mask[i : i + batch_size]
+        b = m.shape[0]
+        hooks = []
+        for l in range(n):
+            # freeze heads (senders clean, the rest corrupted); receivers' own layers included, as in Wang et al.
+            def fn(x, hook, _l=l, _m=m):
+                return torch.where(_m[:, _l][:, None, :, None].to(x.device), cc["z", _l], kc["z", _l]).to(
+                    x.dtype
+                )
+
+            hooks.append((z_names[l], fn))
+        ids = setup.corrupted.expand(b, -1)
+        with torch.no_grad():
+            logits, step1 = model.run_with_cache(ids, names=recv_names, fwd_hooks=hooks)
+            if receivers is None:
+                assert logits is not None  # no stop_at_layer: the forward ran to the end
+                lds.append(setup.ld(logits))
+                continue
+            ivs = [Patch(f"blocks.{l}.attn.hook_{kind}", step1, heads=[h]) for l, h, kind in receivers]
+            lds.append(setup.ld(model(ids, interventions=ivs)))
+    ld = torch.cat(lds).cpu()
+    return PathPatchingResult(
+        [[(int(l), int(h)) for l, h in s] for s in senders],
+        None if receivers is None else [(int(r[0]), int(r[1]), str(r[2])) for r in receivers],
+        tolist(setup.normalise(ld)),
+        tolist(ld),
+        setup.clean_ld,
+        setup.corrupted_ld,
+    )

@@ -1,0 +1,81 @@
+"""``neuroscope trace`` and ``neuroscope corpus prepare``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from neuroscope.models.loading import load_model
+    from neuroscope.record.writer import TraceConfig, record, resolve_hooks
+
+    model = load_model(args.model, device=args.device)
+    hooks = resolve_hooks(model, args.layer or [], args.hook or ["resid_post"])
+    cfg = TraceConfig(hooks=hooks, data=args.data, split=args.split, tokens=args.tokens, ctx_len=args.ctx_len,
+                      batch_size=args.batch_size, shard_tokens=args.shard_tokens, dtype=args.dtype)
+    torch_threads(args.threads)
+    result = record(model, cfg, args.out, progress=not args.no_progress)
+    print(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def torch_threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from neuroscope.record.datasets import prepare_corpus
+
+    info = prepare_corpus(args.out, root=args.root, heldout_fraction=args.heldout_fraction)
+    print(json.dumps(info.to_dict(), indent=2))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("trace", help="record activations at hook points into Parquet shards (resumable)")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--layer", type=int, nargs="*", help="layer(s) for short hook names such as resid_post")
+    p.add_argument("--hook", action="append", help="hook name (repeatable): resid_post, mlp_out, blocks.3.hook_resid_pre …")
+    p.add_argument("--data", required=True, help="a prepared corpus folder, or .txt/.jsonl/.parquet file(s)")
+    p.add_argument("--split", default="train", choices=["train", "heldout"], help="split of a prepared corpus")
+    p.add_argument("--tokens", type=int, default=200_000)
+    p.add_argument("--ctx-len", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--shard-tokens", type=int, default=65_536, help="rows per shard (rounded to whole contexts)")
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    p.add_argument("--out", required=True, help="output folder (created; an existing recording is resumed)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_trace)
+
+    c = subparsers.add_parser("corpus", help="prepare the default offline English corpus")
+    csub = c.add_subparsers(dest="corpus_command", required=True)
+    q = csub.add_parser("prepare", help="extract prose from the Python docs (apt package python3-doc) into train/heldout")
+    q.add_argument("--out", default="data/corpus")
+    q.add_argument("--root", default=None, help="HTML folder to read (default /usr/share/doc/python3*/html)")
+    q.add_argument("--heldout-fraction", type=float, default=0.1)
+    q.set_defaults(func=_prepare)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m neuroscope.record.cli``) with the same subcommands."""
+    from neuroscope.errors import NeuroscopeError
+
+    parser = argparse.ArgumentParser(prog="neuroscope")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NeuroscopeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Text corpora: local files to documents, documents to fixed-length token contexts.
+
+The default offline corpus is the English prose of the Python documentation as Debian ships it
+(apt package ``python3-doc``, which installs ``/usr/share/doc/python3.X/html``). Only ``<p>`` paragraphs
+are kept, so code samples, tables and navigation are dropped; each HTML page becomes one document, and a
+page goes to the held-out split when the SHA-256 of its relative path falls in the held-out bucket, so the
+split is the same on every machine and does not depend on file order or on how many pages there are.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import html.parser
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Int
+
+from neuroscope.errors import InvalidConfigError, NeuroscopeError, ResourceNotFoundError
+
+DEFAULT_DOC_GLOB = "/usr/share/doc/python3*/html"
+INSTALL_HINT = "Install the default corpus source with: apt-get install -y python3-doc"
+CORPUS_FILE = "corpus.json"
+
+
+class EmptyCorpusError(NeuroscopeError, ValueError):
+    """The corpus yields no text (or fewer tokens than one context needs)."""
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    source: str
+    apt_package: str
+    root: str
+    heldout_fraction: float
+    n_train_docs: int
+    n_heldout_docs: int
+    train_chars: int
+    heldout_chars: int
+    train_sha256: str
+    heldout_sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- the default corpus ------------------------------------------------------------------------------------
+class _ParagraphParser(html.parser.HTMLParser):
+    """Collect the text of ``<p>`` elements that are not inside ``<pre>``/navigation/footers."""
+
+    SKIP = {"pre", "script", "style", "nav", "footer"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.paragraphs: list[str] = []
+        self._buf: list[str] | None = None
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self._skip += 1
+        elif tag == "p":
+            self._buf = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP:
+            self._skip = max(0, self._skip - 1)
+        elif tag == "p" and self._buf is not None:
+            text = re.sub(r"\s+", " ", "".join(self._buf)).strip()
+            # very short paragraphs are headings, labels and "Note" markers rather than prose
+            if len(text.split()) >= 6:
+                self.paragraphs.append(text)
+            self._buf = None
+
+    def handle_data(self, data: str) -> None:
+        if self._buf is not None and not self._skip:
+            self._buf.append(data)
+
+
+def html_paragraphs(raw: str) -> list[str]:
+    parser = _ParagraphParser()
+    parser.feed(raw)
+    parser.close()
+    return parser.paragraphs
+
+
+def find_default_root() -> Path:
+    roots = sorted(p for p in glob.glob(DEFAULT_DOC_GLOB) if Path(p).is_dir())
+    if not roots:
+        raise ResourceNotFoundError(f"No Python documentation found at {DEFAULT_DOC_GLOB}. {INSTALL_HINT}")
+    return Path(roots[-1])
+
+
+def is_heldout(key: str, fraction: float) -> bool:
+    bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+    return bucket < fraction
+
+
+def prepare_corpus(
+    out: str | os.PathLike, root: str | os.PathLike | None = None, heldout_fraction: float = 0.1
+) -> CorpusInfo:
+    """Write ``train.jsonl``, ``heldout.jsonl`` and ``corpus.json`` under ``out`` (deterministic)."""
+    if not 0.0 < heldout_fraction < 1.0:
+        raise InvalidConfigError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
+    root_path = Path(root) if root is not None else find_default_root()
+    if not root_path.is_dir():
+        raise ResourceNotFoundError(f"Corpus source folder {root_path} does not exist. {INSTALL_HINT}")
+    pages = sorted(p for p in root_path.rglob("*.html") if "_static" not in p.parts)
+    splits: dict[str, list[dict[str, str]]] = {"train": [], "heldout": []}
+    for page in pages:
+        rel = page.relative_to(root_path).as_posix()
+        paras = html_paragraphs(page.read_text(encoding="utf-8", errors="replace"))
+        if not paras:
+            continue
+        split = "heldout" if is_heldout(rel, heldout_fraction) else "train"
+        splits[split].append({"id": rel, "text": "\n\n".join(paras)})
+    if not splits["train"] or not splits["heldout"]:
+        raise EmptyCorpusError(f"No prose paragraphs found under {root_path}. {INSTALL_HINT}")
+    out_path = Path(out)
+    out_path.mkdir(parents=True, exist_ok=True)
+    digests, chars = {}, {}
+    for split, docs in splits.items():
+        blob = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs).encode()
+        _atomic_write(out_path / f"{split}.jsonl", blob)
+        digests[split], chars[split] = hashlib.sha256(blob).hexdigest(), sum(len(d["text"]) for d in docs)
+    info = CorpusInfo(
+        source="python-docs", apt_package="python3-doc", root=str(root_path),
+        heldout_fraction=heldout_fraction, n_train_docs=len(splits["train"]),
+        n_heldout_docs=len(splits["heldout"]), train_chars=chars["train"], heldout_chars=chars["heldout"],
+        train_sha256=digests["train"], heldout_sha256=digests["heldout"],
+    )
+    _atomic_write(out_path / CORPUS_FILE, json.dumps(info.to_dict(), indent=2).encode())
+    return info
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# --- reading text --------------------------------------------------------------------------------------
+TEXT_SUFFIXES = (".txt", ".md", ".jsonl", ".parquet")
+
+
+def resolve_data(path: str | os.PathLike, split: str = "train") -> Path:
+    """A prepared corpus folder means its ``{split}.jsonl``; anything else is used as given."""
+    p = Path(path)
+    if not p.exists():
+        raise ResourceNotFoundError(f"Corpus path {p} does not exist. Prepare one with `neuroscope corpus prepare`.")
+    if p.is_dir() and (p / CORPUS_FILE).exists():
+        if split not in ("train", "heldout"):
+            raise InvalidConfigError(f"split must be 'train' or 'heldout', got {split!r}")
+        return p / f"{split}.jsonl"
+    return p
+
+
+def load_documents(path: str | os.PathLike) -> Iterator[Document]:
+    """Documents from a ``.txt``/``.md`` file (one document), ``.jsonl`` (``text`` field), ``.parquet``
+    (``text`` column) or a folder of those (sorted, recursive)."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in TEXT_SUFFIXES)
+    elif p.exists():
+        files = [p]
+    else:
+        raise ResourceNotFoundError(f"Corpus path {p} does not exist.")
+    for f in files:
+        if f.suffix == ".jsonl":
+            with open(f, encoding="utf-8") as fh:
+                for i, line in enumerate(fh):
+                    if line.strip():
+                        rec = json.loads(line)
+                        yield Document(str(rec.get("id", f"{f.name}:{i}")), rec["text"])
+        elif f.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            texts = pq.read_table(f, columns=["text"]).column("text").to_pylist()
+            for i, t in enumerate(texts):
+                yield Document(f"{f.name}:{i}", t or "")
+        else:
+            yield Document(f.name, f.read_text(encoding="utf-8", errors="replace"))
+
+
+def context_bos_id(tokenizer: Any) -> int:
+    """The token that starts every context: the model's BOS if its tokenizer adds one, else EOS (GPT-2 and
+    SmolLM2 mark document boundaries with ``<|endoftext|>``)."""
+    ids = tokenizer("a")["input_ids"]
+    if tokenizer.bos_token_id is not None and ids and ids[0] == tokenizer.bos_token_id:
+        return int(tokenizer.bos_token_id)
+    if tokenizer.eos_token_id is not None:
+        return int(tokenizer.eos_token_id)
+    if tokenizer.bos_token_id is not None:
+        return int(tokenizer.bos_token_id)
+    raise InvalidConfigError("The tokenizer has neither a BOS nor an EOS token to start contexts with.")
+
+
+def iter_contexts(
+    docs: Iterable[Document], tokenizer: Any, ctx_len: int, max_contexts: int | None = None
+) -> Iterator[Int[torch.Tensor, " ctx"]]:
+    """Pack documents (separated by EOS) into contexts of ``ctx_len`` tokens, each starting with BOS.
+
+    Deterministic for a given corpus and tokenizer; context ``i`` is the same on every run, which is what
+    lets the recorder resume by context index.
+    """
+    if ctx_len < 2:
+        raise InvalidConfigError(f"ctx_len must be >= 2, got {ctx_len}")
+    bos = context_bos_id(tokenizer)
+    sep = tokenizer.eos_token_id
+    body = ctx_len - 1
+    buf: list[int] = []
+    n = 0
+    any_text = False
+    for doc in docs:
+        if not doc.text.strip():
+            continue
+        any_text = True
+        buf.extend(tokenizer(doc.text, add_special_tokens=False)["input_ids"])
+        if sep is not None:
+            buf.append(sep)
+        while len(buf) >= body:
+            yield torch.tensor([bos] + buf[:body], dtype=torch.long)
+            del buf[:body]
+            n += 1
+            if max_contexts is not None and n >= max_contexts:
+                return
+    if not any_text:
+        raise EmptyCorpusError("The corpus has no text: every document is empty.")
+    if n == 0:
+        raise EmptyCorpusError(f"The corpus has only {len(buf)} tokens, fewer than one context of {ctx_len}.")

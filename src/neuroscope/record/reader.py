@@ -1,0 +1,210 @@
+"""Read recorded activations: manifest checks, shard verification, a streaming shuffled batch iterator."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from jaxtyping import Float
+
+from neuroscope.errors import CorruptDataError, InvalidConfigError, ResourceNotFoundError
+from neuroscope.record.writer import MANIFEST, file_sha256, footer_rows
+
+
+@dataclass(frozen=True)
+class Batch:
+    acts: Float[torch.Tensor, "n d"]
+    token_id: torch.Tensor
+    doc_id: torch.Tensor
+    pos: torch.Tensor
+
+
+class ActivationStore:
+    """A recorded folder. Opening it reads the manifest; ``verify()`` checks every shard's footer
+    (and, with ``checksums=True``, its SHA-256) and names the first bad shard."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        mpath = self.path / MANIFEST
+        if not mpath.exists():
+            raise ResourceNotFoundError(
+                f"No {MANIFEST} in {self.path}: record activations there first with `neuroscope trace ... --out {self.path}`."
+            )
+        try:
+            self.manifest: dict[str, Any] = json.loads(mpath.read_text())
+        except json.JSONDecodeError as e:
+            raise CorruptDataError(f"Manifest {mpath} is not valid JSON: {e}") from e
+        self.shards: list[dict[str, Any]] = self.manifest.get("shards", [])
+        self._files: dict[str, pq.ParquetFile] = {}
+
+    # --- metadata --------------------------------------------------------------------------------------
+    @property
+    def hooks(self) -> list[str]:
+        return list(self.manifest["hooks"])
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.manifest.get("tokens", 0))
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("complete"))
+
+    @property
+    def special_token_ids(self) -> list[int]:
+        return list(self.manifest.get("special_token_ids", []))
+
+    def d(self, hook: str | None = None) -> int:
+        return int(self.manifest["columns"][self.hook(hook)]["d"])
+
+    def hook(self, hook: str | None = None) -> str:
+        hooks = self.hooks
+        if hook is None:
+            if len(hooks) != 1:
+                raise InvalidConfigError(f"{self.path} holds several hooks ({', '.join(hooks)}); pick one with --hook")
+            return hooks[0]
+        if hook not in hooks:
+            raise InvalidConfigError(f"{self.path} has no hook {hook!r}; it holds {', '.join(hooks)}")
+        return hook
+
+    # --- verification ----------------------------------------------------------------------------------
+    def verify(self, checksums: bool = False) -> int:
+        """Check every listed shard; return the total row count."""
+        total = 0
+        for s in self.shards:
+            p = self.path / s["file"]
+            if not p.exists():
+                raise CorruptDataError(f"Shard {p} is listed in the manifest but missing.")
+            rows = footer_rows(p)
+            if rows != s["rows"]:
+                raise CorruptDataError(f"Shard {p} has {rows} rows but the manifest says {s['rows']}.")
+            if checksums and file_sha256(p) != s["sha256"]:
+                raise CorruptDataError(f"Shard {p} does not match its checksum in the manifest.")
+            total += rows
+        return total
+
+    def _file(self, name: str) -> pq.ParquetFile:
+        if name not in self._files:
+            p = self.path / name
+            if not p.exists():
+                raise CorruptDataError(f"Shard {p} is listed in the manifest but missing.")
+            try:
+                self._files[name] = pq.ParquetFile(p)
+            except (OSError, pa.ArrowException) as e:
+                raise CorruptDataError(f"Shard {p} is corrupt (cannot open it as Parquet: {e}).") from e
+        return self._files[name]
+
+    def _read(self, name: str, row_group: int | None, columns: list[str]) -> pa.Table:
+        f = self._file(name)
+        try:
+            if row_group is None:
+                return f.read(columns=columns)
+            return f.read_row_group(row_group, columns=columns)
+        except (OSError, pa.ArrowException) as e:
+            raise CorruptDataError(f"Shard {self.path / name} is corrupt (reading it failed: {e}).") from e
+
+    # --- reading -----------------------------------------------------------------------------------------
+    @staticmethod
+    def _to_batch(table: pa.Table, hook: str, d: int) -> Batch:
+        col = table.column(hook).combine_chunks()
+        acts = col.values.to_numpy(zero_copy_only=False).reshape(-1, d)
+        return Batch(
+            torch.from_numpy(np.array(acts, dtype=np.float32)),
+            torch.from_numpy(table.column("token_id").to_numpy().astype(np.int64)),
+            torch.from_numpy(table.column("doc_id").to_numpy().astype(np.int64)),
+            torch.from_numpy(table.column("pos").to_numpy().astype(np.int64)),
+        )
+
+    def read_all(self, hook: str | None = None, max_tokens: int | None = None) -> Batch:
+        """Everything (or the first ``max_tokens`` rows) in recording order; for small stores and tests."""
+        name = self.hook(hook)
+        parts, n = [], 0
+        for s in self.shards:
+            parts.append(self._to_batch(self._read(s["file"], None, ["doc_id", "pos", "token_id", name]), name, self.d(name)))
+            n += parts[-1].acts.shape[0]
+            if max_tokens is not None and n >= max_tokens:
+                break
+        if not parts:
+            raise CorruptDataError(f"{self.path} lists no shards.")
+        cat = Batch(*(torch.cat([getattr(p, f) for p in parts]) for f in ("acts", "token_id", "doc_id", "pos")))
+        if max_tokens is not None:
+            cat = Batch(cat.acts[:max_tokens], cat.token_id[:max_tokens], cat.doc_id[:max_tokens], cat.pos[:max_tokens])
+        return cat
+
+    def row_groups(self) -> list[tuple[str, int]]:
+        return [(s["file"], g) for s in self.shards for g in range(self._file(s["file"]).num_row_groups)]
+
+    def iter_batches(
+        self,
+        batch_size: int,
+        hook: str | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        buffer_tokens: int = 131_072,
+        exclude_special: bool = True,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
+        """One pass over the store in batches. With ``shuffle``, row groups from all shards are visited in a
+        seeded random order and mixed in a buffer of ``buffer_tokens`` rows, so memory stays bounded by the
+        buffer whatever the store's size. Special tokens (BOS/EOS/padding) are dropped unless asked for."""
+        name = self.hook(hook)
+        d = self.d(name)
+        rng = np.random.default_rng(seed)
+        groups = self.row_groups()
+        if shuffle:
+            groups = [groups[i] for i in rng.permutation(len(groups))]
+        special = torch.tensor(self.special_token_ids, dtype=torch.long)
+        cols = ["doc_id", "pos", "token_id", name]
+        buf: list[Batch] = []
+        buffered = 0
+
+        def drain(final: bool) -> Iterator[Batch]:
+            nonlocal buf, buffered
+            cat = Batch(*(torch.cat([getattr(p, f) for p in buf]) for f in ("acts", "token_id", "doc_id", "pos")))
+            if shuffle:
+                perm = torch.from_numpy(rng.permutation(cat.acts.shape[0]))
+                cat = Batch(cat.acts[perm], cat.token_id[perm], cat.doc_id[perm], cat.pos[perm])
+            n = cat.acts.shape[0]
+            # keep half the buffer back while streaming so consecutive row groups mix across drains
+            keep = 0 if final else (n // 2 if shuffle else n % batch_size)
+            stop = ((n - keep) // batch_size) * batch_size
+            if final and not drop_last:
+                stop = n
+            for i in range(0, stop, batch_size):
+                sl = slice(i, min(i + batch_size, stop))
+                yield Batch(cat.acts[sl], cat.token_id[sl], cat.doc_id[sl], cat.pos[sl])
+            rest = Batch(cat.acts[stop:], cat.token_id[stop:], cat.doc_id[stop:], cat.pos[stop:])
+            buf, buffered = ([rest], rest.acts.shape[0]) if rest.acts.shape[0] else ([], 0)
+
+        for shard, g in groups:
+            b = self._to_batch(self._read(shard, g, cols), name, d)
+            if exclude_special and special.numel():
+                keep = ~torch.isin(b.token_id, special)
+                b = Batch(b.acts[keep], b.token_id[keep], b.doc_id[keep], b.pos[keep])
+            buf.append(b)
+            buffered += b.acts.shape[0]
+            if buffered >= buffer_tokens:
+                yield from drain(final=False)
+        if buffered:
+            yield from drain(final=True)
+
+    def sample(self, n: int, hook: str | None = None, seed: int = 0, exclude_special: bool = True) -> Float[torch.Tensor, "n d"]:
+        """Up to ``n`` shuffled rows (for initialisation and normalisation statistics)."""
+        out, got = [], 0
+        for b in self.iter_batches(min(n, 8192), hook, shuffle=True, seed=seed, buffer_tokens=max(n, 8192),
+                                   exclude_special=exclude_special):
+            out.append(b.acts)
+            got += b.acts.shape[0]
+            if got >= n:
+                break
+        if not out:
+            raise CorruptDataError(f"{self.path} has no usable rows.")
+        return torch.cat(out)[:n]

@@ -1,0 +1,84 @@
+"""``neuroscope ui``: serve the workbench."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("ui", help="serve the interactive workbench (REST + WebSocket + React UI)")
+    p.add_argument("--model", default=None, help="model spec (default smollm2-135m)")
+    p.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1; others need --token)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    p.add_argument("--token", default=None, help="shared secret for every request (or NEUROSCOPE_TOKEN)")
+    p.add_argument(
+        "--allow-host", action="append", default=None, help="extra Host header value to accept (repeatable)"
+    )
+    p.add_argument("--cors-origin", action="append", default=None, help="origin allowed by CORS (repeatable)")
+    p.add_argument("--max-prompt-tokens", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads for the model worker")
+    p.add_argument("--vectors-dir", default=None, help="folder of saved steering vectors (*.pt)")
+    p.set_defaults(func=serve)
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    from neuroscope.server.settings import Settings
+
+    given: dict[str, Any] = {
+        "model": args.model,
+        "host": args.host,
+        "port": args.port,
+        "token": args.token,
+        "device": args.device,
+        "max_prompt_tokens": args.max_prompt_tokens,
+        "vectors_dir": args.vectors_dir,
+        "torch_threads": args.threads,
+        "allowed_hosts": tuple(args.allow_host) if args.allow_host else None,
+        "cors_origins": tuple(args.cors_origin) if args.cors_origin else None,
+    }
+    return Settings(**{k: v for k, v in given.items() if v is not None})
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from pydantic import ValidationError
+
+    from neuroscope.errors import InvalidConfigError
+    from neuroscope.server.app import create_app
+
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as e:
+        # the settings validator's own message (e.g. the token refusal) is the useful part
+        raise InvalidConfigError(
+            "; ".join(str(err.get("msg", err)).removeprefix("Value error, ") for err in e.errors())
+        ) from None
+    app = create_app(settings)
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{shown}:{settings.port}/" + (f"?token={settings.token}" if settings.token else "")
+    print(f"NeuroScope workbench: {url}  (model {settings.model})", file=sys.stderr, flush=True)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level="warning", ws_max_size=settings.max_body_bytes
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m neuroscope.server.cli ...`` (the same as ``neuroscope ui ...``)."""
+    parser = argparse.ArgumentParser(prog="neuroscope")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["ui", *(argv if argv is not None else sys.argv[1:])])
+    from neuroscope.errors import NeuroscopeError
+
+    try:
+        return int(args.func(args) or 0)
+    except NeuroscopeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pydantic models at the HTTP/WebSocket edge only; the worker speaks plain Python and tensors."""

@@ -1,0 +1,92 @@
+"""Attention, logit lens, residual stream and attribution views."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from neuroscope.server.schemas.common import InterventionSpec, NonNeg, Prompt, Strict, Timings
+
+
+class HeadBadge(BaseModel):
+    layer: int
+    head: int
+    kind: str = Field(
+        description="previous-token | induction | duplicate-token | first-token | self (| broad)"
+    )
+    score: float
+    source: str = Field(
+        description="classifier: the analysis library on random repeated tokens; prompt: this prompt's patterns"
+    )
+
+
+class AttentionGridResponse(BaseModel):
+    tokens: list[str]
+    n_layers: int
+    n_heads: int
+    size: int = Field(description="side of each thumbnail (the pattern is average-pooled when longer)")
+    thumbs: list[list[list[float]]] = Field(description="[layer][head] -> size*size row-major pattern values")
+    badges: list[HeadBadge]
+    timings: Timings
+
+
+class HeadRequest(Strict):
+    prompt: Prompt
+    layer: NonNeg
+    head: NonNeg
+
+
+class HeadResponse(BaseModel):
+    tokens: list[str]
+    layer: int
+    head: int
+    pattern: list[list[float]] = Field(description="[query][key] attention probabilities")
+
+
+class LensResponse(BaseModel):
+    tokens: list[str]
+    layers: list[str] = Field(description="row labels: embed, then each layer's resid_post")
+    top_tokens: list[list[str]] = Field(description="[row][position] most likely next token")
+    top_ids: list[list[int]]
+    probs: list[list[float]]
+    timings: Timings
+
+
+class PcaTrajectory(BaseModel):
+    labels: list[str]
+    points: list[list[float]] = Field(description="[row] -> [pc1, pc2, pc3] of the last token's residual")
+    baseline_points: list[list[float]] | None
+    explained: list[float]
+
+
+class ResidualResponse(BaseModel):
+    tokens: list[str]
+    labels: list[str]
+    norms: list[list[float]] = Field(description="[row][position] L2 norm of the residual stream")
+    baseline_norms: list[list[float]] | None
+    pca: PcaTrajectory
+    timings: Timings
+
+
+class AttributionRequest(Strict):
+    prompt: Prompt
+    interventions: InterventionSpec = Field(default_factory=InterventionSpec)
+    target: str | None = Field(
+        default=None, max_length=200, description="target token text (default: the top prediction)"
+    )
+
+
+class Component(BaseModel):
+    label: str
+    value: float
+
+
+class AttributionResponse(BaseModel):
+    target: str
+    target_id: int
+    components: list[Component] = Field(
+        description="direct logit attribution of embed, each attn and MLP output"
+    )
+    heads: list[list[float]] = Field(description="[layer][head] direct logit attribution of each head")
+    token_scores: list[float] = Field(description="gradient x input of each prompt token on the target logit")
+    tokens: list[str]
+    timings: Timings

@@ -1,0 +1,98 @@
+"""Server settings (pydantic-settings: ``NEUROSCOPE_*`` environment variables or keyword arguments).
+
+Validation refuses an unsafe configuration up front: a server reachable from other machines without a
+token would hand the model (and the host's CPU) to anyone on the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from neuroscope.errors import InvalidConfigError
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class InsecureSettingsError(InvalidConfigError):
+    """The server would be reachable from other machines without a token."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEUROSCOPE_", frozen=True, extra="forbid")
+
+    model: str = Field(default="smollm2-135m", description="model spec passed to neuroscope.load_model")
+    device: str | None = Field(
+        default=None, description="torch device for the model (default: the loader's choice)"
+    )
+    host: str = Field(
+        default="127.0.0.1", description="interface to bind; anything but loopback needs a token"
+    )
+    port: int = Field(default=8000, ge=0, le=65535)
+    token: str | None = Field(
+        default=None, description="shared secret required on every route and the WebSocket"
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(), description="extra Host header values to accept ('*' = any)"
+    )
+    cors_origins: tuple[str, ...] = Field(
+        default=(), description="origins allowed by CORS and the WebSocket check"
+    )
+    max_prompt_chars: int = Field(default=4000, ge=1)
+    max_prompt_tokens: int = Field(
+        default=128, ge=1, description="longer prompts get a 422 with the limit in the message"
+    )
+    max_body_bytes: int = Field(
+        default=65536, ge=1024, description="larger request bodies / messages get a 413"
+    )
+    max_new_tokens: int = Field(default=64, ge=1)
+    cache_size: int = Field(
+        default=8, ge=1, description="plain runs (full residual stream) kept per prompt, LRU"
+    )
+    top_k: int = Field(default=10, ge=1, le=100)
+    max_batch: int = Field(
+        default=16, ge=1, le=256, description="live requests from different clients run in one forward"
+    )
+    torch_threads: int | None = Field(
+        default=None, ge=1, le=256, description="intra-op threads for the model worker (default: torch's)"
+    )
+    vectors_dir: str | None = Field(
+        default=None, description="folder of saved steering vectors (*.pt / *.safetensors)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not is_loopback(self.host) and not self.token:
+            raise InsecureSettingsError(
+                f"Refusing to serve on {self.host!r} without a token: anyone who can reach this machine could "
+                "drive the model. Pass --token T (or NEUROSCOPE_TOKEN) or bind to 127.0.0.1."
+            )
+        if self.token is not None and len(self.token) < 8:
+            raise InsecureSettingsError("The token must be at least 8 characters long.")
+        return self
+
+    def host_allowlist(self) -> set[str]:
+        """Host header values (without port) the server answers; DNS rebinding gets a 400."""
+        hosts = {"127.0.0.1", "localhost", "::1", *self.allowed_hosts}
+        if self.host not in ("0.0.0.0", "::"):
+            hosts.add(self.host.strip("[]"))
+        else:
+            # A wildcard bind is reached through this machine's names and addresses; the token guards it.
+            name = socket.gethostname()
+            hosts.update({name, socket.getfqdn()})
+            with contextlib.suppress(OSError):
+                hosts.update(socket.gethostbyname_ex(name)[2])
+        return hosts

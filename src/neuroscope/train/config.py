@@ -1,0 +1,123 @@
+"""Training configuration: one frozen dataclass, validated on construction, saved next to the checkpoints."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from neuroscope.errors import InvalidConfigError
+
+N_RANDOM_TOKENS = 256  # the byte tokenizer's ordinary tokens; BOS/EOS/PAD sit above them
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A seeded training run of a small GPT-2 on repeated random token sequences."""
+
+    n_layers: int = 2
+    """Transformer blocks."""
+    n_heads: int = 4
+    """Attention heads per block."""
+    d_model: int = 128
+    """Residual stream width (d_head = d_model / n_heads)."""
+    attn_only: bool = True
+    """Zero and freeze the MLPs, giving Elhage et al.'s attention-only transformer inside a stock GPT-2."""
+    sinusoidal_init: bool = False
+    """Start the learned position table from sinusoids (Vaswani et al.) instead of GPT-2's noise (in one trial
+    on pure repeat data it did not shorten the plateau)."""
+    tie_embeddings: bool = False
+    """Tie the unembedding to the embedding (GPT-2's default). Off by default: on uniform random targets the
+    unembedding gradient pushes tied token embeddings toward each other, blurring the token identity that
+    induction has to match on."""
+    n_ctx: int = 128
+    """Training sequence length (tokens, BOS included); also the model's position table."""
+    vocab: int = N_RANDOM_TOKENS
+    """Random tokens are drawn from ids 0..vocab-1 (at most 256, the byte tokenizer's ordinary tokens)."""
+    min_repeat: int = 4
+    """Shortest repeated segment; segment lengths vary per sequence so that only content-based copying works."""
+    text: str | None = None
+    """Optional English text to mix in: a ``.jsonl`` of ``{"text": ...}`` rows (e.g. the record corpus's
+    ``train.jsonl``) or a plain ``.txt``. Byte-level text gives layer 0 a reason to look at the previous token
+    (which byte follows depends on the last two), the way natural text does in Olsson et al."""
+    text_fraction: float = 0.5
+    """Share of each batch's rows that are text windows when ``text`` is set."""
+    skip_fraction: float = 0.25
+    """Share of rows of a skip-bigram task, ``x[t+1] = perm(x[t-1])`` for a fixed random permutation. Only a head that looks at the previous token solves it, so layer 0 grows a
+    previous-token head early, and the induction head that composes with it forms soon after (without it the
+    two wait on each other through a long loss plateau; see docs/induction)."""
+    skip_marker: bool = False
+    """Start skip-bigram rows with EOS instead of BOS. Tried: the model then gates its previous-token heads on the
+    marker (0.65 on marked rows, 0.01 on BOS rows at step 600) and no induction head forms on BOS rows."""
+    batch_size: int = 32
+    steps: int = 4000
+    lr: float = 2e-3
+    warmup: int = 100
+    """Linear warm-up steps, then constant learning rate (a decay would blur the step axis of the formation plot)."""
+    weight_decay: float = 0.01
+    seed: int = 0
+    checkpoint_every: int = 100
+    """Save a checkpoint every this many steps (step 0, the initialisation, is always saved)."""
+    eval_seq_len: int = 50
+    """Length of the random half in the BOS + X + X evaluation sequences (2 * eval_seq_len + 1 <= n_ctx)."""
+    threads: int = 0
+    """torch threads for training (0: leave torch's default)."""
+
+    def __post_init__(self) -> None:
+        positive = (
+            "n_layers",
+            "n_heads",
+            "d_model",
+            "n_ctx",
+            "vocab",
+            "min_repeat",
+            "batch_size",
+            "steps",
+            "checkpoint_every",
+            "eval_seq_len",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise InvalidConfigError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise InvalidConfigError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
+        if self.vocab > N_RANDOM_TOKENS:
+            raise InvalidConfigError(
+                f"vocab must be <= {N_RANDOM_TOKENS} (the byte tokenizer), got {self.vocab}"
+            )
+        if 2 * self.min_repeat + 1 > self.n_ctx:
+            raise InvalidConfigError(
+                f"n_ctx ({self.n_ctx}) must hold BOS + two copies of min_repeat ({self.min_repeat})"
+            )
+        if 2 * self.eval_seq_len + 1 > self.n_ctx:
+            raise InvalidConfigError(
+                f"eval sequences (2 * eval_seq_len + 1 = {2 * self.eval_seq_len + 1}) must fit n_ctx ({self.n_ctx})"
+            )
+        if not 0.0 <= self.skip_fraction < 1.0:
+            raise InvalidConfigError(f"skip_fraction must be in [0, 1), got {self.skip_fraction}")
+        if not 0.0 <= self.text_fraction <= 1.0:
+            raise InvalidConfigError(f"text_fraction must be in [0, 1], got {self.text_fraction}")
+        if not (self.lr > 0 and self.weight_decay >= 0 and self.warmup >= 0 and self.threads >= 0):
+            raise InvalidConfigError("lr must be > 0; weight_decay, warmup and threads must be >= 0")
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    def checkpoint_steps(self) -> list[int]:
+        steps = list(range(0, self.steps, self.checkpoint_every))
+        return steps + [self.steps]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        data = json.loads(Path(path).read_text())
+        return cls(**{k: v for k, v in data.items() if k in known})

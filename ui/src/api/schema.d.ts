@@ -1,0 +1,1348 @@
+// Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
+// openapi-sha256: 669615040525b55f
+
+export interface paths {
+    "/api/attention": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Grid */
+        post: operations["grid_api_attention_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/attention/head": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Head */
+        post: operations["head_api_attention_head_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/attribution": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Attribution */
+        post: operations["attribution_api_attribution_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/generate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Generate */
+        post: operations["generate_api_generate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/health": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Health */
+        get: operations["health_api_health_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/lens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Lens */
+        post: operations["lens_api_lens_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/model": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Model Info */
+        get: operations["model_info_api_model_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/residual": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Residual */
+        post: operations["residual_api_residual_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Run */
+        post: operations["run_api_run_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/steering/vectors": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Vectors */
+        get: operations["list_vectors_api_steering_vectors_get"];
+        put?: never;
+        /** Create Vector */
+        post: operations["create_vector_api_steering_vectors_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
+export type webhooks = Record<string, never>;
+export interface components {
+    schemas: {
+        /** AttentionGridResponse */
+        AttentionGridResponse: {
+            /** Badges */
+            badges: components["schemas"]["HeadBadge"][];
+            /** N Heads */
+            n_heads: number;
+            /** N Layers */
+            n_layers: number;
+            /**
+             * Size
+             * @description side of each thumbnail (the pattern is average-pooled when longer)
+             */
+            size: number;
+            /**
+             * Thumbs
+             * @description [layer][head] -> size*size row-major pattern values
+             */
+            thumbs: number[][][];
+            timings: components["schemas"]["Timings"];
+            /** Tokens */
+            tokens: string[];
+        };
+        /** AttributionRequest */
+        AttributionRequest: {
+            interventions?: components["schemas"]["InterventionSpec"];
+            /**
+             * Prompt
+             * @description the prompt text
+             */
+            prompt: string;
+            /**
+             * Target
+             * @description target token text (default: the top prediction)
+             */
+            target?: string | null;
+        };
+        /** AttributionResponse */
+        AttributionResponse: {
+            /**
+             * Components
+             * @description direct logit attribution of embed, each attn and MLP output
+             */
+            components: components["schemas"]["Component"][];
+            /**
+             * Heads
+             * @description [layer][head] direct logit attribution of each head
+             */
+            heads: number[][];
+            /** Target */
+            target: string;
+            /** Target Id */
+            target_id: number;
+            timings: components["schemas"]["Timings"];
+            /**
+             * Token Scores
+             * @description gradient x input of each prompt token on the target logit
+             */
+            token_scores: number[];
+            /** Tokens */
+            tokens: string[];
+        };
+        /** Component */
+        Component: {
+            /** Label */
+            label: string;
+            /** Value */
+            value: number;
+        };
+        /** CreateVectorRequest */
+        CreateVectorRequest: {
+            /** Layer */
+            layer: number;
+            /** Name */
+            name: string;
+            /** Negative */
+            negative: string[];
+            /** Positive */
+            positive: string[];
+        };
+        /** ErrorResponse */
+        ErrorResponse: {
+            /** Detail */
+            detail: string;
+        };
+        /** GenerateRequest */
+        GenerateRequest: {
+            interventions?: components["schemas"]["InterventionSpec"];
+            /**
+             * Max New Tokens
+             * @default 20
+             */
+            max_new_tokens: number;
+            /**
+             * Prompt
+             * @description the prompt text
+             */
+            prompt: string;
+            /**
+             * Seed
+             * @default 0
+             */
+            seed: number;
+            /**
+             * Temperature
+             * @default 0
+             */
+            temperature: number;
+        };
+        /** GenerateResponse */
+        GenerateResponse: {
+            /**
+             * Baseline
+             * @description the plain continuation (null when there are no interventions)
+             */
+            baseline: string | null;
+            /**
+             * Text
+             * @description continuation with the interventions active at every step
+             */
+            text: string;
+            timings: components["schemas"]["Timings"];
+        };
+        /** HeadBadge */
+        HeadBadge: {
+            /** Head */
+            head: number;
+            /**
+             * Kind
+             * @description previous-token | induction | duplicate-token | first-token | self (| broad)
+             */
+            kind: string;
+            /** Layer */
+            layer: number;
+            /** Score */
+            score: number;
+            /**
+             * Source
+             * @description classifier: the analysis library on random repeated tokens; prompt: this prompt's patterns
+             */
+            source: string;
+        };
+        /** HeadRequest */
+        HeadRequest: {
+            /** Head */
+            head: number;
+            /** Layer */
+            layer: number;
+            /**
+             * Prompt
+             * @description the prompt text
+             */
+            prompt: string;
+        };
+        /** HeadResponse */
+        HeadResponse: {
+            /** Head */
+            head: number;
+            /** Layer */
+            layer: number;
+            /**
+             * Pattern
+             * @description [query][key] attention probabilities
+             */
+            pattern: number[][];
+            /** Tokens */
+            tokens: string[];
+        };
+        /** InterventionRequest */
+        InterventionRequest: {
+            interventions?: components["schemas"]["InterventionSpec"];
+            /**
+             * Prompt
+             * @description the prompt text
+             */
+            prompt: string;
+        };
+        /**
+         * InterventionSpec
+         * @description Zero-ablations and steering, applied together (heads at attn.hook_z, neurons at mlp.hook_post).
+         */
+        InterventionSpec: {
+            /**
+             * Heads
+             * @description [layer, head] pairs
+             */
+            heads?: [
+                number,
+                number
+            ][];
+            /**
+             * Mlps
+             * @description layers whose whole MLP output is zeroed
+             */
+            mlps?: number[];
+            /**
+             * Neurons
+             * @description [layer, neuron] pairs
+             */
+            neurons?: [
+                number,
+                number
+            ][];
+            steer?: components["schemas"]["SteerSpec"] | null;
+        };
+        /** LensResponse */
+        LensResponse: {
+            /**
+             * Layers
+             * @description row labels: embed, then each layer's resid_post
+             */
+            layers: string[];
+            /** Probs */
+            probs: number[][];
+            timings: components["schemas"]["Timings"];
+            /** Tokens */
+            tokens: string[];
+            /** Top Ids */
+            top_ids: number[][];
+            /**
+             * Top Tokens
+             * @description [row][position] most likely next token
+             */
+            top_tokens: string[][];
+        };
+        /** Limits */
+        Limits: {
+            /** Max Body Bytes */
+            max_body_bytes: number;
+            /** Max New Tokens */
+            max_new_tokens: number;
+            /** Max Prompt Chars */
+            max_prompt_chars: number;
+            /** Max Prompt Tokens */
+            max_prompt_tokens: number;
+        };
+        /** ModelInfo */
+        ModelInfo: {
+            /** D Mlp */
+            d_mlp: number;
+            /** D Model */
+            d_model: number;
+            /** D Vocab */
+            d_vocab: number;
+            limits: components["schemas"]["Limits"];
+            /** Model Type */
+            model_type: string;
+            /** N Ctx */
+            n_ctx: number;
+            /** N Heads */
+            n_heads: number;
+            /** N Kv Heads */
+            n_kv_heads: number;
+            /** N Layers */
+            n_layers: number;
+            /** Name */
+            name: string;
+        };
+        /** NextToken */
+        NextToken: {
+            /** Base Logit */
+            base_logit: number;
+            /** Base Prob */
+            base_prob: number;
+            /** Delta Logit */
+            delta_logit: number;
+            /** Delta Prob */
+            delta_prob: number;
+            /** Logit */
+            logit: number;
+            /** Prob */
+            prob: number;
+            /** Token */
+            token: string;
+            /** Token Id */
+            token_id: number;
+        };
+        /** PcaTrajectory */
+        PcaTrajectory: {
+            /** Baseline Points */
+            baseline_points: number[][] | null;
+            /** Explained */
+            explained: number[];
+            /** Labels */
+            labels: string[];
+            /**
+             * Points
+             * @description [row] -> [pc1, pc2, pc3] of the last token's residual
+             */
+            points: number[][];
+        };
+        /** PromptRequest */
+        PromptRequest: {
+            /**
+             * Prompt
+             * @description the prompt text
+             */
+            prompt: string;
+        };
+        /** ResidualResponse */
+        ResidualResponse: {
+            /** Baseline Norms */
+            baseline_norms: number[][] | null;
+            /** Labels */
+            labels: string[];
+            /**
+             * Norms
+             * @description [row][position] L2 norm of the residual stream
+             */
+            norms: number[][];
+            pca: components["schemas"]["PcaTrajectory"];
+            timings: components["schemas"]["Timings"];
+            /** Tokens */
+            tokens: string[];
+        };
+        /** RunRequest */
+        RunRequest: {
+            interventions?: components["schemas"]["InterventionSpec"];
+            /**
+             * Prompt
+             * @description the prompt text
+             */
+            prompt: string;
+            /**
+             * Top K
+             * @default 10
+             */
+            top_k: number;
+        };
+        /** RunResponse */
+        RunResponse: {
+            /**
+             * Baseline
+             * @description top-k next tokens of the plain run
+             */
+            baseline: components["schemas"]["TokenProb"][];
+            /**
+             * Kl
+             * @description KL(plain || intervened) of the next-token distribution, nats
+             */
+            kl: number;
+            timings: components["schemas"]["Timings"];
+            /** Token Ids */
+            token_ids: number[];
+            /** Tokens */
+            tokens: string[];
+            /**
+             * Top
+             * @description top-k next tokens with the interventions, with deltas vs the plain run
+             */
+            top: components["schemas"]["NextToken"][];
+        };
+        /** SteerSpec */
+        SteerSpec: {
+            /**
+             * Alpha
+             * @default 1
+             */
+            alpha: number;
+            /**
+             * Layer
+             * @description residual stream layer (default: the vector's own layer)
+             */
+            layer?: number | null;
+            /**
+             * Vector
+             * @description name of a saved steering vector
+             */
+            vector: string;
+        };
+        /** SteeringVector */
+        SteeringVector: {
+            /** Layer */
+            layer: number;
+            /** Name */
+            name: string;
+            /** Norm */
+            norm: number;
+            /** Source */
+            source: string;
+        };
+        /** SteeringVectorList */
+        SteeringVectorList: {
+            /** Vectors */
+            vectors: components["schemas"]["SteeringVector"][];
+        };
+        /** Timings */
+        Timings: {
+            /**
+             * Batch Size
+             * @description requests (from any clients) served by the same forward
+             * @default 1
+             */
+            batch_size: number;
+            /**
+             * Cached Baseline
+             * @description the plain run of this prompt came from the cache
+             */
+            cached_baseline: boolean;
+            /**
+             * Compute Ms
+             * @description time on the model worker
+             */
+            compute_ms: number;
+            /**
+             * First Layer
+             * @description first intervened layer; layers below it were reused from the cache
+             */
+            first_layer: number | null;
+            /**
+             * Queue Ms
+             * @description waiting for the model worker
+             */
+            queue_ms: number;
+            /**
+             * Recomputed Layers
+             * @description decoder layers run for this request
+             */
+            recomputed_layers: number;
+            /**
+             * Total Ms
+             * @description request received to reply ready
+             * @default 0
+             */
+            total_ms: number;
+        };
+        /** TokenProb */
+        TokenProb: {
+            /** Logit */
+            logit: number;
+            /** Prob */
+            prob: number;
+            /** Token */
+            token: string;
+            /** Token Id */
+            token_id: number;
+        };
+        /** WsError */
+        WsError: {
+            /** Detail */
+            detail: string;
+            /** Id */
+            id: number | string | null;
+            /** Status */
+            status: number;
+            /**
+             * Type
+             * @default error
+             * @constant
+             */
+            type: "error";
+        };
+        /** WsRequest */
+        WsRequest: {
+            /** Id */
+            id: number | string;
+            interventions?: components["schemas"]["InterventionSpec"];
+            /**
+             * Prompt
+             * @description the prompt text
+             */
+            prompt: string;
+            /**
+             * Top K
+             * @default 10
+             */
+            top_k: number;
+        };
+        /** WsResult */
+        WsResult: {
+            /**
+             * Baseline
+             * @description top-k next tokens of the plain run
+             */
+            baseline: components["schemas"]["TokenProb"][];
+            /** Id */
+            id: number | string;
+            /**
+             * Kl
+             * @description KL(plain || intervened) of the next-token distribution, nats
+             */
+            kl: number;
+            timings: components["schemas"]["Timings"];
+            /** Token Ids */
+            token_ids: number[];
+            /** Tokens */
+            tokens: string[];
+            /**
+             * Top
+             * @description top-k next tokens with the interventions, with deltas vs the plain run
+             */
+            top: components["schemas"]["NextToken"][];
+            /**
+             * Type
+             * @default result
+             * @constant
+             */
+            type: "result";
+        };
+        /** WsSuperseded */
+        WsSuperseded: {
+            /** Id */
+            id: number | string;
+            /**
+             * Type
+             * @default superseded
+             * @constant
+             */
+            type: "superseded";
+        };
+    };
+    responses: never;
+    parameters: never;
+    requestBodies: never;
+    headers: never;
+    pathItems: never;
+}
+export type $defs = Record<string, never>;
+export interface operations {
+    grid_api_attention_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PromptRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttentionGridResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    head_api_attention_head_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["HeadRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HeadResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    attribution_api_attribution_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AttributionRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttributionResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    generate_api_generate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GenerateRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GenerateResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    health_api_health_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    lens_api_lens_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InterventionRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LensResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    model_info_api_model_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelInfo"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    residual_api_residual_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InterventionRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ResidualResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    run_api_run_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RunRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_vectors_api_steering_vectors_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SteeringVectorList"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    create_vector_api_steering_vectors_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateVectorRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SteeringVector"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+}
