@@ -1,6 +1,7 @@
 """Hook overhead on smollm2-135m: NeuroScope vs TransformerLens's bridge vs nnsight, as ratios to plain HF.
 
-Every variant runs the same 64-token prompt, interleaved round-robin in one process; ratios are of medians.
+Every variant runs the same 64-token prompt, interleaved round-robin (shuffled per round) in one process; the
+headline ratio is the median over rounds of each variant's time over the plain forward's time in the same round.
 The spread is the baseline's own interquartile range relative to its median.
 """
 
@@ -11,7 +12,7 @@ import time
 
 import torch
 
-from benchmarks.common import interleaved, summary, write
+from benchmarks.common import interleaved, paired_ratios, summary, write
 
 PROMPT_TOKENS = 64
 
@@ -29,7 +30,7 @@ def _names(n_layers: int) -> list[str]:
     return names
 
 
-def run(repeats: int = 15) -> dict:
+def run(repeats: int = 30) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import neuroscope as ns
@@ -95,6 +96,7 @@ def run(repeats: int = 15) -> dict:
 
     times = interleaved(fns, repeats=repeats)
     base = statistics.median(times["hf_plain"])
+    paired = paired_ratios(times, "hf_plain")
     base_s = summary(times["hf_plain"])
     spread = (base_s["q3_ms"] - base_s["q1_ms"]) / base_s["median_ms"]
     result = {
@@ -103,7 +105,10 @@ def run(repeats: int = 15) -> dict:
         "repeats": repeats,
         "hooks_cached": len(names),
         "timings": {k: summary(v) for k, v in times.items()},
-        "ratio_to_hf": {k: statistics.median(v) / base for k, v in times.items()},
+        # the headline: per-round paired ratios (see benchmarks.common.paired_ratios)
+        "ratio_to_hf": {k: v["median"] for k, v in paired.items()},
+        "paired_ratio_to_hf": paired,
+        "ratio_of_medians_to_hf": {k: statistics.median(v) / base for k, v in times.items()},
         "baseline_relative_iqr": spread,
         "load_model_seconds_warm": load_s,
         "notes": notes,

@@ -122,3 +122,16 @@ def test_skipping_early_layers_with_their_cached_output(any_tiny):
     )
     assert seen == []  # block 0 really did not run
     torch.testing.assert_close(fast, logits, atol=1e-5, rtol=1e-5)
+
+
+def test_logits_to_keep_is_the_tail_of_the_full_logits(any_tiny):
+    model = any_tiny
+    full = model("The cat sat on the mat")
+    last = model("The cat sat on the mat", logits_to_keep=1)
+    assert last.shape == (1, 1, model.cfg.d_vocab)
+    torch.testing.assert_close(last, full[:, -1:], atol=1e-5, rtol=0)
+    logits, cache = model.run_with_cache(
+        "The cat sat on the mat", names=["blocks.0.hook_resid_post"], logits_to_keep=2
+    )
+    assert logits is not None and logits.shape[1] == 2
+    torch.testing.assert_close(logits, full[:, -2:], atol=1e-5, rtol=0)

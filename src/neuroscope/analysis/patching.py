@@ -166,7 +166,6 @@ def patch_sweep(
     units = sorted(_units(model, site, n_pos, layers))
     used = sorted({u[0] for u in units})
     names = [hook_for(site, l) for l in used]
-    used[0]
     with torch.no_grad():
         _, clean_cache = model.run_with_cache(setup.clean, names=names)
         _, corr_cache = model.run_with_cache(
@@ -214,10 +213,12 @@ def _row_patch(site: str, rows: list[tuple[int, tuple]], src: torch.Tensor):
 
 def _last_logits_run(model: HookedModel, ids: torch.Tensor, hooks: list, skip_below: int) -> torch.Tensor:
     """A forward that skips layers below ``skip_below`` and unembeds only the last position (the metric's)."""
-    state = model.build_state(hooks)
-    state.skip_below = skip_below
-    with torch.no_grad(), model.hooks(state=state):
-        return model.hf_model(input_ids=ids, use_cache=False, logits_to_keep=1).logits
+    with torch.no_grad():
+        logits, _ = model.run_with_cache(
+            ids, names=[], fwd_hooks=hooks, skip_below=skip_below, logits_to_keep=1
+        )
+    assert logits is not None
+    return logits
 
 
 def patch_one(
@@ -258,8 +259,6 @@ def attribution_patching(model: HookedModel, setup: PatchingSetup, site: Site = 
     t0 = time.perf_counter()
     n = model.cfg.n_layers
     names = [hook_for(site, l) for l in range(n)]
-    with torch.no_grad():
-        _, clean_cache = model.run_with_cache(setup.clean, names=names)
     # a zero tensor added at each site: its gradient is the metric's gradient there, and the graph stays whole
     probes: dict[str, torch.Tensor] = {}
 
@@ -267,9 +266,11 @@ def attribution_patching(model: HookedModel, setup: PatchingSetup, site: Site = 
         probes[hook.name] = torch.zeros_like(x, requires_grad=True)
         return x + probes[hook.name]
 
+    with torch.no_grad():
+        _, clean_cache = model.run_with_cache(setup.clean, names=names, logits_to_keep=1)
     with torch.enable_grad():
         logits, corr_cache = model.run_with_cache(
-            setup.corrupted, names=names, fwd_hooks=[(nm, add_probe) for nm in names]
+            setup.corrupted, names=names, fwd_hooks=[(nm, add_probe) for nm in names], logits_to_keep=1
         )
         assert logits is not None
         metric = setup.ld(logits).sum()
