@@ -6,6 +6,8 @@ context asks for them, so a model with nothing attached reproduces the plain Hug
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -271,6 +273,12 @@ class HookedModel:
             yield active
 
     # --- forward passes -----------------------------------------------------------------------------
+    @functools.cached_property
+    def _cache_kwarg(self) -> str:
+        return (
+            "cache" if "cache" in inspect.signature(self.hf_model.forward).parameters else "past_key_values"
+        )
+
     def _forward(self, tokens: Tokens, logits_to_keep: int = 0) -> torch.Tensor:
         # logits_to_keep=k unembeds only the last k positions: a metric on the next token does not pay for
         # [pos, d_vocab] logits (a fifth of a 135M model's forward, and more of its backward)
@@ -413,8 +421,9 @@ class HookedModel:
                 if pos + step_ids.shape[1] > self.cfg.n_ctx:
                     break
                 state.pos_offset = pos
-                out = self.hf_model(input_ids=step_ids, past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                # transformers 5.x renamed past_key_values to cache; accept both within our pin
+                out = self.hf_model(input_ids=step_ids, use_cache=True, **{self._cache_kwarg: past})
+                past = getattr(out, self._cache_kwarg)
                 pos += step_ids.shape[1]
                 logits = out.logits[0, -1].float()
                 if temperature > 0:
