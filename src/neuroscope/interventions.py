@@ -74,6 +74,7 @@ def _assign(
     key = _select(t, name, idx, heads)
     if key and key[0] == "outer":
         pos_ax, head_ax = _pos_axis(name), _head_axis(name)
+        assert head_ax is not None  # an outer (positions x heads) key exists only on per-head hooks
         for p in key[1]:
             for h in key[2]:
                 k: list[Any] = [slice(None)] * t.ndim

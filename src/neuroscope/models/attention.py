@@ -20,7 +20,7 @@ IMPLEMENTATION = "neuroscope"
 _registered = False
 _lock = threading.Lock()
 # attention module -> (scores site, pattern site); filled when a model is wrapped.
-_SITES: weakref.WeakKeyDictionary[nn.Module, tuple[BoundSite, BoundSite]] = weakref.WeakKeyDictionary()
+_SITES: weakref.WeakKeyDictionary[nn.Module, tuple[BoundSite, ...]] = weakref.WeakKeyDictionary()
 
 
 def register_attention() -> None:
@@ -52,7 +52,7 @@ def register_attention() -> None:
         _registered = True
 
 
-def bind_attention_sites(attn_modules: list[nn.Module], sites: list[tuple[BoundSite, BoundSite]]) -> None:
+def bind_attention_sites(attn_modules: list[nn.Module], sites: list[tuple[BoundSite, ...]]) -> None:
     for module, pair in zip(attn_modules, sites, strict=True):
         _SITES[module] = pair
 
@@ -64,7 +64,7 @@ def eager_attention(
     value: torch.Tensor,
     attention_mask: torch.Tensor | None,
     state: HookState | None,
-    sites: tuple[BoundSite, BoundSite] | None,
+    sites: tuple[BoundSite, ...] | None,
     scaling: float | None = None,
     softcap: float | None = None,
     dropout: float = 0.0,

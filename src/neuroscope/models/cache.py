@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from jaxtyping import Float
@@ -134,7 +134,7 @@ class ActivationCache:
         if "hook_pos_embed" in self._store:
             parts.append(self["hook_pos_embed"])
             labels.append("pos_embed")
-        embed_total = sum(parts)
+        embed_total = cast(torch.Tensor, sum(parts))
         resid0 = self[("resid_pre", 0)]
         if not torch.allclose(embed_total, resid0, atol=1e-4, rtol=1e-4):
             # e.g. Gemma scales the embedding inside the model: count the difference with the embedding

@@ -386,7 +386,7 @@ class HookedModel:
     def norm_linear(self, stack: torch.Tensor, final_resid: torch.Tensor) -> torch.Tensor:
         """The final norm as a linear map, its scale frozen from ``final_resid`` (for attribution)."""
         norm = self._module(self.adapter.final_norm)
-        eps = getattr(norm, "variance_epsilon", None) or getattr(norm, "eps", 1e-5)
+        eps = float(getattr(norm, "variance_epsilon", None) or getattr(norm, "eps", None) or 1e-5)
         x = final_resid.float()
         if self.cfg.normalization == "layer":
             scale = torch.rsqrt(x.var(-1, keepdim=True, unbiased=False) + eps)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -100,18 +100,20 @@ def _site_codec(site: Site, cfg: HookedConfig) -> tuple[Callable, Callable]:
     d_head = cfg.d_head
 
     if site.interleaved:  # GPT-NeoX: [..., head, (q|k|v) * d_head]
-        lo, hi = site.part * d_head, (site.part + 1) * d_head
+        qlo, qhi = site.part * d_head, (site.part + 1) * d_head
 
         def read(x: torch.Tensor) -> torch.Tensor:
-            return x.view(*x.shape[:-1], cfg.n_heads, 3 * d_head)[..., lo:hi]
+            return x.view(*x.shape[:-1], cfg.n_heads, 3 * d_head)[..., qlo:qhi]
 
         def write(orig: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
             out = orig.view(*orig.shape[:-1], cfg.n_heads, 3 * d_head).clone()
-            out[..., lo:hi] = new
+            out[..., qlo:qhi] = new
             return out.view(orig.shape)
 
         return read, write
 
+    lo: int | None
+    hi: int | None
     if site.chunks:
         offsets = [0]
         for c in site.chunks:
@@ -121,12 +123,12 @@ def _site_codec(site: Site, cfg: HookedConfig) -> tuple[Callable, Callable]:
         lo = hi = None
     heads = n_heads[site.heads] if site.heads else None
 
-    def read(x: torch.Tensor) -> torch.Tensor:
+    def read(x: torch.Tensor) -> torch.Tensor:  # type: ignore[no-redef]
         if lo is not None:
             x = x[..., lo:hi]
         return x.view(*x.shape[:-1], heads, d_head) if heads else x
 
-    def write(orig: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    def write(orig: torch.Tensor, new: torch.Tensor) -> torch.Tensor:  # type: ignore[no-redef]
         if heads:
             new = new.reshape(*new.shape[:-2], heads * d_head)
         if lo is None:
@@ -155,7 +157,7 @@ def build_sites(hf_model: nn.Module, adapter: Adapter, cfg: HookedConfig) -> dic
     add("hook_embed", None, _get(hf_model, adapter.embed), "out")
     if adapter.pos_embed:
         add("hook_pos_embed", None, _get(hf_model, adapter.pos_embed), "out")
-    layers = _get(hf_model, adapter.layers)
+    layers = cast(Sequence[torch.nn.Module], _get(hf_model, adapter.layers))
     parallel = adapter.parallel(hf_model.config)
     for l, layer in enumerate(layers):
         p = f"blocks.{l}."
