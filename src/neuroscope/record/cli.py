@@ -5,17 +5,34 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _trace(args: argparse.Namespace) -> int:
     from neuroscope.models.loading import load_model
+    from neuroscope.record.datasets import CORPUS_FILE, DEFAULT_CORPUS_DIR, ensure_default_corpus
     from neuroscope.record.writer import TraceConfig, record, resolve_hooks
 
+    torch_threads(args.threads)
+    data = args.data
+    if data is None:
+        if not (Path(DEFAULT_CORPUS_DIR) / CORPUS_FILE).exists():
+            print(
+                f"preparing the default corpus in {DEFAULT_CORPUS_DIR} (python3-doc prose) …", file=sys.stderr
+            )
+        data = str(ensure_default_corpus(DEFAULT_CORPUS_DIR))
     model = load_model(args.model, device=args.device)
     hooks = resolve_hooks(model, args.layer or [], args.hook or ["resid_post"])
-    cfg = TraceConfig(hooks=hooks, data=args.data, split=args.split, tokens=args.tokens, ctx_len=args.ctx_len,
-                      batch_size=args.batch_size, shard_tokens=args.shard_tokens, dtype=args.dtype)
-    torch_threads(args.threads)
+    cfg = TraceConfig(
+        hooks=hooks,
+        data=data,
+        split=args.split,
+        tokens=args.tokens,
+        ctx_len=args.ctx_len,
+        batch_size=args.batch_size,
+        shard_tokens=args.shard_tokens,
+        dtype=args.dtype,
+    )
     result = record(model, cfg, args.out, progress=not args.no_progress)
     print(json.dumps(result.to_dict(), indent=2))
     return 0
@@ -37,28 +54,55 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("trace", help="record activations at hook points into Parquet shards (resumable)")
-    p.add_argument("--model", default="smollm2-135m")
+    p = subparsers.add_parser(
+        "trace",
+        help="record activations at hook points into Parquet shards (resumable)",
+        description="Record activations into a folder of Parquet shards plus manifest.json. Running the same "
+        "command again continues an interrupted recording. An --out ending in .parquet (the seed's "
+        "`--out acts.parquet`) is a folder of that name, readable as one table with "
+        "pyarrow.dataset.dataset(FOLDER, exclude_invalid_files=True) or DuckDB's 'FOLDER/*.parquet'.",
+    )
+    p.add_argument("--model", default="smollm2-135m", help="model spec: alias, folder, .gguf or tiny:TYPE")
     p.add_argument("--layer", type=int, nargs="*", help="layer(s) for short hook names such as resid_post")
-    p.add_argument("--hook", action="append", help="hook name (repeatable): resid_post, mlp_out, blocks.3.hook_resid_pre …")
-    p.add_argument("--data", required=True, help="a prepared corpus folder, or .txt/.jsonl/.parquet file(s)")
-    p.add_argument("--split", default="train", choices=["train", "heldout"], help="split of a prepared corpus")
-    p.add_argument("--tokens", type=int, default=200_000)
-    p.add_argument("--ctx-len", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--shard-tokens", type=int, default=65_536, help="rows per shard (rounded to whole contexts)")
+    p.add_argument(
+        "--hook",
+        action="append",
+        help="hook (repeatable; default resid_post): resid_post, mlp_out, attn.hook_z, or a full name "
+        "such as blocks.3.hook_resid_pre; several hooks are recorded in one pass",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="a prepared corpus folder, or .txt/.jsonl/.parquet file(s) or a folder of them "
+        "(default: data/corpus, prepared from python3-doc when absent)",
+    )
+    p.add_argument(
+        "--split", default="train", choices=["train", "heldout"], help="split of a prepared corpus"
+    )
+    p.add_argument(
+        "--tokens", type=int, default=200_000, help="tokens to record (rounded up to whole contexts)"
+    )
+    p.add_argument("--ctx-len", type=int, default=128, help="tokens per context, the first being BOS")
+    p.add_argument("--batch-size", type=int, default=8, help="contexts per forward pass")
+    p.add_argument(
+        "--shard-tokens", type=int, default=65_536, help="rows per shard (rounded to whole contexts)"
+    )
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--out", required=True, help="output folder (created; an existing recording is resumed)")
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_trace)
 
     c = subparsers.add_parser("corpus", help="prepare the default offline English corpus")
     csub = c.add_subparsers(dest="corpus_command", required=True)
-    q = csub.add_parser("prepare", help="extract prose from the Python docs (apt package python3-doc) into train/heldout")
+    q = csub.add_parser(
+        "prepare", help="extract prose from the Python docs (apt package python3-doc) into train/heldout"
+    )
     q.add_argument("--out", default="data/corpus")
-    q.add_argument("--root", default=None, help="HTML folder to read (default /usr/share/doc/python3*/html)")
+    q.add_argument(
+        "--root", default=None, help="HTML folder to read (default: the newest /usr/share/doc/python3.X/html)"
+    )
     q.add_argument("--heldout-fraction", type=float, default=0.1)
     q.set_defaults(func=_prepare)
 

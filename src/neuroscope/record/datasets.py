@@ -23,15 +23,13 @@ from typing import Any
 import torch
 from jaxtyping import Int
 
-from neuroscope.errors import InvalidConfigError, NeuroscopeError, ResourceNotFoundError
+from neuroscope.errors import EmptyCorpusError, InvalidConfigError, ResourceNotFoundError
 
-DEFAULT_DOC_GLOB = "/usr/share/doc/python3*/html"
+DEFAULT_DOC_GLOB = "/usr/share/doc/python3.*/html"
 INSTALL_HINT = "Install the default corpus source with: apt-get install -y python3-doc"
 CORPUS_FILE = "corpus.json"
-
-
-class EmptyCorpusError(NeuroscopeError, ValueError):
-    """The corpus yields no text (or fewer tokens than one context needs)."""
+# relative to the working directory, like the Makefile's `corpus` target that fills it
+DEFAULT_CORPUS_DIR = "data/corpus"
 
 
 @dataclass(frozen=True)
@@ -98,10 +96,17 @@ def html_paragraphs(raw: str) -> list[str]:
 
 
 def find_default_root() -> Path:
-    roots = sorted(p for p in glob.glob(DEFAULT_DOC_GLOB) if Path(p).is_dir())
-    if not roots:
+    """The newest ``python3.X`` HTML tree that really holds the docs (several ``*/html`` are symlinks to it,
+    and other packages ship near-empty ``html`` folders)."""
+    found: dict[Path, tuple[int, ...]] = {}
+    for p in glob.glob(DEFAULT_DOC_GLOB):
+        m = re.search(r"python(\d+)\.(\d+)/html$", p)
+        real = Path(p).resolve()
+        if m and (real / "library").is_dir():
+            found[real] = max(found.get(real, (0, 0)), (int(m.group(1)), int(m.group(2))))
+    if not found:
         raise ResourceNotFoundError(f"No Python documentation found at {DEFAULT_DOC_GLOB}. {INSTALL_HINT}")
-    return Path(roots[-1])
+    return max(found, key=lambda r: found[r])
 
 
 def is_heldout(key: str, fraction: float) -> bool:
@@ -137,13 +142,27 @@ def prepare_corpus(
         _atomic_write(out_path / f"{split}.jsonl", blob)
         digests[split], chars[split] = hashlib.sha256(blob).hexdigest(), sum(len(d["text"]) for d in docs)
     info = CorpusInfo(
-        source="python-docs", apt_package="python3-doc", root=str(root_path),
-        heldout_fraction=heldout_fraction, n_train_docs=len(splits["train"]),
-        n_heldout_docs=len(splits["heldout"]), train_chars=chars["train"], heldout_chars=chars["heldout"],
-        train_sha256=digests["train"], heldout_sha256=digests["heldout"],
+        source="python-docs",
+        apt_package="python3-doc",
+        root=str(root_path),
+        heldout_fraction=heldout_fraction,
+        n_train_docs=len(splits["train"]),
+        n_heldout_docs=len(splits["heldout"]),
+        train_chars=chars["train"],
+        heldout_chars=chars["heldout"],
+        train_sha256=digests["train"],
+        heldout_sha256=digests["heldout"],
     )
     _atomic_write(out_path / CORPUS_FILE, json.dumps(info.to_dict(), indent=2).encode())
     return info
+
+
+def ensure_default_corpus(out: str | os.PathLike = DEFAULT_CORPUS_DIR) -> Path:
+    """The prepared default corpus at ``out``, preparing it first when it is absent."""
+    path = Path(out)
+    if not (path / CORPUS_FILE).exists():
+        prepare_corpus(path)
+    return path
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -160,14 +179,22 @@ TEXT_SUFFIXES = (".txt", ".md", ".jsonl", ".parquet")
 
 
 def resolve_data(path: str | os.PathLike, split: str = "train") -> Path:
-    """A prepared corpus folder means its ``{split}.jsonl``; anything else is used as given."""
+    """A prepared corpus folder means its ``{split}.jsonl``; anything else is used whole, as the train split
+    (asking for ``heldout`` of plain text is refused rather than silently recording the same text)."""
     p = Path(path)
     if not p.exists():
-        raise ResourceNotFoundError(f"Corpus path {p} does not exist. Prepare one with `neuroscope corpus prepare`.")
+        raise ResourceNotFoundError(
+            f"Corpus path {p} does not exist. Prepare one with `neuroscope corpus prepare`."
+        )
     if p.is_dir() and (p / CORPUS_FILE).exists():
         if split not in ("train", "heldout"):
             raise InvalidConfigError(f"split must be 'train' or 'heldout', got {split!r}")
         return p / f"{split}.jsonl"
+    if split != "train":
+        raise InvalidConfigError(
+            f"{p} is not a prepared corpus (no {CORPUS_FILE}), so it has no {split!r} split; "
+            "give the held-out text as its own --data, or prepare a corpus with `neuroscope corpus prepare`."
+        )
     return p
 
 
@@ -177,7 +204,13 @@ def load_documents(path: str | os.PathLike) -> Iterator[Document]:
     p = Path(path)
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in TEXT_SUFFIXES)
+        if not files:
+            raise EmptyCorpusError(
+                f"The corpus folder {p} holds no {'/'.join(TEXT_SUFFIXES)} files: give a folder or file with text."
+            )
     elif p.exists():
+        if p.suffix not in TEXT_SUFFIXES:
+            raise InvalidConfigError(f"Corpus file {p} is not one of {', '.join(TEXT_SUFFIXES)}.")
         files = [p]
     else:
         raise ResourceNotFoundError(f"Corpus path {p} does not exist.")
@@ -198,21 +231,51 @@ def load_documents(path: str | os.PathLike) -> Iterator[Document]:
             yield Document(f.name, f.read_text(encoding="utf-8", errors="replace"))
 
 
-def context_bos_id(tokenizer: Any) -> int:
-    """The token that starts every context: the model's BOS if its tokenizer adds one, else EOS (GPT-2 and
-    SmolLM2 mark document boundaries with ``<|endoftext|>``)."""
+DOC_BOUNDARY = "<|endoftext|>"
+
+
+def _token_id(tokenizer: Any, token: str) -> int | None:
+    # an absent token maps to unk, so check the round trip (SmolLM2's unk *is* <|endoftext|>)
+    tid = tokenizer.convert_tokens_to_ids(token)
+    if tid is None or tokenizer.convert_ids_to_tokens(int(tid)) != token:
+        return None
+    return int(tid)
+
+
+def context_special_ids(tokenizer: Any) -> tuple[int, int | None]:
+    """``(start, separator)``: the token that starts every context and the one placed between documents.
+
+    A tokenizer that prepends a BOS itself (Llama, Gemma, the tiny models) was trained with it: contexts start
+    with that BOS and documents end with EOS. A tokenizer that adds nothing (GPT-2, SmolLM2, Qwen) saw
+    ``<|endoftext|>`` between pretraining documents, so that token does both jobs; the chat markers of an
+    instruct model's ``bos``/``eos`` (SmolLM2-Instruct's ``<|im_start|>``/``<|im_end|>``) are not used.
+    """
     ids = tokenizer("a")["input_ids"]
-    if tokenizer.bos_token_id is not None and ids and ids[0] == tokenizer.bos_token_id:
-        return int(tokenizer.bos_token_id)
-    if tokenizer.eos_token_id is not None:
-        return int(tokenizer.eos_token_id)
-    if tokenizer.bos_token_id is not None:
-        return int(tokenizer.bos_token_id)
-    raise InvalidConfigError("The tokenizer has neither a BOS nor an EOS token to start contexts with.")
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    if bos is not None and ids and ids[0] == bos:
+        return int(bos), (int(eos) if eos is not None else None)
+    boundary = _token_id(tokenizer, DOC_BOUNDARY)
+    if boundary is not None:
+        return boundary, boundary
+    for tid in (eos, bos):
+        if tid is not None:
+            return int(tid), int(tid)
+    raise InvalidConfigError(
+        "The tokenizer has neither a BOS, an EOS nor <|endoftext|> to start contexts with."
+    )
+
+
+def context_bos_id(tokenizer: Any) -> int:
+    """The token that starts every context (see :func:`context_special_ids`)."""
+    return context_special_ids(tokenizer)[0]
 
 
 def iter_contexts(
-    docs: Iterable[Document], tokenizer: Any, ctx_len: int, max_contexts: int | None = None
+    docs: Iterable[Document],
+    tokenizer: Any,
+    ctx_len: int,
+    max_contexts: int | None = None,
+    source: str = "The corpus",
 ) -> Iterator[Int[torch.Tensor, " ctx"]]:
     """Pack documents (separated by EOS) into contexts of ``ctx_len`` tokens, each starting with BOS.
 
@@ -221,8 +284,7 @@ def iter_contexts(
     """
     if ctx_len < 2:
         raise InvalidConfigError(f"ctx_len must be >= 2, got {ctx_len}")
-    bos = context_bos_id(tokenizer)
-    sep = tokenizer.eos_token_id
+    bos, sep = context_special_ids(tokenizer)
     body = ctx_len - 1
     buf: list[int] = []
     n = 0
@@ -241,6 +303,8 @@ def iter_contexts(
             if max_contexts is not None and n >= max_contexts:
                 return
     if not any_text:
-        raise EmptyCorpusError("The corpus has no text: every document is empty.")
+        raise EmptyCorpusError(f"{source} has no text: every document in it is empty.")
     if n == 0:
-        raise EmptyCorpusError(f"The corpus has only {len(buf)} tokens, fewer than one context of {ctx_len}.")
+        raise EmptyCorpusError(
+            f"{source} has only {len(buf)} tokens, fewer than one context of {ctx_len}: add text or lower ctx_len."
+        )

@@ -55,6 +55,27 @@ class ActivationStore:
         return int(self.manifest.get("tokens", 0))
 
     @property
+    def n_usable_tokens(self) -> int:
+        """Rows that are not special tokens (what ``iter_batches`` yields by default). From the manifest, or
+        counted from the ``token_id`` columns for recordings made before the manifest carried it."""
+        if "n_usable_tokens" in self.manifest:
+            return int(self.manifest["n_usable_tokens"])
+        special = np.array(self.special_token_ids, dtype=np.int64)
+        n = 0
+        for s in self.shards:
+            ids = self._read(s["file"], None, ["token_id"]).column("token_id").to_numpy()
+            n += int((~np.isin(ids, special)).sum())
+        return n
+
+    @property
+    def dtype(self) -> str:
+        return str(self.manifest.get("dtype", "float32"))
+
+    @property
+    def model_name(self) -> str:
+        return str(self.manifest.get("model", ""))
+
+    @property
     def complete(self) -> bool:
         return bool(self.manifest.get("complete"))
 
@@ -69,7 +90,9 @@ class ActivationStore:
         hooks = self.hooks
         if hook is None:
             if len(hooks) != 1:
-                raise InvalidConfigError(f"{self.path} holds several hooks ({', '.join(hooks)}); pick one with --hook")
+                raise InvalidConfigError(
+                    f"{self.path} holds several hooks ({', '.join(hooks)}); pick one with --hook"
+                )
             return hooks[0]
         if hook not in hooks:
             raise InvalidConfigError(f"{self.path} has no hook {hook!r}; it holds {', '.join(hooks)}")
@@ -128,15 +151,26 @@ class ActivationStore:
         name = self.hook(hook)
         parts, n = [], 0
         for s in self.shards:
-            parts.append(self._to_batch(self._read(s["file"], None, ["doc_id", "pos", "token_id", name]), name, self.d(name)))
+            parts.append(
+                self._to_batch(
+                    self._read(s["file"], None, ["doc_id", "pos", "token_id", name]), name, self.d(name)
+                )
+            )
             n += parts[-1].acts.shape[0]
             if max_tokens is not None and n >= max_tokens:
                 break
         if not parts:
             raise CorruptDataError(f"{self.path} lists no shards.")
-        cat = Batch(*(torch.cat([getattr(p, f) for p in parts]) for f in ("acts", "token_id", "doc_id", "pos")))
+        cat = Batch(
+            *(torch.cat([getattr(p, f) for p in parts]) for f in ("acts", "token_id", "doc_id", "pos"))
+        )
         if max_tokens is not None:
-            cat = Batch(cat.acts[:max_tokens], cat.token_id[:max_tokens], cat.doc_id[:max_tokens], cat.pos[:max_tokens])
+            cat = Batch(
+                cat.acts[:max_tokens],
+                cat.token_id[:max_tokens],
+                cat.doc_id[:max_tokens],
+                cat.pos[:max_tokens],
+            )
         return cat
 
     def row_groups(self) -> list[tuple[str, int]]:
@@ -168,7 +202,9 @@ class ActivationStore:
 
         def drain(final: bool) -> Iterator[Batch]:
             nonlocal buf, buffered
-            cat = Batch(*(torch.cat([getattr(p, f) for p in buf]) for f in ("acts", "token_id", "doc_id", "pos")))
+            cat = Batch(
+                *(torch.cat([getattr(p, f) for p in buf]) for f in ("acts", "token_id", "doc_id", "pos"))
+            )
             if shuffle:
                 perm = torch.from_numpy(rng.permutation(cat.acts.shape[0]))
                 cat = Batch(cat.acts[perm], cat.token_id[perm], cat.doc_id[perm], cat.pos[perm])
@@ -196,11 +232,19 @@ class ActivationStore:
         if buffered:
             yield from drain(final=True)
 
-    def sample(self, n: int, hook: str | None = None, seed: int = 0, exclude_special: bool = True) -> Float[torch.Tensor, "n d"]:
+    def sample(
+        self, n: int, hook: str | None = None, seed: int = 0, exclude_special: bool = True
+    ) -> Float[torch.Tensor, "n d"]:
         """Up to ``n`` shuffled rows (for initialisation and normalisation statistics)."""
         out, got = [], 0
-        for b in self.iter_batches(min(n, 8192), hook, shuffle=True, seed=seed, buffer_tokens=max(n, 8192),
-                                   exclude_special=exclude_special):
+        for b in self.iter_batches(
+            min(n, 8192),
+            hook,
+            shuffle=True,
+            seed=seed,
+            buffer_tokens=max(n, 8192),
+            exclude_special=exclude_special,
+        ):
             out.append(b.acts)
             got += b.acts.shape[0]
             if got >= n:

@@ -21,6 +21,7 @@ import math
 import os
 import re
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ import pyarrow.parquet as pq
 import torch
 
 from neuroscope.errors import CorruptDataError, InvalidConfigError
-from neuroscope.record.datasets import context_bos_id, iter_contexts, load_documents, resolve_data
+from neuroscope.record.datasets import context_special_ids, iter_contexts, load_documents, resolve_data
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 DTYPES = {"float16": (torch.float16, pa.float16()), "float32": (torch.float32, pa.float32())}
+INDEX_COLUMNS = ("doc_id", "pos", "token_id")
 _LAYER = re.compile(r"^blocks\.(\d+)\.")
 
 
@@ -66,7 +68,9 @@ class TraceConfig:
         if self.batch_size < 1:
             raise InvalidConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.shard_tokens < self.ctx_len:
-            raise InvalidConfigError(f"shard_tokens ({self.shard_tokens}) must be >= ctx_len ({self.ctx_len})")
+            raise InvalidConfigError(
+                f"shard_tokens ({self.shard_tokens}) must be >= ctx_len ({self.ctx_len})"
+            )
         if self.dtype not in DTYPES:
             raise InvalidConfigError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
 
@@ -137,16 +141,18 @@ def data_fingerprint(path: Path) -> str:
 
 
 def stop_layer_for(names: Sequence[str], n_layers: int) -> int | None:
-    """The first layer the forward may skip: one past the deepest recorded block, or None (run to the end)."""
-    deepest = -1
+    """Where the forward may stop: the first block nothing recorded needs (``n_layers`` skips only the final
+    norm and unembedding), or None when a hook such as ``ln_final.hook_normalized`` needs the whole model."""
+    stop = 0  # hook_embed / hook_pos_embed fire before block 0 runs
     for n in names:
         m = _LAYER.match(n)
         if m:
-            deepest = max(deepest, int(m.group(1)))
-        elif not n.startswith("hook_"):  # ln_final.* needs the whole stack
+            layer = int(m.group(1))
+            # resid_pre is read on the way into block l, before the stop check there
+            stop = max(stop, layer if n.endswith(".hook_resid_pre") else layer + 1)
+        elif not n.startswith("hook_"):
             return None
-    stop = deepest + 1 if deepest >= 0 else 1
-    return stop if stop < n_layers else None
+    return min(stop, n_layers)
 
 
 def resolve_hooks(model: HookedModel, layers: Sequence[int], hooks: Sequence[str]) -> tuple[str, ...]:
@@ -171,12 +177,20 @@ class _ShardWriter:
     def __init__(self, final: Path, schema: pa.Schema):
         self.final = final
         self.tmp = final.with_name(final.name + ".tmp")
-        self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+        # dictionary encoding and min/max statistics on the activation columns cost ~4x the write time
+        # and buy nothing for dense floats; the small index columns keep their statistics
+        self.writer = pq.ParquetWriter(
+            self.tmp, schema, compression="zstd", use_dictionary=False, write_statistics=list(INDEX_COLUMNS)
+        )
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
         self.writer.write_table(table)
         self.rows += table.num_rows
+
+    def abort(self) -> None:
+        self.writer.close()
+        self.tmp.unlink(missing_ok=True)
 
     def close(self) -> tuple[int, str, int]:
         self.writer.close()
@@ -187,36 +201,112 @@ class _ShardWriter:
 
 
 def _plan_fields(model: HookedModel, cfg: TraceConfig, data: Path) -> dict[str, Any]:
+    """What must match for a restart to continue an existing recording."""
     return {
-        "format_version": FORMAT_VERSION, "model": model.cfg.name, "hooks": list(cfg.hooks),
-        "data": str(data), "data_sha256": data_fingerprint(data), "ctx_len": cfg.ctx_len,
-        "shard_contexts": cfg.shard_contexts, "dtype": cfg.dtype,
+        "format_version": FORMAT_VERSION,
+        "model": model.cfg.name,
+        "hooks": list(cfg.hooks),
+        "data_sha256": data_fingerprint(data),
+        "split": cfg.split,
+        "ctx_len": cfg.ctx_len,
+        "shard_contexts": cfg.shard_contexts,
+        "dtype": cfg.dtype,
     }
 
 
-def record(model: HookedModel, cfg: TraceConfig, out: str | os.PathLike, progress: bool = True) -> TraceResult:
-    """Record ``cfg.hooks`` over the first ``cfg.n_contexts`` contexts of ``cfg.data`` into ``out``."""
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CorruptDataError(
+            f"Manifest {path} is not valid JSON ({e}); delete the folder to record afresh."
+        ) from e
+
+
+def _count_special(token_ids: np.ndarray, special: np.ndarray) -> int:
+    return int(np.isin(token_ids, special).sum())
+
+
+def _adopt_shards(
+    out: Path,
+    ranges: list[tuple[int, int]],
+    listed: dict[str, dict[str, Any]],
+    ctx_len: int,
+    special: np.ndarray,
+) -> dict[str, dict[str, Any]]:
+    """Shards already on disk that can be trusted: the footer's row count must be that of a whole shard.
+    One renamed into place but killed before the manifest listed it is complete by construction (only whole
+    files are renamed), so it is adopted; a short or unreadable one is deleted and recorded again, and so is
+    one whose range is no longer planned (a later run asked for more or fewer tokens)."""
+    shards: dict[str, dict[str, Any]] = {}
+    planned = {shard_name(s, e) for s, e in ranges}
+    for stray in out.glob("shard-*.parquet"):
+        if stray.name not in planned:  # --tokens changed: the old last shard ends elsewhere
+            stray.unlink()
+    for start, end in ranges:
+        name = shard_name(start, end)
+        path = out / name
+        if not path.exists():
+            continue
+        expected = (end - start) * ctx_len
+        try:
+            rows = footer_rows(path)
+        except CorruptDataError as e:
+            warnings.warn(f"{e} Recording it again.", stacklevel=3)
+            rows = -1
+        entry = listed.get(name)
+        if rows == expected and entry is not None and entry.get("rows") == rows and "special_rows" in entry:
+            shards[name] = entry
+        elif rows == expected:
+            tokens = pq.read_table(path, columns=["token_id"]).column("token_id").to_numpy()
+            shards[name] = {
+                "file": name,
+                "start": start,
+                "end": end,
+                "rows": rows,
+                "special_rows": _count_special(tokens, special),
+                "sha256": file_sha256(path),
+                "bytes": path.stat().st_size,
+            }
+        else:
+            if rows >= 0:
+                warnings.warn(
+                    f"Shard {path} has {rows} rows, not {expected}; recording it again.", stacklevel=3
+                )
+            path.unlink()
+    return shards
+
+
+def record(
+    model: HookedModel, cfg: TraceConfig, out: str | os.PathLike, progress: bool = True
+) -> TraceResult:
+    """Record ``cfg.hooks`` over the first ``cfg.n_contexts`` contexts of ``cfg.data`` into ``out``.
+
+    Running it again with the same settings continues an interrupted recording (or returns at once when it
+    is complete); different settings on the same folder are refused rather than mixed.
+    """
     t0 = time.perf_counter()
+    if cfg.ctx_len > model.cfg.n_ctx:
+        raise InvalidConfigError(
+            f"ctx_len {cfg.ctx_len} is longer than {model.cfg.name}'s context of {model.cfg.n_ctx}."
+        )
     out_path = Path(out)
-    out_path.mkdir(parents=True, exist_ok=True)
     data = resolve_data(cfg.data, cfg.split)
+    out_path.mkdir(parents=True, exist_ok=True)
     for stray in out_path.glob("*.tmp"):
         stray.unlink()
     plan = _plan_fields(model, cfg, data)
     manifest_path = out_path / MANIFEST
-    done: dict[str, dict[str, Any]] = {}
-    if manifest_path.exists():
-        try:
-            old = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as e:
-            raise CorruptDataError(f"Manifest {manifest_path} is not valid JSON: {e}") from e
+    old = _read_manifest(manifest_path)
+    if old is not None:
         diff = [k for k, v in plan.items() if old.get(k) != v]
         if diff:
             raise InvalidConfigError(
                 f"{out_path} already holds a recording with different settings ({', '.join(diff)}); "
                 "use another --out folder or delete this one."
             )
-        done = {s["file"]: s for s in old.get("shards", [])}
     d_of = {n: _hook_width(model, n) for n in cfg.hooks}
     torch_dtype, pa_dtype = DTYPES[cfg.dtype]
     schema = pa.schema(
@@ -225,112 +315,140 @@ def record(model: HookedModel, cfg: TraceConfig, out: str | os.PathLike, progres
     )
     ranges = cfg.shard_ranges()
     ctx_len = cfg.ctx_len
-    shards: dict[str, dict[str, Any]] = {}
-    for start, end in ranges:
-        name = shard_name(start, end)
-        path = out_path / name
-        if not path.exists():
-            continue
-        expected = (end - start) * ctx_len
-        try:
-            rows = footer_rows(path)
-        except CorruptDataError:
-            rows = -1
-        entry = done.get(name)
-        if rows == expected and entry is not None and entry.get("rows") == rows:
-            shards[name] = entry
-        elif rows == expected:  # renamed just before a kill, never listed: complete by construction
-            shards[name] = {"file": name, "start": start, "end": end, "rows": rows,
-                            "sha256": file_sha256(path), "bytes": path.stat().st_size}
-        else:
-            path.unlink()
-    reused = len(shards)
     tok = model.tokenizer
-    special = sorted({int(i) for i in getattr(tok, "all_special_ids", [])} | {context_bos_id(tok)})
+    bos, sep = context_special_ids(tok)
+    special_ids = sorted(
+        {int(i) for i in getattr(tok, "all_special_ids", [])} | {bos} | ({sep} if sep is not None else set())
+    )
+    special = np.array(special_ids, dtype=np.int64)
+    listed = {s["file"]: s for s in (old or {}).get("shards", [])}
+    shards = _adopt_shards(out_path, ranges, listed, ctx_len, special)
+    reused = len(shards)
+    single = cfg.hooks[0] if len(cfg.hooks) == 1 else None
     manifest = {
-        **plan, "model_config": model.cfg.to_dict() if hasattr(model.cfg, "to_dict") else {},
-        "split": cfg.split, "columns": {n: {"d": d_of[n]} for n in cfg.hooks},
-        "bos_token_id": context_bos_id(tok), "special_token_ids": special,
-        "n_contexts": cfg.n_contexts, "complete": False,
+        **plan,
+        "data": str(data),
+        "hook": single,
+        "d": d_of[single] if single else None,
+        "columns": {n: {"d": d_of[n]} for n in cfg.hooks},
+        "model_config": model.cfg.to_dict() if hasattr(model.cfg, "to_dict") else {},
+        "bos_token_id": bos,
+        "separator_token_id": sep,
+        "special_token_ids": special_ids,
+        "n_contexts": cfg.n_contexts,
+        "tokens_requested": cfg.tokens,
     }
 
     def flush_manifest(complete: bool = False) -> None:
-        listed = [shards[shard_name(s, e)] for s, e in ranges if shard_name(s, e) in shards]
-        write_json_atomic(manifest_path, {**manifest, "shards": listed, "tokens": sum(s["rows"] for s in listed),
-                                          "complete": complete})
+        done = [shards[shard_name(s, e)] for s, e in ranges if shard_name(s, e) in shards]
+        n_rows = sum(s["rows"] for s in done)
+        n_special = sum(s["special_rows"] for s in done)
+        write_json_atomic(
+            manifest_path,
+            {
+                **manifest,
+                "tokens": n_rows,
+                "n_special_tokens": n_special,
+                "n_usable_tokens": n_rows - n_special,
+                "complete": complete,
+                "shards": done,
+            },
+        )
 
     flush_manifest()
     pending = [(s, e) for s, e in ranges if shard_name(s, e) not in shards]
     stop = stop_layer_for(cfg.hooks, model.cfg.n_layers)
     total = cfg.n_contexts * ctx_len
-    bar = _progress(progress, total, total - sum((e - s) * ctx_len for s, e in pending))
-    recorded = 0
+    pending_tokens = sum((e - s) * ctx_len for s, e in pending)
+    bar = _progress(progress, total, total - pending_tokens)
     pending_iter = iter(pending)
     current = next(pending_iter, None)
     writer: _ShardWriter | None = None
     batch: list[tuple[int, torch.Tensor]] = []
+    n_special_in_shard = 0
+    n_seen = 0
 
     def run_batch() -> None:
-        nonlocal batch
-        if not batch:
-            return
+        nonlocal batch, n_special_in_shard
         ids = torch.stack([t for _, t in batch]).to(model.device)
         with torch.inference_mode():
             _, cache = model.run_with_cache(ids, names=list(cfg.hooks), stop_at_layer=stop)
         n = ids.numel()
+        token_ids = ids.reshape(-1).cpu().numpy()
         cols: dict[str, Any] = {
             "doc_id": pa.array(np.repeat(np.array([i for i, _ in batch], dtype=np.int64), ctx_len)),
             "pos": pa.array(np.tile(np.arange(ctx_len, dtype=np.int32), len(batch))),
-            "token_id": pa.array(ids.reshape(-1).cpu().numpy().astype(np.int32)),
+            "token_id": pa.array(token_ids.astype(np.int32)),
         }
         for name in cfg.hooks:
             flat = cache[name].reshape(n, -1).to(torch_dtype).cpu().numpy().reshape(-1)
             cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa_dtype), d_of[name])
         assert writer is not None
         writer.write(pa.table(cols, schema=schema))
+        n_special_in_shard += _count_special(token_ids, special)
         bar.update(n)
         batch = []
 
-    for idx, ctx in enumerate(iter_contexts(load_documents(data), tok, ctx_len, cfg.n_contexts)):
-        if current is None:
-            break
-        if idx < current[0]:
-            continue
-        if writer is None:
-            writer = _ShardWriter(out_path / shard_name(*current), schema)
-        batch.append((idx, ctx))
-        if len(batch) == cfg.batch_size or idx == current[1] - 1:
-            run_batch()
-        if idx == current[1] - 1:
-            rows, sha, size = writer.close()
-            name = shard_name(*current)
-            shards[name] = {"file": name, "start": current[0], "end": current[1], "rows": rows,
-                            "sha256": sha, "bytes": size}
-            flush_manifest()
-            writer, recorded = None, recorded + 1
-            current = next(pending_iter, None)
-    bar.close()
-    if current is not None:
+    contexts = iter_contexts(load_documents(data), tok, ctx_len, cfg.n_contexts, source=f"The corpus {data}")
+    try:
+        for idx, ctx in enumerate(contexts):
+            n_seen = idx + 1
+            if current is None:
+                break
+            if idx < current[0]:
+                continue
+            if writer is None:
+                writer = _ShardWriter(out_path / shard_name(*current), schema)
+            batch.append((idx, ctx))
+            last_in_shard = idx == current[1] - 1
+            if len(batch) == cfg.batch_size or last_in_shard:
+                run_batch()
+            if last_in_shard:
+                rows, sha, size = writer.close()
+                name = shard_name(*current)
+                shards[name] = {
+                    "file": name,
+                    "start": current[0],
+                    "end": current[1],
+                    "rows": rows,
+                    "special_rows": n_special_in_shard,
+                    "sha256": sha,
+                    "bytes": size,
+                }
+                flush_manifest()
+                writer, n_special_in_shard = None, 0
+                current = next(pending_iter, None)
+    finally:
+        bar.close()
         if writer is not None:
-            writer.writer.close()
-            writer.tmp.unlink(missing_ok=True)
-        got = sum(s["rows"] for s in shards.values())
+            writer.abort()
+    if current is not None:
         raise InvalidConfigError(
-            f"The corpus {data} ran out after {got} tokens; asked for {total}. Ask for fewer --tokens."
+            f"The corpus {data} holds only {n_seen} contexts of {ctx_len} tokens ({n_seen * ctx_len} tokens); "
+            f"asked for {cfg.n_contexts} ({total} tokens). Ask for at most --tokens {n_seen * ctx_len} or add text."
         )
     flush_manifest(complete=True)
     secs = time.perf_counter() - t0
     n_tok = sum(s["rows"] for s in shards.values())
-    return TraceResult(str(out_path), n_tok, len(shards), recorded, reused, round(secs, 3),
-                       round(recorded and sum((e - s) * ctx_len for s, e in pending) / secs, 1), list(cfg.hooks))
+    return TraceResult(
+        str(out_path),
+        n_tok,
+        len(shards),
+        len(shards) - reused,
+        reused,
+        round(secs, 3),
+        round(pending_tokens / secs, 1) if pending_tokens else 0.0,
+        list(cfg.hooks),
+    )
 
 
 def _hook_width(model: HookedModel, name: str) -> int:
     ids = torch.zeros(1, 2, dtype=torch.long, device=model.device)
     with torch.inference_mode():
-        _, cache = model.run_with_cache(ids, names=[name], stop_at_layer=stop_layer_for([name], model.cfg.n_layers))
-    t = cache[name]
-    return int(t[0, 0].numel())
+        _, cache = model.run_with_cache(
+            ids, names=[name], stop_at_layer=stop_layer_for([name], model.cfg.n_layers)
+        )
+    return int(cache[name][0, 0].numel())
 
 
 def _progress(enabled: bool, total: int, initial: int) -> Any:
