@@ -140,6 +140,7 @@ def run(
 ) -> dict[str, Any]:
     """One measurement per torch thread setting (``None`` = torch's default). On a shared machine the
     default (all cores) suffers badly from OpenMP threads waiting on each other; one thread is robust."""
+    from benchmarks.common import machine_info
     from neuroscope.models.loading import load_model
 
     model = load_model(model_name)
@@ -154,6 +155,7 @@ def run(
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine_info": machine_info(),
         "runs": runs,
         "targets_met_with_threads": {
             k: [r["torch_threads"] for r in runs if r["targets"][k]] for k in runs[0]["targets"]

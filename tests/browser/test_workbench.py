@@ -38,8 +38,9 @@ def wait_idle(page, testid: str) -> None:
 
 
 @torch.no_grad()
-def library_probs(model, prompt: str, heads=()) -> torch.Tensor:
+def library_probs(model, prompt: str, heads=(), neurons=()) -> torch.Tensor:
     ivs = [Ablate(heads=list(heads))] if heads else []
+    ivs += [Ablate(neurons=list(neurons))] if neurons else []
     return torch.softmax(model.run_with_hooks(prompt, interventions=ivs)[0, -1].float(), -1)
 
 
@@ -112,13 +113,52 @@ def test_logit_lens_and_pca_render(page, smollm):
     page.wait_for_selector("[data-testid=dla-chart] .main-svg")
     for panel in ("lens-panel", "pca-panel", "residual-panel", "dla-panel", "attention-panel"):
         wait_idle(page, panel)
-    page.locator(f"[data-testid=head-cell][data-layer='{HEAD[0]}'][data-head='{HEAD[1]}']").click()
+    # The README's screenshot: one head inspected and ablated, every view updated for it.
+    cell = page.locator(f"[data-testid=head-cell][data-layer='{HEAD[0]}'][data-head='{HEAD[1]}']")
+    cell.click()
     page.wait_for_selector("[data-testid=head-heatmap] g.xtick text")
-    page.set_viewport_size({"width": 1400, "height": 1500})
+    page.get_by_test_id("ablate-selected").click()
+    page.wait_for_selector("[data-testid=next-token-chart] .legend")  # the plain-run bars are drawn
+    page.set_viewport_size({"width": 1500, "height": 1380})
+    for panel in ("next-token-panel", "lens-panel", "pca-panel", "dla-panel", "neurons-panel", "head-panel"):
+        wait_idle(page, panel)
     page.evaluate("() => window.scrollTo(0, 0)")
-    page.wait_for_timeout(800)
+    page.wait_for_timeout(1000)  # plotly's resize on the new viewport
     DOCS_PNG.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS_PNG), full_page=False)  # the README's screenshot
+    page.screenshot(path=str(DOCS_PNG), full_page=False)
+
+
+def test_clicking_a_neuron_ablates_it_like_the_library(page, smollm):
+    run_prompt(page)
+    first = page.locator("[data-testid=neuron-row]").first
+    first.wait_for()
+    wait_idle(page, "next-token-panel")
+    layer, neuron = int(first.get_attribute("data-layer")), int(first.get_attribute("data-neuron"))
+    before = next_token_rows(page)
+    first.click()
+    page.wait_for_function(
+        "prev => { const r = document.querySelector('[data-testid=next-token-row]');"
+        " return r && r.dataset.prob !== String(prev); }",
+        arg=before[0][1],
+    )
+    wait_idle(page, "next-token-panel")
+    new = library_probs(smollm, PROMPT, neurons=[(layer, neuron)])
+    after = next_token_rows(page)
+    assert [i for i, _ in after] == new.topk(len(after)).indices.tolist()
+    for token_id, prob in after:
+        assert prob == pytest.approx(float(new[token_id]), abs=1e-4)
+    assert (
+        page.get_by_test_id("intervention-chip").first.text_content().startswith(f"neuron L{layer}N{neuron}")
+    )
+    assert f"neurons={layer}.{neuron}" in page.url
+    # still listed (as ablated) once the views follow the intervention, so a second click restores it
+    wait_idle(page, "neurons-panel")
+    row = page.locator(f"[data-testid=neuron-row][data-layer='{layer}'][data-neuron='{neuron}']")
+    assert "ablated" in (row.get_attribute("class") or "")
+    row.click()
+    page.wait_for_function("() => !location.search.includes('neurons=')")
+    wait_idle(page, "next-token-panel")
+    assert next_token_rows(page) == before
 
 
 def test_steering_and_generation_follow_the_library(page, smollm):
@@ -172,3 +212,36 @@ def test_bad_input_shows_an_error_not_a_blank_page(page):
         "() => document.querySelector('[data-testid=error-banner]')?.textContent.includes('out of range')"
     )
     assert "layer 99 is out of range" in page.get_by_test_id("error-banner").text_content()
+
+
+def test_clicking_an_mlp_bar_ablates_that_mlp_like_the_library(page, smollm):
+    run_prompt(page)
+    page.wait_for_selector("[data-testid=dla-chart] .main-svg")
+    wait_idle(page, "dla-panel")
+    wait_idle(page, "next-token-panel")
+    before = next_token_rows(page)
+    labels, values = page.evaluate(
+        "() => { const d = document.querySelector('[data-testid=dla-chart]').data[0]; return [d.x, d.y]; }"
+    )
+    # the MLP with the largest attribution has the tallest bar: easy to hit
+    i = max((k for k, lab in enumerate(labels) if lab.startswith("mlp")), key=lambda k: abs(values[k]))
+    layer = int(labels[i][3:])
+    bar = page.locator("[data-testid=dla-chart] g.trace.bars g.point").nth(i)
+    box = bar.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.get_by_test_id("intervention-chip").first.wait_for()
+    assert page.get_by_test_id("intervention-chip").first.text_content().startswith(f"MLP L{layer}")
+    page.wait_for_function(
+        "prev => { const r = document.querySelector('[data-testid=next-token-row]');"
+        " return r && r.dataset.prob !== String(prev); }",
+        arg=before[0][1],
+    )
+    wait_idle(page, "next-token-panel")
+    with torch.no_grad():
+        ivs = [Ablate(hook=f"blocks.{layer}.hook_mlp_out")]
+        probs = torch.softmax(smollm.run_with_hooks(PROMPT, interventions=ivs)[0, -1].float(), -1)
+    after = next_token_rows(page)
+    assert [t for t, _ in after] == probs.topk(len(after)).indices.tolist()
+    for token_id, prob in after:
+        assert prob == pytest.approx(float(probs[token_id]), abs=1e-4)
+    assert f"mlps={layer}" in page.url

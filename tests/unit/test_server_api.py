@@ -91,6 +91,42 @@ def test_attention_grid_and_head(client, tiny_llama):
     assert bad.status_code == 422 and "head 99 is out of range" in bad.json()["detail"]
 
 
+@pytest.mark.parametrize("threshold", [None, 0.0])
+def test_head_badges_come_from_the_classifier(tiny_llama, monkeypatch, threshold):
+    """The analysis library's labels, each head once with its strongest kind; when the classifier labels
+    nothing (tiny random weights at the default thresholds), simple scores on the prompt's patterns."""
+    import neuroscope.analysis.attention as attention
+    from neuroscope.server.compute import head_badges
+
+    if threshold is not None:
+        monkeypatch.setattr(attention, "THRESHOLDS", dict.fromkeys(attention.THRESHOLDS, threshold))
+    app = create_app(Settings(model="tiny:llama"), model=tiny_llama)
+    with TestClient(app, base_url=BASE) as c:
+        badges = c.post("/api/attention", json={"prompt": PROMPT}).json()["badges"]
+    best: dict[tuple[int, int], tuple[float, str]] = {}
+    for kind, hits in attention.classify_heads(tiny_llama).labels.items():
+        for layer, head, score in hits:
+            if (layer, head) not in best or score > best[(layer, head)][0]:
+                best[(layer, head)] = (score, kind.replace("_", "-"))
+    if threshold is None:
+        assert best == {}
+        n = tiny_llama.cfg.n_layers
+        names = [f"blocks.{li}.attn.hook_pattern" for li in range(n)]
+        _, cache = tiny_llama.run_with_cache(PROMPT, names=names)
+        patterns = torch.stack([cache[nm][0] for nm in names]).float()
+        expect = [{**b, "source": "prompt"} for b in head_badges(patterns)]
+        assert [(b["layer"], b["head"], b["kind"], b["source"]) for b in badges] == [
+            (b["layer"], b["head"], b["kind"], b["source"]) for b in expect
+        ]
+        assert [b["score"] for b in badges] == pytest.approx([b["score"] for b in expect], abs=1e-5)
+    else:
+        assert len(best) == tiny_llama.cfg.n_layers * tiny_llama.cfg.n_heads
+        got = {(b["layer"], b["head"]): (b["score"], b["kind"]) for b in badges}
+        assert got.keys() == best.keys() and {b["source"] for b in badges} == {"classifier"}
+        for key, (score, kind) in best.items():
+            assert got[key][1] == kind and got[key][0] == pytest.approx(score)
+
+
 def test_logit_lens_last_row_is_the_model(client, tiny_llama):
     lens = client.post("/api/lens", json={"prompt": PROMPT}).json()
     logits = tiny_llama(PROMPT)[0].float()
@@ -133,6 +169,43 @@ def test_attribution_sums_to_the_logit(client, tiny_llama):
     assert len(out["token_scores"]) == len(out["tokens"])
     bad = client.post("/api/attribution", json={"prompt": PROMPT, "target": "two tokens"})
     assert bad.status_code == 422 and "exactly one token" in bad.json()["detail"]
+
+
+@torch.no_grad()
+def test_top_neurons_are_the_largest_direct_effects(client, tiny_llama):
+    """Each layer's neuron effects (computed here from the library's cache) add up to that layer's MLP
+    attribution, and the server lists the largest of them, exactly."""
+    out = client.post("/api/attribution", json={"prompt": PROMPT}).json()
+    n = tiny_llama.cfg.n_layers
+    last = f"blocks.{n - 1}.hook_resid_post"
+    _, cache = tiny_llama.run_with_cache(
+        PROMPT, names=[last, *[f"blocks.{li}.mlp.hook_post" for li in range(n)]]
+    )
+    final, u = cache[last][0, -1], tiny_llama.W_U[:, out["target_id"]].float()
+    effects = torch.stack(
+        [
+            cache[f"blocks.{li}.mlp.hook_post"][0, -1].float()
+            * (tiny_llama.norm_linear(tiny_llama.W_out(li), final).float() @ u)
+            for li in range(n)
+        ]
+    )
+    comps = {c["label"]: c["value"] for c in out["components"]}
+    for li in range(n):
+        assert float(effects[li].sum()) == pytest.approx(comps[f"mlp{li}"], abs=1e-3)
+    k = len(out["neurons"])
+    assert k == min(24, effects.numel())
+    top = effects.abs().flatten().topk(k).indices
+    d_mlp = effects.shape[1]
+    assert [(nn["layer"], nn["neuron"]) for nn in out["neurons"]] == [
+        (int(i) // d_mlp, int(i) % d_mlp) for i in top
+    ]
+    for nn in out["neurons"]:
+        assert nn["value"] == pytest.approx(float(effects[nn["layer"], nn["neuron"]]), abs=1e-5)
+    # ablated, a neuron's own effect is gone
+    li, ni = out["neurons"][0]["layer"], out["neurons"][0]["neuron"]
+    spec = {"neurons": [[li, ni]]}
+    again = client.post("/api/attribution", json={"prompt": PROMPT, "interventions": spec}).json()
+    assert (li, ni) not in {(nn["layer"], nn["neuron"]) for nn in again["neurons"] if abs(nn["value"]) > 0}
 
 
 def test_generate_honours_interventions(client, tiny_llama):
@@ -226,3 +299,58 @@ def test_openapi_is_committed_and_fresh(client):
     assert {"WsRequest", "WsResult", "WsError", "WsSuperseded"} <= set(spec["components"]["schemas"])
     routes = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
     assert len(routes) == 11 and Path(SPEC).name == "openapi.json"
+
+
+# Every route of the app -> the test that exercises it (the test's source must name the route's path).
+ROUTE_TESTS = {
+    ("GET", "/api/model"): "test_server_api::test_model_info",
+    ("GET", "/api/health"): "test_server_api::test_model_info",
+    ("POST", "/api/run"): "test_server_api::test_run_plain_and_ablated_match_library",
+    ("POST", "/api/generate"): "test_server_api::test_generate_honours_interventions",
+    ("POST", "/api/attention"): "test_server_api::test_attention_grid_and_head",
+    ("POST", "/api/attention/head"): "test_server_api::test_attention_grid_and_head",
+    ("POST", "/api/lens"): "test_server_api::test_logit_lens_last_row_is_the_model",
+    ("POST", "/api/residual"): "test_server_api::test_residual_norms_and_pca",
+    ("POST", "/api/attribution"): "test_server_api::test_attribution_sums_to_the_logit",
+    ("GET", "/api/steering/vectors"): "test_server_api::test_steering_vectors",
+    ("POST", "/api/steering/vectors"): "test_server_api::test_steering_vectors",
+    ("WS", "/ws"): "test_server_ws::test_reply_matches_library",
+    ("GET", "/openapi.json"): "test_server_api::test_openapi_is_committed_and_fresh",
+    ("GET", "/"): "test_server_api::test_index_is_served",
+}
+
+
+def test_every_route_has_a_test(client):
+    """Enumerates ``app.routes``: a new route without an entry above (and a test naming its path) fails."""
+    import importlib
+    import inspect
+
+    from fastapi.routing import APIRoute, APIWebSocketRoute
+    from starlette.routing import Mount, Route
+
+    routes: set[tuple[str, str]] = set()
+
+    def walk(items, prefix: str = "") -> None:
+        for r in items:
+            if isinstance(r, APIWebSocketRoute):
+                routes.add(("WS", prefix + r.path))
+            elif isinstance(r, APIRoute | Route):
+                routes.update((m, prefix + r.path) for m in r.methods or () if m != "HEAD")
+            elif isinstance(r, Mount):  # the built UI: its index is the one page the app serves
+                routes.add(("GET", prefix + r.path or "/"))
+            elif hasattr(r, "original_router"):  # FastAPI >= 0.165 keeps included routers whole
+                walk(r.original_router.routes, prefix + r.include_context.prefix)
+            else:
+                raise AssertionError(f"unexpected route type {type(r).__name__}: {r!r}"[:300])
+
+    walk(client.app.routes)
+    assert len(routes) >= 14, routes
+    assert routes - set(ROUTE_TESTS) == set(), "routes without a test: add one and list it in ROUTE_TESTS"
+    assert set(ROUTE_TESTS) - routes == set(), "ROUTE_TESTS names routes the app no longer has"
+    for (method, path), ref in ROUTE_TESTS.items():
+        module, name = ref.split("::")
+        fn = getattr(importlib.import_module(module), name, None)  # pytest puts tests/unit on sys.path
+        assert fn is not None, f"{method} {path}: no test named {ref}"
+        source = inspect.getsource(fn)
+        named = path in source or (path == "/ws" and "WS" in source) or (path == "/" and '"/"' in source)
+        assert named, f"{method} {path}: {ref} does not request it"

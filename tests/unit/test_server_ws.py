@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -35,6 +36,18 @@ def client(tiny_llama):
         create_app(Settings(model="tiny:llama"), model=tiny_llama), base_url="http://127.0.0.1:8000"
     ) as c:
         yield c
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Verify on one torch thread: on a shared 2-core machine OpenMP's spinning threads make tiny forwards
+    ~30x slower (200 ms instead of 6 ms) once other processes hold the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @torch.no_grad()
@@ -111,7 +124,7 @@ def test_latest_slot_unit():
 def test_twenty_concurrent_clients(tiny_llama):
     """20 clients over real sockets, each toggling its own heads; every reply equals the library's."""
     n_clients = 20
-    settings = Settings(model="tiny:llama", cache_size=24)
+    settings = Settings(model="tiny:llama", cache_size=24, torch_threads=1)
     app = create_app(settings, model=tiny_llama)
     cfg = tiny_llama.cfg
     log: list[tuple[str, tuple, dict]] = []
@@ -164,13 +177,14 @@ def test_twenty_concurrent_clients(tiny_llama):
     assert not errors, errors[:3]
     assert len(log) - n_warm >= n_clients * 3, f"only {len(log) - n_warm} replies in {STRESS_SECONDS} s"
     checked = {}
-    for prompt, heads, reply in log:
-        key = (prompt, heads)
-        if key not in checked:
-            checked[key] = library_top(tiny_llama, prompt, heads, 5)
-        ids, probs = checked[key]
-        assert [t["token_id"] for t in reply["top"]] == ids, key
-        assert [t["prob"] for t in reply["top"]] == pytest.approx(probs, abs=1e-5), key
+    with one_thread():
+        for prompt, heads, reply in log:
+            key = (prompt, heads)
+            if key not in checked:
+                checked[key] = library_top(tiny_llama, prompt, heads, 5)
+            ids, probs = checked[key]
+            assert [t["token_id"] for t in reply["top"]] == ids, key
+            assert [t["prob"] for t in reply["top"]] == pytest.approx(probs, abs=1e-5), key
     batch_sizes = [reply["timings"]["batch_size"] for _, _, reply in log]
     assert max(batch_sizes) > 1, "concurrent requests were never batched into one forward"
     growth_mb = (rss_end - rss_start) / 2**20
@@ -198,3 +212,122 @@ def test_an_internal_error_is_reported_and_the_socket_survives(client, monkeypat
         assert (r["type"], r["status"]) == ("error", 500) and "kaput" in r["detail"]
         ws.send_json({"id": 2, "prompt": "fine"})
         assert ws.receive_json()["type"] == "result"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_twenty_clients_for_thirty_seconds_against_a_served_process(tiny_llama):
+    """The acceptance run: `neuroscope ui` in its own process, 20 clients toggling their own heads for the
+    full 30 s. Every reply is checked against the library, and the server process's RSS (nothing of the
+    test's own bookkeeping in it) is sampled through the run: it must stay flat."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    seconds, n_clients = 30.0, 20
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "neuroscope.server.cli",
+        "--model",
+        "tiny:llama",
+        "--port",
+        str(port),
+        "--threads",
+        "1",
+    ]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(base + "/api/health", timeout=5).read()
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+                assert time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.2)
+        cfg = tiny_llama.cfg
+        seen: dict[tuple[str, tuple], set[tuple]] = {}  # (prompt, heads) -> distinct (ids, probs) replies
+        counts = [0] * n_clients
+        errors: list[str] = []
+        lock = threading.Lock()
+
+        def client(k: int, stop_at: float) -> None:
+            rng = random.Random(1000 + k)
+            prompt = f"client {k} toggles heads on the workbench"
+            heads: set[tuple[int, int]] = set()
+            seq = 0
+            try:
+                with connect(base.replace("http", "ws") + "/ws", open_timeout=30) as ws:
+                    while time.monotonic() < stop_at:
+                        heads ^= {(rng.randrange(cfg.n_layers), rng.randrange(cfg.n_heads))}
+                        seq += 1
+                        spec = tuple(sorted(heads))
+                        msg = {"id": seq, "prompt": prompt, "interventions": {"heads": spec}, "top_k": 5}
+                        ws.send(json.dumps(msg))
+                        reply = json.loads(ws.recv(timeout=60))
+                        if reply["type"] != "result" or reply["id"] != seq:
+                            errors.append(f"client {k}: {reply}")
+                            return
+                        got = (
+                            tuple(t["token_id"] for t in reply["top"]),
+                            tuple(t["prob"] for t in reply["top"]),
+                        )
+                        with lock:
+                            seen.setdefault((prompt, spec), set()).add(got)
+                        counts[k] += 1
+            except Exception as e:  # any failure is a test failure, reported below
+                errors.append(f"client {k}: {e!r}")
+
+        def phase(duration: float) -> None:
+            stop_at = time.monotonic() + duration
+            threads = [threading.Thread(target=client, args=(k, stop_at)) for k in range(n_clients)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+
+        proc = psutil.Process(server.pid)
+        phase(3.0)  # warm-up: allocator pools, prompt cache and the batch shapes settle
+        rss = [proc.memory_info().rss]
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.wait(1.0):
+                rss.append(proc.memory_info().rss)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        warm = sum(counts)
+        phase(seconds)
+        sampling.set()
+        sampler.join()
+        rss.append(proc.memory_info().rss)
+        served = sum(counts) - warm
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert not errors, errors[:3]
+    assert all(c > 0 for c in counts), counts
+    with one_thread():
+        for (prompt, heads), replies in seen.items():
+            ids, probs = library_top(tiny_llama, prompt, heads, 5)
+            for got_ids, got_probs in replies:
+                assert list(got_ids) == ids, (prompt, heads)
+                assert list(got_probs) == pytest.approx(probs, abs=1e-5), (prompt, heads)
+    mb = [r / 2**20 for r in rss]
+    growth, peak = mb[-1] - mb[0], max(mb) - mb[0]
+    print(
+        f"{served} replies from {n_clients} clients in {seconds:.0f} s ({len(seen)} distinct requests checked);"
+        f" server RSS {mb[0]:.1f} -> {mb[-1]:.1f} MB (peak +{peak:.1f} MB)"
+    )
+    assert growth < 32, f"server memory grew by {growth:.1f} MB in {seconds} s"
+    assert peak < 64, f"server memory peaked {peak:.1f} MB above its start"

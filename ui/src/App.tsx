@@ -6,6 +6,7 @@ import { Generate } from "./components/Generate";
 import { HeadHeatmap } from "./components/HeadHeatmap";
 import { Interventions } from "./components/Interventions";
 import { LogitLens } from "./components/LogitLens";
+import { Neurons } from "./components/Neurons";
 import { NextToken } from "./components/NextToken";
 import { Panel } from "./components/Panel";
 import { DirectLogitAttribution, PcaTrajectory, ResidualNorms } from "./components/ResidualViews";
@@ -103,6 +104,7 @@ export function App() {
     [],
   );
   const toggleHead = useCallback((p: Pair) => setIv((old) => ({ ...old, heads: toggle(old.heads, p) })), []);
+  const toggleNeuron = useCallback((p: Pair) => setIv((old) => ({ ...old, neurons: toggle(old.neurons, p) })), []);
 
   if (modelError) {
     return (
@@ -196,6 +198,14 @@ export function App() {
           </Panel>
           <Panel title={`Direct logit attribution${attribution.data ? ` → “${attribution.data.target}”` : ""}`} testid="dla-panel" loading={attribution.loading} error={attribution.error}>
             {attribution.data && <DirectLogitAttribution attr={attribution.data} ablatedMlps={iv.mlps} onToggleMlp={toggleMlp} />}
+          </Panel>
+          <Panel
+            title={`Top neurons${attribution.data ? ` → “${attribution.data.target}”` : ""} (direct effect, last position; click to ablate)`}
+            testid="neurons-panel"
+            loading={attribution.loading}
+            error={attribution.error}
+          >
+            {attribution.data && <Neurons attr={attribution.data} ablated={iv.neurons} onToggle={toggleNeuron} />}
           </Panel>
           <Generate prompt={prompt} iv={iv} maxTokens={model.limits.max_new_tokens} />
         </div>

@@ -103,12 +103,13 @@ class PlainRun:
     attn_out: Float[torch.Tensor, "layer d_model"]  # last position
     mlp_out: Float[torch.Tensor, "layer d_model"]
     z: Float[torch.Tensor, "layer head d_head"]
+    post: Float[torch.Tensor, "layer d_mlp"]  # MLP neuron activations, last position
     patterns: Float[torch.Tensor, "layer head q k"] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
-        ts = [self.resid, self.logits, self.attn_out, self.mlp_out, self.z]
+        ts = [self.resid, self.logits, self.attn_out, self.mlp_out, self.z, self.post]
         if self.patterns is not None:
             ts.append(self.patterns)
         return sum(t.numel() * t.element_size() for t in ts)
@@ -116,7 +117,9 @@ class PlainRun:
 
 def _last_names(n_layers: int) -> list[str]:
     return [
-        f"blocks.{li}.{s}" for li in range(n_layers) for s in ("hook_attn_out", "hook_mlp_out", "attn.hook_z")
+        f"blocks.{li}.{s}"
+        for li in range(n_layers)
+        for s in ("hook_attn_out", "hook_mlp_out", "attn.hook_z", "mlp.hook_post")
     ]
 
 
@@ -136,6 +139,7 @@ def plain_run(model: Any, prompt: str, ids: torch.Tensor) -> PlainRun:
         attn_out=torch.stack([cache[f"blocks.{li}.hook_attn_out"][0, -1] for li in range(n)]).float(),
         mlp_out=torch.stack([cache[f"blocks.{li}.hook_mlp_out"][0, -1] for li in range(n)]).float(),
         z=torch.stack([cache[f"blocks.{li}.attn.hook_z"][0, -1] for li in range(n)]).float(),
+        post=torch.stack([cache[f"blocks.{li}.mlp.hook_post"][0, -1] for li in range(n)]).float(),
         patterns=patterns,
     )
 
@@ -147,6 +151,7 @@ class Rerun:
     attn_out: torch.Tensor | None = None
     mlp_out: torch.Tensor | None = None
     z: torch.Tensor | None = None
+    post: torch.Tensor | None = None
     recomputed_layers: int = 0
 
 
@@ -180,10 +185,11 @@ def rerun(model: Any, run: PlainRun, ivs: list[Intervention], first: int, full: 
             new = [cache[f"blocks.{li}.{hook}"][0, -1].float() for li in range(first, n)]
             return torch.cat([plain[:first], torch.stack(new)]) if new else plain
 
-        out.attn_out, out.mlp_out, out.z = (
+        out.attn_out, out.mlp_out, out.z, out.post = (
             merge(run.attn_out, "hook_attn_out"),
             merge(run.mlp_out, "hook_mlp_out"),
             merge(run.z, "attn.hook_z"),
+            merge(run.post, "mlp.hook_post"),
         )
     return out
 
@@ -321,6 +327,30 @@ def direct_logit_attribution(
     return list(zip(labels, dla, strict=False)), heads
 
 
+def neuron_attribution(
+    model: Any, final: torch.Tensor, post: torch.Tensor, target: int, k: int
+) -> list[dict[str, Any]]:
+    """The ``k`` MLP neurons with the largest direct effect on the target logit at the last position:
+    activation x (its output row through the frozen final norm) . the target's unembedding."""
+    direction = model.W_U[:, target].float()
+    rows = []
+    for li in range(post.shape[0]):
+        w = model.norm_linear(model.W_out(li), final.to(model.dtype)).float()  # [d_mlp, d_model]
+        rows.append(post[li] * (w @ direction))
+    dla = torch.stack(rows)  # [layer, d_mlp]
+    top = dla.abs().flatten().topk(min(k, dla.numel())).indices
+    d_mlp = dla.shape[1]
+    return [
+        {
+            "layer": int(i) // d_mlp,
+            "neuron": int(i) % d_mlp,
+            "value": float(dla.flatten()[i]),
+            "activation": float(post.flatten()[i]),
+        }
+        for i in top
+    ]
+
+
 def token_gradients(model: Any, ids: torch.Tensor, ivs: Sequence[Intervention], target: int) -> list[float]:
     """Gradient x input on the embeddings for the target logit at the last position."""
     held: dict[str, torch.Tensor] = {}
@@ -390,11 +420,11 @@ def rerun_batch(
             m = keep.setdefault(f"blocks.{layer}.hook_mlp_out", torch.ones(b, 1, 1, device=model.device))
             m[i] = 0
         if spec.steer:
-            name, layer, alpha = spec.steer
+            name, steer_layer, alpha = spec.steer
             entry = vectors[name]
-            layer = entry.layer if layer is None else layer
+            at = entry.layer if steer_layer is None else steer_layer
             a = add.setdefault(
-                f"blocks.{layer}.hook_resid_pre", torch.zeros(b, 1, model.cfg.d_model, device=model.device)
+                f"blocks.{at}.hook_resid_pre", torch.zeros(b, 1, model.cfg.d_model, device=model.device)
             )
             a[i, 0] += alpha * entry.vector.to(a.device)
     hooks: list[tuple[str, Any]] = []

@@ -114,7 +114,7 @@ class ModelWorker:
         self._submit(0, job)
         return await job.future
 
-    def _submit(self, priority: int, job: Callable[[], None]) -> None:
+    def _submit(self, priority: int, job: Callable[[], None] | _NextTokenJob) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the model worker is closed")
@@ -372,6 +372,7 @@ class ModelWorker:
         comps, heads = compute.direct_logit_attribution(
             self.model, resid[0, -1], resid[-1, -1], src.attn_out, src.mlp_out, src.z, tid
         )
+        neurons = compute.neuron_attribution(self.model, resid[-1, -1], src.post, tid, k=24)
         ivs, _ = compute.build_interventions(self.model, spec, self.vectors)
         grads = compute.token_gradients(self.model, run.ids, ivs, tid)
         result = {
@@ -379,6 +380,7 @@ class ModelWorker:
             "target_id": tid,
             "components": [{"label": k, "value": v} for k, v in comps],
             "heads": heads,
+            "neurons": neurons,
             "token_scores": grads,
             "tokens": run.tokens,
         }

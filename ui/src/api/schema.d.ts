@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: 669615040525b55f
+// openapi-sha256: d57e340fbba6545a
 
 export interface paths {
     "/api/attention": {
@@ -225,6 +225,11 @@ export interface components {
              * @description [layer][head] direct logit attribution of each head
              */
             heads: number[][];
+            /**
+             * Neurons
+             * @description MLP neurons with the largest direct logit attribution at the last position
+             */
+            neurons: components["schemas"]["NeuronScore"][];
             /** Target */
             target: string;
             /** Target Id */
@@ -433,6 +438,20 @@ export interface components {
             n_layers: number;
             /** Name */
             name: string;
+        };
+        /** NeuronScore */
+        NeuronScore: {
+            /** Activation */
+            activation: number;
+            /** Layer */
+            layer: number;
+            /** Neuron */
+            neuron: number;
+            /**
+             * Value
+             * @description direct effect on the target logit (activation x output . unembedding)
+             */
+            value: number;
         };
         /** NextToken */
         NextToken: {

@@ -35,5 +35,6 @@ export function Plot(props: {
       if (el) Plotly.purge(el);
     };
   }, []);
-  return <div ref={ref} data-testid={props.testid} className="plot" />;
+  // The div reserves the plot's height itself, so text below never slides under a plot mid-redraw.
+  return <div ref={ref} data-testid={props.testid} className="plot" style={{ minHeight: height }} />;
 }

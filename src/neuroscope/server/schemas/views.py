@@ -80,6 +80,13 @@ class Component(BaseModel):
     value: float
 
 
+class NeuronScore(BaseModel):
+    layer: int
+    neuron: int
+    value: float = Field(description="direct effect on the target logit (activation x output . unembedding)")
+    activation: float
+
+
 class AttributionResponse(BaseModel):
     target: str
     target_id: int
@@ -87,6 +94,9 @@ class AttributionResponse(BaseModel):
         description="direct logit attribution of embed, each attn and MLP output"
     )
     heads: list[list[float]] = Field(description="[layer][head] direct logit attribution of each head")
+    neurons: list[NeuronScore] = Field(
+        description="MLP neurons with the largest direct logit attribution at the last position"
+    )
     token_scores: list[float] = Field(description="gradient x input of each prompt token on the target logit")
     tokens: list[str]
     timings: Timings
