@@ -23,14 +23,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--n-ctx", type=int, default=d.n_ctx)
+    p.add_argument("--vocab", type=int, default=d.vocab, help="random tokens are ids 0..VOCAB-1")
+    p.add_argument("--min-repeat", type=int, default=d.min_repeat, help="shortest repeated segment X")
+    p.add_argument("--max-repeat", type=int, default=d.max_repeat, help="longest repeated segment X")
+    p.add_argument(
+        "--eval-seq-len", type=int, default=d.eval_seq_len, help="len(X) in BOS + X + X evaluation"
+    )
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--warmup", type=int, default=d.warmup)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument(
         "--tie-embeddings", action="store_true", help="tie unembedding to embedding (GPT-2 default)"
     )
-    p.add_argument("--skip-fraction", type=float, default=d.skip_fraction, help="share of skip-bigram rows")
+    p.add_argument(
+        "--skip-fraction",
+        type=float,
+        default=d.skip_fraction,
+        help="share of previous-token (a, r, perm(a)) rows",
+    )
     p.add_argument(
         "--text", default=None, help="English text to mix in (.jsonl of {'text':...} rows, or .txt)"
     )
@@ -65,7 +77,12 @@ def _train(args: argparse.Namespace) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         n_ctx=args.n_ctx,
+        vocab=args.vocab,
+        min_repeat=args.min_repeat,
+        max_repeat=args.max_repeat,
+        eval_seq_len=args.eval_seq_len,
         lr=args.lr,
+        weight_decay=args.weight_decay,
         warmup=args.warmup,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,

@@ -1,7 +1,8 @@
-"""Synthetic data: random token sequences with a repeated segment, and the BOS + X + X evaluation batch.
+"""Synthetic data: BOS + a random segment X repeated to the end of the row, previous-token rows, and the BOS + X + X
+evaluation batch.
 
-Training copies have random lengths, places and gaps, so a model cannot predict a repeat from position alone and
-has to find "the token after the last occurrence of this token", which is what an induction head does.
+len(X) changes from row to row, so no fixed offset finds the earlier copy: the model has to find "the token after
+the last occurrence of this token", which is what an induction head does.
 """
 
 from __future__ import annotations
@@ -62,11 +63,15 @@ def skip_permutation(cfg: TrainConfig) -> Int[torch.Tensor, " vocab"]:
 def skip_bigram_rows(
     n: int, cfg: TrainConfig, marker: int, perm: torch.Tensor, gen: torch.Generator
 ) -> Int[torch.Tensor, "n n_ctx"]:
-    """Rows ``marker, a, b, perm(a), perm(b), perm(perm(a)), ...``: each token is ``perm`` of the one two back."""
-    body = torch.empty(n, cfg.n_ctx - 1, dtype=torch.long)
-    body[:, :2] = torch.randint(0, cfg.vocab, (n, 2), generator=gen)
-    for t in range(2, cfg.n_ctx - 1):
-        body[:, t] = perm[body[:, t - 2]]
+    """Rows ``marker, a, r, perm(a), a', r', perm(a'), ...`` (uniform random ``a``, ``r``): the token after each
+    ``r`` is ``perm`` of the token one back, and nothing further back says anything about it.
+
+    Breaking the chain every three tokens matters: in an unbroken ``x[t+1] = perm(x[t-1])`` chain the token three
+    back predicts too (through ``perm∘perm``), layer 0 grows heads that look 3 back, and layer 1 then builds its
+    copying circuit on those, attending one position past the induction target.
+    """
+    body = torch.randint(0, cfg.vocab, (n, cfg.n_ctx - 1), generator=gen)
+    body[:, 2::3] = perm[body[:, 0:-2:3][:, : body[:, 2::3].shape[1]]]
     return torch.cat([torch.full((n, 1), marker, dtype=torch.long), body], dim=1)
 
 
@@ -94,28 +99,14 @@ def mixed_batch(
 
 
 def training_batch(cfg: TrainConfig, bos: int, gen: torch.Generator) -> Int[torch.Tensor, "batch n_ctx"]:
-    """``batch_size`` rows of BOS + random tokens in which segments of random length are copied a random gap later.
-
-    Each row starts with a random-length prefix, then repeats ``X [gap] X`` until it is full. About 40 % of the
-    tokens are predictable, and only by content: the copy distance and the place of the copies change every
-    time, so neither position alone nor "half-way back" finds the source (an earlier version with back-to-back
-    blocks starting at BOS taught the model exactly that shortcut).
-    """
-    body = cfg.n_ctx - 1
-    toks = torch.randint(0, cfg.vocab, (cfg.batch_size, body), generator=gen)
-
-    def draw(lo: int, hi: int) -> int:
-        return int(torch.randint(lo, hi + 1, (1,), generator=gen))
-
-    for row in range(cfg.batch_size):
-        pos = draw(0, body // 4)
-        while body - pos >= 2 * cfg.min_repeat:
-            length = draw(cfg.min_repeat, (body - pos) // 2)
-            gap = draw(0, min(length, body - pos - 2 * length))
-            dst = pos + length + gap
-            toks[row, dst : dst + length] = toks[row, pos : pos + length]
-            pos = dst + length
-    return torch.cat([torch.full((cfg.batch_size, 1), bos, dtype=torch.long), toks], dim=1)
+    """``batch_size`` rows of BOS + X X X ... (cut at ``n_ctx``), X uniform random tokens, len(X) drawn per row
+    from [min_repeat, max_repeat]. Every token after the first copy is predictable, and only in context."""
+    lengths = torch.randint(cfg.min_repeat, cfg.max_repeat + 1, (cfg.batch_size,), generator=gen)
+    segments = torch.randint(0, cfg.vocab, (cfg.batch_size, cfg.max_repeat), generator=gen)
+    # position p of the body holds X[p mod len(X)]
+    idx = torch.arange(cfg.n_ctx - 1)[None, :] % lengths[:, None]
+    body = segments.gather(1, idx)
+    return torch.cat([torch.full((cfg.batch_size, 1), bos, dtype=torch.long), body], dim=1)
 
 
 def repeated_tokens(

@@ -1,0 +1,211 @@
+"""``neuroscope train-sae``, ``neuroscope eval-sae`` and ``neuroscope sae-features``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from neuroscope.sae.config import TrainConfig
+    from neuroscope.sae.train import train_sae
+
+    _threads(args.threads)
+    tcfg = TrainConfig(
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        b_dec_init=args.b_dec_init,
+        dead_tokens=args.dead_tokens,
+        aux_k=args.aux_k,
+        aux_coefficient=args.aux_coefficient,
+        lr_find=args.lr_find,
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.no_progress,
+        hook=args.hook,
+        lr_warmup_steps=args.warmup_steps,
+        outlier_factor=args.outlier_factor or None,
+    )
+    _, result = train_sae(
+        args.acts,
+        tcfg=tcfg,
+        out=args.out,
+        arch=args.arch,
+        k=args.k,
+        expansion=args.expansion,
+        l1_coefficient=args.l1,
+    )
+    summary = result.to_dict()
+    summary.pop("history")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from neuroscope.models.loading import load_model
+    from neuroscope.record.reader import ActivationStore
+    from neuroscope.sae.evaluate import DEFINITIONS, evaluate_sae
+    from neuroscope.sae.io import load_sae
+
+    _threads(args.threads)
+    store = ActivationStore(args.acts)
+    model = None
+    if args.ce_contexts > 0:
+        model = load_model(args.model or store.manifest["model"], device=args.device)
+    results = []
+    for path in args.sae:
+        sae = load_sae(path)
+        r = evaluate_sae(
+            sae,
+            store,
+            model,
+            hook=args.hook,
+            ce_contexts=args.ce_contexts,
+            name=str(path),
+            outlier_factor=args.outlier_factor or None,
+        )
+        results.append(r.to_dict())
+        print(json.dumps(r.to_dict()), file=sys.stderr)
+    frontier = sorted(
+        (
+            {
+                "sae": r["sae"],
+                "k": r["k"],
+                "l0": r["l0"],
+                "fvu": r["fvu"],
+                "ce_loss_recovered": r["ce_loss_recovered"],
+            }
+            for r in results
+            if r["arch"] == "topk"
+        ),
+        key=lambda r: r["l0"],
+    )
+    payload = {
+        "acts": str(store.path),
+        "model": store.manifest.get("model"),
+        "definitions": DEFINITIONS,
+        "results": results,
+        "frontier": frontier,
+    }
+    text = json.dumps(payload, indent=2)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    from neuroscope.models.loading import load_model
+    from neuroscope.record.reader import ActivationStore
+    from neuroscope.sae.features import FeatureConfig, compute_features
+    from neuroscope.sae.io import load_sae
+
+    _threads(args.threads)
+    store = ActivationStore(args.acts)
+    model = load_model(args.model or store.manifest["model"], device=args.device)
+    out = compute_features(
+        load_sae(args.sae),
+        store,
+        model,
+        args.out or Path(args.sae) / "features",
+        FeatureConfig(top_contexts=args.top_contexts, max_tokens=args.max_tokens),
+        hook=args.hook,
+    )
+    print(json.dumps({"features": str(out)}))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train-sae", help="train a sparse autoencoder on recorded activations")
+    p.add_argument("--acts", required=True, help="a folder written by `neuroscope trace`")
+    p.add_argument(
+        "--out", required=True, help="output folder (SAELens format: cfg.json + sae_weights.safetensors)"
+    )
+    p.add_argument("--arch", default="topk", help="topk or relu (ReLU + L1)")
+    p.add_argument("--k", type=int, default=32, help="active latents per token (topk)")
+    p.add_argument("--l1", type=float, default=5.0, help="L1 coefficient β (relu)")
+    p.add_argument("--expansion", type=float, default=8, help="d_sae = expansion × d_in")
+    p.add_argument("--hook", default=None, help="which recorded hook (when the folder holds several)")
+    p.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: 2e-4/sqrt(d_sae/16384) for topk)"
+    )
+    p.add_argument("--lr-find", action="store_true", help="pick the learning rate with Lightning's LR finder")
+    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-tokens", type=int, default=None, help="stop after this many training tokens")
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--b-dec-init", default="geometric_median", choices=["geometric_median", "mean", "zeros"])
+    p.add_argument(
+        "--dead-tokens",
+        type=int,
+        default=100_000,
+        help="tokens without firing before a latent counts as dead",
+    )
+    p.add_argument(
+        "--aux-k", type=int, default=None, help="dead latents used by the AuxK loss (default d_in/2)"
+    )
+    p.add_argument("--aux-coefficient", type=float, default=1 / 32)
+    p.add_argument(
+        "--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (0: at the end)"
+    )
+    p.add_argument(
+        "--outlier-factor",
+        type=float,
+        default=10.0,
+        help="leave out tokens with norm > this × median (massive activations; 0 keeps them)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+
+    e = subparsers.add_parser(
+        "eval-sae", help="held-out FVU, L0, dead/dense fractions and CE loss recovered (JSON)"
+    )
+    e.add_argument(
+        "--sae", required=True, nargs="+", help="SAE folder(s); several TopK SAEs give an FVU–L0 frontier"
+    )
+    e.add_argument(
+        "--acts", required=True, help="held-out activations recorded by `neuroscope trace --split heldout`"
+    )
+    e.add_argument(
+        "--model", default=None, help="model for CE loss recovered (default: the one in the manifest)"
+    )
+    e.add_argument("--hook", default=None)
+    e.add_argument("--ce-contexts", type=int, default=64, help="held-out contexts for CE loss (0 skips it)")
+    e.add_argument(
+        "--outlier-factor",
+        type=float,
+        default=10.0,
+        help="tokens with norm > this × median are reported apart (0: no separation)",
+    )
+    e.add_argument("--out", default=None, help="write the JSON here too")
+    e.add_argument("--device", default=None)
+    e.add_argument("--threads", type=int, default=None)
+    e.set_defaults(func=_eval)
+
+    f = subparsers.add_parser(
+        "sae-features", help="per-feature density, top contexts, top tokens, logit effects"
+    )
+    f.add_argument("--sae", required=True)
+    f.add_argument("--acts", required=True)
+    f.add_argument("--out", default=None, help="default: SAE_FOLDER/features")
+    f.add_argument("--model", default=None)
+    f.add_argument("--hook", default=None)
+    f.add_argument("--top-contexts", type=int, default=20)
+    f.add_argument("--max-tokens", type=int, default=None)
+    f.add_argument("--device", default=None)
+    f.add_argument("--threads", type=int, default=None)
+    f.set_defaults(func=_features)

@@ -1,0 +1,108 @@
+"""SAE and training configurations: frozen dataclasses validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from neuroscope.errors import InvalidConfigError
+
+ARCHITECTURES = ("relu", "topk")
+# SAELens spells the ReLU + L1 architecture "standard"
+SAELENS_ARCH = {"relu": "standard", "topk": "topk"}
+B_DEC_INITS = ("geometric_median", "mean", "zeros")
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """What an SAE is. ``arch``: ``relu`` (ReLU with an L1 penalty of weight ``l1_coefficient``) or
+    ``topk`` (keep the ``k`` largest pre-activations). Weights work on raw activations: the input
+    normalisation used in training is folded into the biases when training ends."""
+
+    d_in: int
+    d_sae: int
+    arch: str = "topk"
+    k: int = 32
+    l1_coefficient: float = 5.0
+    hook_name: str = ""
+    model_name: str = ""
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise InvalidConfigError(
+                f"Unknown SAE architecture {self.arch!r}; valid architectures: {', '.join(ARCHITECTURES)}."
+            )
+        if self.d_in < 1 or self.d_sae < 1:
+            raise InvalidConfigError(f"d_in and d_sae must be >= 1, got d_in={self.d_in}, d_sae={self.d_sae}")
+        if self.arch == "topk" and not 1 <= self.k <= self.d_sae:
+            raise InvalidConfigError(f"k must be in 1..d_sae ({self.d_sae}), got {self.k}")
+        if self.l1_coefficient < 0:
+            raise InvalidConfigError(f"l1_coefficient must be >= 0, got {self.l1_coefficient}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Token counts are counted after special tokens (BOS, EOS, padding) are dropped.
+
+    ``dead_tokens``: a latent that has not fired for this many training tokens counts as dead; the AuxK
+    loss then trains the ``aux_k`` largest dead latents to predict the residual error (TopK and ReLU alike).
+
+    ``outlier_factor``: tokens whose norm exceeds this multiple of the median norm are massive-activation
+    outliers (see :func:`neuroscope.sae.loader.outlier_norm`); the input scale is always computed without
+    them, and unless ``train_on_outliers`` they are left out of training like special tokens."""
+
+    lr: float | None = None
+    batch_size: int = 4096
+    epochs: int = 1
+    max_tokens: int | None = None
+    seed: int = 0
+    b_dec_init: str = "geometric_median"
+    normalize: bool = True
+    dead_tokens: int = 100_000
+    aux_k: int | None = None
+    aux_coefficient: float = 1 / 32
+    lr_warmup_steps: int = 0
+    shuffle_buffer: int = 65_536
+    lr_find: bool = False
+    checkpoint_every: int = 0
+    progress: bool = True
+    hook: str | None = None
+    outlier_factor: float | None = 10.0
+    train_on_outliers: bool = False
+
+    def __post_init__(self) -> None:
+        if self.outlier_factor is not None and not self.outlier_factor > 1:
+            raise InvalidConfigError(f"outlier_factor must be > 1 (or None), got {self.outlier_factor}")
+        if self.lr is not None and not self.lr > 0:
+            raise InvalidConfigError(f"lr must be > 0, got {self.lr}")
+        if self.batch_size < 1:
+            raise InvalidConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.epochs < 1:
+            raise InvalidConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise InvalidConfigError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.b_dec_init not in B_DEC_INITS:
+            raise InvalidConfigError(
+                f"b_dec_init must be one of {', '.join(B_DEC_INITS)}, got {self.b_dec_init!r}"
+            )
+        if self.dead_tokens < 1:
+            raise InvalidConfigError(f"dead_tokens must be >= 1, got {self.dead_tokens}")
+        if self.aux_k is not None and self.aux_k < 1:
+            raise InvalidConfigError(f"aux_k must be >= 1, got {self.aux_k}")
+        if self.aux_coefficient < 0:
+            raise InvalidConfigError(f"aux_coefficient must be >= 0, got {self.aux_coefficient}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_lr(cfg: SAEConfig) -> float:
+    """The OpenAI scaling-laws rule for TopK (2e-4 / sqrt(d_sae / 2**14)); 4e-4 for ReLU + L1 (SAELens's
+    usual range)."""
+    if cfg.arch == "topk":
+        return 2e-4 / (cfg.d_sae / 2**14) ** 0.5
+    return 4e-4

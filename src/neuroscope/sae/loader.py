@@ -1,0 +1,83 @@
+"""A streaming, shuffled, re-iterable view of recorded activations for the training loop."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from neuroscope.record.reader import ActivationStore
+
+
+class ActivationStream(IterableDataset):
+    """Yields ``[batch_size, d]`` float32 batches, special tokens dropped (and, with ``max_norm``, rows whose
+    raw norm exceeds it, so a batch can be a few rows short). Each pass over the store uses a
+    new shuffle seed (``seed + pass``), so epochs see different orders; memory is bounded by the reader's
+    shuffle buffer, whatever the store's size."""
+
+    def __init__(
+        self,
+        store: ActivationStore | str | os.PathLike,
+        batch_size: int,
+        hook: str | None = None,
+        seed: int = 0,
+        shuffle_buffer: int = 65_536,
+        scale: float = 1.0,
+        max_norm: float | None = None,
+    ):
+        self.store = store if isinstance(store, ActivationStore) else ActivationStore(store)
+        self.hook = self.store.hook(hook)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle_buffer = shuffle_buffer
+        self.scale = scale
+        self.max_norm = max_norm
+        self.passes = 0
+
+    def __iter__(self):
+        seed = self.seed + self.passes
+        self.passes += 1
+        for b in self.store.iter_batches(
+            self.batch_size,
+            self.hook,
+            shuffle=True,
+            seed=seed,
+            buffer_tokens=self.shuffle_buffer,
+            drop_last=True,
+        ):
+            x = b.acts
+            if self.max_norm is not None:
+                x = x[x.float().norm(dim=-1) <= self.max_norm]
+            yield x * self.scale if self.scale != 1.0 else x
+
+    def n_usable_tokens(self) -> int:
+        """Tokens per pass after dropping special tokens, from the manifest when it says how many contexts
+        start with BOS (one special token per context), else the raw count."""
+        m = self.store.manifest
+        if m.get("n_usable_tokens") is not None:
+            return int(m["n_usable_tokens"])
+        n = self.store.n_tokens
+        if m.get("bos_token_id") is not None and m.get("n_contexts"):
+            n -= int(m["n_contexts"])
+        return max(n, 0)
+
+    def loader(self) -> DataLoader:
+        return DataLoader(self, batch_size=None, num_workers=0)
+
+
+def sample_activations(
+    store: ActivationStore, n: int, hook: str | None = None, seed: int = 0
+) -> torch.Tensor:
+    return store.sample(n, hook=hook, seed=seed).float()
+
+
+def outlier_norm(sample: torch.Tensor, factor: float | None) -> float | None:
+    """The norm above which a token counts as a massive-activation outlier: ``factor`` × the median norm.
+
+    Middle layers of Llama-family models carry a handful of non-special tokens (the first token after BOS,
+    some newlines) whose residual norm is ~100× a typical token's; at smollm2-135m layer 15 they are ~0.2%
+    of tokens but ~98% of the variance, so they would dominate both training and FVU."""
+    if factor is None:
+        return None
+    return float(factor * sample.float().norm(dim=-1).median())

@@ -1,0 +1,305 @@
+"""Train an SAE with Lightning: a LightningModule for the loss and constraints, a Trainer for the loop,
+checkpoints, progress bar and (behind a flag) the automatic learning-rate finder."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from neuroscope.record.reader import ActivationStore
+from neuroscope.sae.config import SAEConfig, TrainConfig, default_lr
+from neuroscope.sae.loader import ActivationStream, outlier_norm
+from neuroscope.sae.model import SAE, geometric_median
+
+
+@dataclass
+class TrainResult:
+    out: str
+    steps: int
+    tokens: int
+    seconds: float
+    tokens_per_s: float
+    lr: float
+    input_scale: float
+    outlier_norm: float | None
+    final_loss: float
+    final_fvu: float
+    dead_fraction: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SAETrainingModule(L.LightningModule):
+    """Loss per architecture, on inputs scaled by ``scale`` (mean squared norm = d_in):
+
+    - ``topk``: FVU of the batch (squared error over the batch's total variance) + AuxK.
+    - ``relu``: squared error summed over d_in, mean over tokens, + ``l1_coefficient`` × L1 of latents
+      (decoder rows are unit norm, so this is SAELens's decoder-norm-weighted L1).
+
+    AuxK (both architectures): the ``aux_k`` largest dead latents reconstruct the main residual error;
+    this keeps gradients flowing to latents that stopped firing (Gao et al. 2024)."""
+
+    def __init__(self, sae: SAE, tcfg: TrainConfig, lr: float, total_steps: int | None = None):
+        super().__init__()
+        self.sae = sae
+        self.tcfg = tcfg
+        self.lr = lr
+        self.total_steps = total_steps
+        self.aux_k = tcfg.aux_k or max(1, sae.d_in // 2)
+        self.register_buffer("tokens_since_fired", torch.zeros(sae.d_sae, dtype=torch.long))
+        self.tokens_since_fired: torch.Tensor
+        self.history: list[dict[str, float]] = []
+        self.tokens_seen = 0
+
+    def dead_mask(self) -> torch.Tensor:
+        return self.tokens_since_fired >= self.tcfg.dead_tokens
+
+    def _aux_loss(
+        self, pre: torch.Tensor, err: torch.Tensor, total_var: torch.Tensor, xc: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``pre``: pre-activations (with their graph, or detached when ``xc`` is given, in which case the
+        selected ones are recomputed with a sparse backward)."""
+        dead = self.dead_mask()
+        n_dead = int(dead.sum())
+        if n_dead == 0 or self.tcfg.aux_coefficient == 0:
+            return pre.new_zeros(())
+        k = min(self.aux_k, n_dead)
+        with torch.no_grad():
+            idx = pre.masked_fill(~dead, -math.inf).topk(k, dim=-1, sorted=False).indices
+        vals = F.relu(pre.gather(1, idx) if xc is None else self.sae.gather_pre_acts(xc, pre, idx))
+        e_hat = self.sae.decode_sparse(vals, idx, bias=False)
+        # scaled down while few latents are dead, as in sparsify
+        return min(n_dead / self.aux_k, 1.0) * (e_hat - err.detach()).pow(2).sum() / total_var
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        x = batch.float()
+        sae = self.sae
+        total_var = (x - x.mean(0)).pow(2).sum().clamp_min(1e-8)
+        if sae.cfg.arch == "topk":
+            xc = x - sae.b_dec
+            with torch.no_grad():
+                pre = xc @ sae.W_enc + sae.b_enc
+                idx = pre.topk(sae.cfg.k, dim=-1, sorted=False).indices
+            vals = F.relu(sae.gather_pre_acts(xc, pre, idx))
+            x_hat = sae.decode_sparse(vals, idx)
+            fired = torch.zeros(sae.d_sae, dtype=torch.bool, device=x.device)
+            fired[idx[vals > 0]] = True
+            l0 = float((vals > 0).sum(-1).float().mean())
+            err = x - x_hat
+            fvu = err.pow(2).sum() / total_var
+            loss = fvu
+        else:
+            xc = None
+            z = pre = F.relu(sae.pre_acts(x))
+            x_hat = sae.decode(z)
+            fired = (z > 0).any(0)
+            l0 = float((z > 0).sum(-1).float().mean())
+            err = x - x_hat
+            fvu = err.pow(2).sum() / total_var
+            loss = err.pow(2).sum(-1).mean() + sae.cfg.l1_coefficient * z.sum(-1).mean()
+        aux = self._aux_loss(pre, err, total_var, xc)
+        loss = loss + self.tcfg.aux_coefficient * aux
+        with torch.no_grad():
+            self.tokens_since_fired += x.shape[0]
+            self.tokens_since_fired[fired] = 0
+        self.tokens_seen += x.shape[0]
+        dead = float(self.dead_mask().float().mean())
+        self.log_dict(
+            {"loss": loss.detach(), "fvu": fvu.detach(), "l0": l0, "dead": dead},
+            prog_bar=True,
+            on_step=True,
+            logger=False,
+        )
+        if batch_idx % 10 == 0:
+            self.history.append(
+                {
+                    "step": float(self.global_step),
+                    "tokens": float(self.tokens_seen),
+                    "loss": float(loss.detach()),
+                    "fvu": float(fvu.detach()),
+                    "l0": l0,
+                    "dead": dead,
+                }
+            )
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.sae.remove_parallel_grad()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.sae.normalize_decoder()
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.Adam(self.sae.parameters(), lr=self.lr, betas=(0.9, 0.999), eps=6.25e-10)
+        warm, total = self.tcfg.lr_warmup_steps, self.total_steps
+
+        def factor(step: int) -> float:
+            # linear warm-up, constant, then linear decay to zero over the last 20% of steps
+            f = min(1.0, (step + 1) / warm) if warm else 1.0
+            if total:
+                decay_start = int(0.8 * total)
+                if step >= decay_start:
+                    f *= max(0.0, (total - step) / max(1, total - decay_start))
+            return f
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def input_scale(sample: torch.Tensor) -> float:
+    """The factor that makes the mean squared norm of the inputs equal to d_in (as SAELens and sparsify
+    do), so one learning rate and one L1 coefficient suit every model and layer."""
+    return float((sample.shape[-1] / sample.pow(2).sum(-1).mean()).sqrt())
+
+
+def init_b_dec(sae: SAE, sample: torch.Tensor, how: str) -> None:
+    with torch.no_grad():
+        if how == "geometric_median":
+            sae.b_dec.data = geometric_median(sample.float())
+        elif how == "mean":
+            sae.b_dec.data = sample.float().mean(0)
+
+
+def build_trainer(tcfg: TrainConfig, out: Path, max_steps: int, epochs: int) -> L.Trainer:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    callbacks: list[Any] = [
+        ModelCheckpoint(
+            dirpath=out / "checkpoints",
+            filename="sae-{step}",
+            save_last=True,
+            save_top_k=1,
+            every_n_train_steps=tcfg.checkpoint_every or None,
+        )
+    ]
+    return L.Trainer(
+        max_epochs=epochs,
+        max_steps=max_steps,
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_progress_bar=tcfg.progress,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        default_root_dir=str(out),
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+    )
+
+
+def train_sae(
+    acts: str | os.PathLike | ActivationStore,
+    cfg: SAEConfig | None = None,
+    tcfg: TrainConfig | None = None,
+    out: str | os.PathLike | None = None,
+    **sae_kwargs: Any,
+) -> tuple[SAE, TrainResult]:
+    """Train an SAE on a recorded store and (with ``out``) save it in SAELens's format plus
+    ``training.json``. ``cfg`` defaults to a TopK SAE on the store's hook: pass ``expansion=8`` and
+    SAEConfig fields (``arch``, ``k``, ...) as keywords instead of a config."""
+    from neuroscope.sae.io import save_sae
+
+    tcfg = tcfg or TrainConfig()
+    store = acts if isinstance(acts, ActivationStore) else ActivationStore(acts)
+    hook = store.hook(tcfg.hook)
+    d_in = store.d(hook)
+    if cfg is None:
+        expansion = sae_kwargs.pop("expansion", 8)
+        cfg = SAEConfig(
+            d_in=d_in,
+            d_sae=int(expansion * d_in),
+            hook_name=hook,
+            model_name=str(store.manifest.get("model", "")),
+            **sae_kwargs,
+        )
+    if cfg.d_in != d_in:
+        from neuroscope.errors import InvalidConfigError
+
+        raise InvalidConfigError(
+            f"SAE d_in={cfg.d_in} does not match {hook} in {store.path}, of width {d_in}."
+        )
+    L.seed_everything(tcfg.seed, verbose=False)
+    sae = SAE(cfg, seed=tcfg.seed)
+    sample = store.sample(min(16_384, max(store.n_tokens, 1)), hook=hook, seed=tcfg.seed).float()
+    max_norm = outlier_norm(sample, tcfg.outlier_factor)
+    typical = sample if max_norm is None else sample[sample.norm(dim=-1) <= max_norm]
+    scale = input_scale(typical) if tcfg.normalize else 1.0
+    init_b_dec(sae, (sample if tcfg.train_on_outliers else typical) * scale, tcfg.b_dec_init)
+    stream = ActivationStream(
+        store,
+        tcfg.batch_size,
+        hook,
+        tcfg.seed,
+        tcfg.shuffle_buffer,
+        scale,
+        max_norm=None if tcfg.train_on_outliers else max_norm,
+    )
+    per_epoch = max(1, stream.n_usable_tokens() // tcfg.batch_size)
+    max_steps = -(-tcfg.max_tokens // tcfg.batch_size) if tcfg.max_tokens else per_epoch * tcfg.epochs
+    epochs = tcfg.epochs if not tcfg.max_tokens else max(tcfg.epochs, -(-max_steps // per_epoch) + 1)
+    out_path = Path(out) if out is not None else Path(os.environ.get("TMPDIR", "/tmp")) / "neuroscope-sae"
+    lr = tcfg.lr or default_lr(cfg)
+    module = SAETrainingModule(sae, tcfg, lr, total_steps=max_steps)
+    trainer = build_trainer(tcfg, out_path, max_steps, epochs)
+    if tcfg.lr_find:
+        lr = find_lr(module, stream, tcfg, out_path)
+        module = SAETrainingModule(sae, tcfg, lr, total_steps=max_steps)
+        trainer = build_trainer(tcfg, out_path, max_steps, epochs)
+    t0 = time.perf_counter()
+    trainer.fit(module, train_dataloaders=stream.loader())
+    seconds = time.perf_counter() - t0
+    sae.fold_input_scale(scale)
+    h = module.history
+    result = TrainResult(
+        out=str(out_path),
+        steps=int(trainer.global_step),
+        tokens=module.tokens_seen,
+        seconds=round(seconds, 3),
+        tokens_per_s=round(module.tokens_seen / max(seconds, 1e-9), 1),
+        lr=lr,
+        input_scale=scale,
+        outlier_norm=max_norm,
+        final_loss=h[-1]["loss"] if h else float("nan"),
+        final_fvu=h[-1]["fvu"] if h else float("nan"),
+        dead_fraction=float(module.dead_mask().float().mean()),
+        history=h,
+    )
+    if out is not None:
+        save_sae(sae, out_path)
+        info = {"train": {**tcfg.to_dict(), "lr": lr}, "acts": str(store.path), "result": result.to_dict()}
+        (out_path / "training.json").write_text(json.dumps(info, indent=2))
+    return sae, result
+
+
+def find_lr(module: SAETrainingModule, stream: ActivationStream, tcfg: TrainConfig, out: Path) -> float:
+    """Lightning's LR range test on a throwaway copy; the SAE handed in is left untouched."""
+    import copy
+
+    from lightning.pytorch.tuner import Tuner
+
+    probe = copy.deepcopy(module)
+    probe.total_steps = None
+    trainer = L.Trainer(
+        max_steps=100,
+        logger=False,
+        enable_progress_bar=tcfg.progress,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        default_root_dir=str(out),
+    )
+    finder = Tuner(trainer).lr_find(
+        probe, train_dataloaders=stream.loader(), min_lr=1e-6, max_lr=1e-1, num_training=60, update_attr=False
+    )
+    suggestion = finder.suggestion() if finder is not None else None
+    return float(suggestion) if suggestion else module.lr

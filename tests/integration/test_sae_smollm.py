@@ -1,0 +1,114 @@
+"""SAE pipeline on the bundled smollm2-135m (layer 15 residual): record → train (small SAE) → evaluate →
+features, with the top context re-checked through the real model. Kept short: ~6k tokens, 1152 latents."""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuroscope.errors import InvalidConfigError
+from neuroscope.record.reader import ActivationStore
+from neuroscope.record.writer import TraceConfig, record
+from neuroscope.sae import SAE, SAEConfig, SpliceSAE, TrainConfig
+from neuroscope.sae.evaluate import evaluate_sae, heldout_contexts
+from neuroscope.sae.features import FeatureConfig, FeatureStore, compute_features
+from neuroscope.sae.train import train_sae
+
+pytestmark = pytest.mark.integration
+HOOK = "blocks.15.hook_resid_post"
+SENTENCES = [
+    "The river flooded the valley after three days of rain.",
+    "She opened the letter and read it twice before answering.",
+    "Prime numbers have exactly two divisors: one and themselves.",
+    "The committee postponed the vote until next Tuesday.",
+    "A function returns a value to the code that called it.",
+    "The old lighthouse keeper counted ships every evening.",
+    "Paris is the capital of France, and Berlin is the capital of Germany.",
+    "He poured the coffee, added milk, and sat down by the window.",
+    "Water boils at one hundred degrees Celsius at sea level.",
+    "The children laughed as the dog chased its own tail.",
+]
+
+
+def _corpus(path: Path, n_docs: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    docs = [{"id": f"d{i}", "text": " ".join(rng.choice(SENTENCES, 6))} for i in range(n_docs)]
+    path.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    return path
+
+
+@functools.cache
+def _pipeline(model):
+    root = Path(tempfile.mkdtemp(prefix="sae-int-"))
+    for name, n_docs, tokens, seed in (("train", 120, 6144, 0), ("heldout", 30, 1024, 1)):
+        cfg = TraceConfig(
+            hooks=(HOOK,),
+            data=str(_corpus(root / f"{name}.jsonl", n_docs, seed)),
+            tokens=tokens,
+            ctx_len=64,
+            batch_size=8,
+            shard_tokens=2048,
+            dtype="float32",
+        )
+        record(model, cfg, root / name, progress=False)
+    torch.manual_seed(0)
+    sae, result = train_sae(
+        root / "train",
+        tcfg=TrainConfig(batch_size=512, epochs=6, lr=2e-3, progress=False, dead_tokens=4096),
+        out=root / "sae",
+        arch="topk",
+        k=16,
+        expansion=2,
+    )
+    return root, sae, result
+
+
+def test_train_and_evaluate_on_the_real_model(smollm):
+    root, sae, result = _pipeline(smollm)
+    assert result.history[-1]["fvu"] < 0.6 * result.history[0]["fvu"]
+    r = evaluate_sae(sae, root / "heldout", smollm, ce_contexts=8)
+    assert r.l0 == 16.0 and r.d_in == 576
+    assert r.fvu < 0.5
+    # the reconstruction is far better for the model than deleting the residual stream (on this small,
+    # repetitive text the spliced loss can even dip below the clean one, so only the gap is checked)
+    assert max(r.ce_clean, r.ce_spliced) < r.ce_zero_ablation
+    assert r.ce_loss_recovered > 0.5
+
+
+def test_top_contexts_recomputed_through_the_real_model(smollm):
+    root, sae, _ = _pipeline(smollm)
+    out = compute_features(
+        sae, root / "heldout", smollm, root / "features", FeatureConfig(top_contexts=5, n_examples=16)
+    )
+    fs = FeatureStore(out)
+    store = ActivationStore(root / "heldout")
+    grid = heldout_contexts(store, store.manifest["n_contexts"])
+    f = int(fs.table(sort="max_activation", descending=True, limit=1)[0]["id"])
+    ctxs = fs.contexts(f)
+    recomputed = []
+    with torch.no_grad():
+        for c in ctxs:
+            _, cache = smollm.run_with_cache(grid[c["doc_id"], : c["pos"] + 1][None], names=[HOOK])
+            recomputed.append(float(sae.encode(cache[HOOK][0, -1])[f]))
+    assert int(np.argmax(recomputed)) == 0
+    np.testing.assert_allclose(recomputed, [c["activation"] for c in ctxs], rtol=2e-2, atol=1e-3)
+    detail = fs.feature(f)
+    assert len(detail["logit_top_tokens"]) == 10 and len(detail["logit_bottom_tokens"]) == 10
+
+
+def test_splice_on_real_model_and_width_error(smollm):
+    _, sae, _ = _pipeline(smollm)
+    text = "The river flooded the valley after three days of rain."
+    with torch.no_grad():
+        clean = smollm(text)
+        same = smollm(text, interventions=[SpliceSAE(sae, keep_error=True)])
+    torch.testing.assert_close(same, clean, rtol=1e-3, atol=1e-3)
+    small = SAE(SAEConfig(d_in=64, d_sae=128, k=4, hook_name=HOOK))
+    with pytest.raises(InvalidConfigError, match=rf"d_in=64 but hook {HOOK} has width 576"):
+        smollm(text, interventions=[SpliceSAE(small)])
