@@ -58,7 +58,7 @@ def write_corpus(path: Path, n_docs: int, seed: int) -> Path:
 @functools.cache
 def stores() -> tuple[Path, Path]:
     """(train, held-out) tiny:llama recordings at ``HOOK``: ~12k and ~3k tokens, disjoint texts."""
-    from conftest import tiny
+    from tinymodels import tiny
 
     root = Path(tempfile.mkdtemp(prefix="sae-unit-"))
     model = tiny("llama")

@@ -125,7 +125,7 @@ def test_kill_9_then_same_command_gives_the_clean_result(tmp_path):
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        from conftest import tiny
+        from tinymodels import tiny
 
         cfg = TraceConfig(
             hooks=HOOKS,

@@ -15,7 +15,7 @@ from neuroscope.record.writer import MANIFEST, TraceConfig, record
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from conftest import tiny
+    from tinymodels import tiny
 
     tmp = tmp_path_factory.mktemp("reader")
     rng = np.random.default_rng(1)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from sae_testutil import HOOK, stores, trained
 
-from conftest import tiny
+from tinymodels import tiny
 from neuroscope.errors import InvalidConfigError
 from neuroscope.record.reader import ActivationStore
 from neuroscope.sae import SAE, SAEConfig

@@ -6,7 +6,7 @@ import pytest
 import torch
 from sae_testutil import HOOK, trained
 
-from conftest import tiny
+from tinymodels import tiny
 from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError
 from neuroscope.interventions import Patch
 from neuroscope.sae import SAE, SAEConfig, SpliceSAE, with_sae
