@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from sae_testutil import HOOK, stores, trained
-
 from tinymodels import tiny
+
 from neuroscope.errors import InvalidConfigError
 from neuroscope.record.reader import ActivationStore
 from neuroscope.sae import SAE, SAEConfig

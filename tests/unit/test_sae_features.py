@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 from sae_testutil import HOOK, stores, trained
-
 from tinymodels import tiny
+
 from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError
 from neuroscope.record.reader import ActivationStore
 from neuroscope.sae.evaluate import heldout_contexts, reconstruction_stats

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from sae_testutil import HOOK, trained
-
 from tinymodels import tiny
+
 from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError
 from neuroscope.interventions import Patch
 from neuroscope.sae import SAE, SAEConfig, SpliceSAE, with_sae
