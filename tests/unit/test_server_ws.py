@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import json
@@ -118,7 +119,10 @@ def test_latest_slot_unit():
         slot.put(a)
         assert await asyncio.wait_for(waiter, 1) is a
 
-    asyncio.run(go())
+    # in a thread of its own: in a full run Playwright's sync API (browser tier) keeps an event loop
+    # registered on the main thread, where asyncio.run() refuses to start
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, go()).result(timeout=30)
 
 
 def test_twenty_concurrent_clients(tiny_llama):

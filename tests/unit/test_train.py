@@ -36,6 +36,7 @@ SMALL = TrainConfig(
     checkpoint_every=200,
     seed=0,
     threads=1,
+    head_lasso=0.0,  # the pruning phase is checked on the committed run; this run checks formation
 )
 LAST = SMALL.steps
 
@@ -167,11 +168,32 @@ def test_ablation_and_path_patching_route(small_run):
     assert q_path["induction_score"] > k_path["induction_score"]
 
 
+def test_head_norms_match_per_head_slices():
+    from neuroscope.train.loop import head_norms
+    from neuroscope.train.model import build_model
+
+    cfg = TrainConfig(n_layers=2, n_heads=4, d_model=32, head_lasso=0.1)
+    model = build_model(cfg, 259, {})
+    attn, dh = model.transformer.h[1].attn, 8
+    w, o = attn.c_attn.weight.detach(), attn.c_proj.weight.detach()
+    for h in range(4):
+        cols = [slice(part * 32 + h * dh, part * 32 + (h + 1) * dh) for part in range(3)]
+        sq = sum(float(w[:, c].pow(2).sum()) for c in cols) + float(o[h * dh : (h + 1) * dh].pow(2).sum())
+        assert float(head_norms(model, range(1, 2)).detach()[h]) == pytest.approx(math.sqrt(sq), rel=1e-5)
+    with torch.no_grad():
+        o[2 * dh : 3 * dh] = 0  # zero one head's output rows; only its norm changes
+        attn.c_proj.weight.copy_(o)
+    norms = head_norms(model, range(1, 2)).detach()
+    assert float(norms[2]) < float(norms[1])
+
+
 def test_invalid_config_is_rejected():
     with pytest.raises(InvalidConfigError):
         TrainConfig(d_model=30, n_heads=4)
     with pytest.raises(InvalidConfigError):
         TrainConfig(n_ctx=64, eval_seq_len=50)
+    with pytest.raises(InvalidConfigError):
+        TrainConfig(head_lasso=-1.0)
     with pytest.raises(NeuroscopeError):
         list_checkpoints(Path("/nonexistent/run"))
 
@@ -190,6 +212,10 @@ def test_committed_report_is_consistent():
     assert acc["layer1_induction_score"]["pass"] == (res["final"]["induction_head"]["score"] >= 0.7)
     assert acc["layer0_prev_token_score"]["pass"] == (res["final"]["prev_token_head"]["score"] >= 0.7)
     assert acc["repeated_over_first_loss"]["pass"] == (res["final"]["in_context_loss"]["ratio"] < 1 / 3)
+    one = res["ablation"]["induction_head"]
+    assert acc["ablate_top_induction_head"]["pass"] == (
+        abs(one["repeated_half"] - one["first_half"]) <= 0.25 * one["first_half"]
+    )
     every = res["ablation"]["all_induction_heads"]
     assert acc["ablate_all_induction_heads"]["pass"] == (
         abs(every["repeated_half"] - every["first_half"]) <= 0.25 * every["first_half"]
@@ -214,6 +240,9 @@ def test_committed_run_shows_formation():
     assert s_span["start"] is not None and r_span["start"] is not None
     assert s_span["start"] <= r_span["end"] and r_span["start"] <= s_span["end"]
     assert res["training"]["seconds"] <= 15 * 60
+    # zero-ablating the one induction head brings the repeated half back within 25% of the first half
+    one = res["ablation"]["induction_head"]
+    assert abs(one["repeated_half"] - one["first_half"]) <= 0.25 * one["first_half"], one
 
 
 def test_text_rows_are_the_tokenizers_ids(tmp_path):

@@ -32,6 +32,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--warmup", type=int, default=d.warmup)
+    p.add_argument(
+        "--head-lasso",
+        type=float,
+        default=d.head_lasso,
+        help="group-lasso weight on each layer-1+ head's weights (prunes redundant induction heads; 0: off)",
+    )
+    p.add_argument(
+        "--head-lasso-start",
+        type=int,
+        default=d.head_lasso_start,
+        help="step after which the head lasso applies",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument(
@@ -83,6 +95,8 @@ def _train(args: argparse.Namespace) -> int:
         eval_seq_len=args.eval_seq_len,
         lr=args.lr,
         weight_decay=args.weight_decay,
+        head_lasso=args.head_lasso,
+        head_lasso_start=args.head_lasso_start,
         warmup=args.warmup,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,

@@ -51,9 +51,10 @@ def _centre(m: torch.Tensor) -> torch.Tensor:
 
 
 def _comp(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(
-        torch.linalg.matrix_norm(a @ b) / (torch.linalg.matrix_norm(a) * torch.linalg.matrix_norm(b))
-    )
+    denom = float(torch.linalg.matrix_norm(a) * torch.linalg.matrix_norm(b))
+    if not denom > 0:  # a pruned head (weights ~0, its norms underflow): it composes with nothing
+        return 0.0
+    return float(torch.linalg.matrix_norm(a @ b)) / denom
 
 
 def composition_scores(
@@ -92,7 +93,7 @@ def path_ablation(
     src: tuple[int, int],
     dst: tuple[int, int],
     site: str = "k",
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Remove head ``src``'s output from the input of ``dst``'s ``site`` (q, k or v) only; re-measure ``dst``.
 
     The replacement ``site`` vector is recomputed from ``ln_1(resid_pre - src_out)`` with ``dst``'s own weights,

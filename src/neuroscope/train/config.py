@@ -62,6 +62,15 @@ class TrainConfig:
     """Linear warm-up steps, then constant learning rate (a decay would blur the step axis of the formation plot)."""
     weight_decay: float = 0.01
     """AdamW weight decay, on every trained parameter (torch's default)."""
+    head_lasso: float = 0.03
+    """Group-lasso weight on the heads of layers 1 and up: ``head_lasso * sum_h ||(W_Q^h, W_K^h, W_V^h, W_O^h)||``
+    is added to the loss. Splitting one circuit over k copies of a head costs about sqrt(k) times as much under
+    it, so it favours a single induction head over several redundant ones (0: off). Without it all four layer-1
+    heads of the default model become induction heads at once and zero-ablating any one of them leaves in-context
+    copying intact (docs/induction/RECIPE.md). The loss log records the language-model loss without the penalty."""
+    head_lasso_start: int = 500
+    """The head lasso applies after this step, once the circuit has formed (applied from step 0, at 0.003 or 0.02, it
+    kept every layer-1 head too small for the circuit to form by step 400 or 500)."""
     seed: int = 0
     checkpoint_every: int = 50
     """Save a checkpoint every this many steps (step 0, the initialisation, is always saved)."""
@@ -112,8 +121,16 @@ class TrainConfig:
             raise InvalidConfigError(f"skip_fraction must be in [0, 1), got {self.skip_fraction}")
         if not 0.0 <= self.text_fraction <= 1.0:
             raise InvalidConfigError(f"text_fraction must be in [0, 1], got {self.text_fraction}")
-        if not (self.lr > 0 and self.weight_decay >= 0 and self.warmup >= 0 and self.threads >= 0):
-            raise InvalidConfigError("lr must be > 0; weight_decay, warmup and threads must be >= 0")
+        if not (
+            self.lr > 0
+            and self.weight_decay >= 0
+            and self.head_lasso >= 0
+            and self.warmup >= 0
+            and self.threads >= 0
+        ):
+            raise InvalidConfigError(
+                "lr must be > 0; weight_decay, head_lasso, warmup and threads must be >= 0"
+            )
 
     @property
     def d_head(self) -> int:

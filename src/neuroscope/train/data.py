@@ -88,6 +88,7 @@ def mixed_batch(
     batch = training_batch(cfg, bos, gen)
     n_skip = round(cfg.skip_fraction * cfg.batch_size) if marker is not None and perm is not None else 0
     if n_skip:
+        assert marker is not None and perm is not None  # n_skip > 0 only when both are given
         batch[cfg.batch_size - n_skip :] = skip_bigram_rows(n_skip, cfg, marker, perm, gen)
     if text_ids is None or cfg.text_fraction == 0:
         return batch

@@ -54,6 +54,20 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr
 
 
+def head_norms(model: Any, layers: range) -> torch.Tensor:
+    """Frobenius norm of each head's (W_Q, W_K, W_V, W_O) in ``layers``, flattened ``[len(layers) * n_heads]``."""
+    d, n = model.config.n_embd, model.config.n_head
+    dh = d // n
+    norms = []
+    for layer in layers:
+        attn = model.transformer.h[layer].attn
+        qkv = attn.c_attn.weight.view(d, 3, n, dh)  # Conv1D: [in, out]; out = q | k | v, each head-major
+        o = attn.c_proj.weight.view(n, dh, d)  # rows: the concatenated heads' outputs
+        sq = qkv.pow(2).sum(dim=(0, 1, 3)) + o.pow(2).sum(dim=(1, 2))
+        norms.append(sq.sqrt())
+    return torch.cat(norms)
+
+
 def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> TrainResult:
     """Train from scratch into ``out``: ``out/checkpoints/step-NNNNNN/`` at each checkpoint step, and the final
     model in ``out`` itself, so ``load_model(out)`` opens the trained model."""
@@ -100,8 +114,11 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> TrainResu
                 group["lr"] = _lr_at(cfg, step - 1)
             batch = mixed_batch(cfg, tok.bos_token_id, gen, text_ids, marker, perm)
             loss = model(input_ids=batch, labels=batch).loss
+            objective = loss
+            if cfg.head_lasso and cfg.n_layers > 1 and step > cfg.head_lasso_start:
+                objective = loss + cfg.head_lasso * head_norms(model, range(1, cfg.n_layers)).sum()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             opt.step()
             value = loss.detach().item()
             losses.append(value)

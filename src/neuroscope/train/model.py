@@ -24,7 +24,7 @@ def tokenizer() -> Any:
     return byte_tokenizer()
 
 
-def build_model(cfg: TrainConfig, vocab_size: int, special: dict[str, int]) -> Any:
+def build_model(cfg: TrainConfig, vocab_size: int, special: dict[str, Any]) -> Any:
     """A freshly initialised ``GPT2LMHeadModel`` (seeded by ``cfg.seed``).
 
     The attention-only variant keeps GPT-2's module layout (so loaders, adapters and hooks need nothing new) but
@@ -53,7 +53,8 @@ def build_model(cfg: TrainConfig, vocab_size: int, special: dict[str, int]) -> A
             wpe = model.transformer.wpe.weight
             wpe.copy_(sinusoids(cfg.n_ctx, cfg.d_model) * wpe.std() * 5)
     if cfg.attn_only:
-        for block in model.transformer.h:
+        blocks: Any = model.transformer.h
+        for block in blocks:
             for p in block.mlp.parameters():
                 p.data.zero_()
                 p.requires_grad_(False)

@@ -215,6 +215,13 @@ def _data_line(cfg: dict[str, Any]) -> str:
         )
     if text and cfg.get("text_fraction"):
         parts.append(f" {cfg['text_fraction']:.0%} of the rows are windows of English text from `{text}`.")
+    if cfg.get("head_lasso"):
+        parts.append(
+            f" After step {cfg.get('head_lasso_start', 0)} a group lasso, {cfg['head_lasso']} × the sum over "
+            "layer-1 heads of the norm of each head's (W_Q, W_K, W_V, W_O), is added to the loss: copies of one "
+            "circuit cost more than a single head, so the redundant induction heads are pruned "
+            "(`neuroscope.train.loop.head_norms`)."
+        )
     warm = f"{cfg['warmup']} warm-up steps, then constant" if cfg.get("warmup") else "constant"
     parts.append(
         f" {cfg['steps']} steps, AdamW lr {cfg['lr']} ({warm}), weight decay {cfg['weight_decay']}, seed {cfg['seed']}, "
@@ -245,6 +252,14 @@ def _ablation_sentence(res: dict[str, Any]) -> str:
         f"Zero-ablating the top induction head L{ih['layer']}H{ih['head']} alone moves repeated / first from "
         f"{_fmt(base)} to {_fmt(one['ratio'])}"
     )
+    layer = ih["layer"]
+    strong = {tuple(h) for h in every["heads"]}
+    pruned = [f"L{layer}H{h}" for h in range(len(fin["induction"][layer])) if (layer, h) not in strong]
+    if res["config"].get("head_lasso") and pruned:
+        text += (
+            f". The head lasso pruned the other layer-{layer} heads ({', '.join(pruned)}: their induction "
+            "scores sit at uniform attention and ablating them changes nothing), so one head carries the circuit"
+        )
     if len(every["heads"]) > 1:
         text += (
             f"; zero-ablating all {len(every['heads'])} layer-{ih['layer']} heads with induction score ≥ 0.3 "
@@ -382,7 +397,7 @@ def write_report(
     command: str,
     n_sequences: int = 64,
     progress: bool = False,
-    plotly_js: str = "cdn",
+    plotly_js: bool | str = "cdn",
 ) -> dict[str, Any]:
     """Write results.json, README.md, formation.{html,png} and patterns.{html,png} into ``out``."""
     out = Path(out)
