@@ -109,16 +109,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m neuroscope.record.cli``) with the same subcommands."""
-    from neuroscope.errors import NeuroscopeError
+    from neuroscope.cli import run_parsed
 
     parser = argparse.ArgumentParser(prog="neuroscope")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except NeuroscopeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_parsed(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -71,13 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="neuroscope")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["ui", *(argv if argv is not None else sys.argv[1:])])
-    from neuroscope.errors import NeuroscopeError
+    from neuroscope.cli import run_parsed
 
-    try:
-        return int(args.func(args) or 0)
-    except NeuroscopeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_parsed(args)
 
 
 if __name__ == "__main__":
