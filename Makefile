@@ -44,13 +44,13 @@ corpus: $(STAMP)
 run: setup
 	$(VENV)/bin/neuroscope ui --model $(MODEL) --host $(HOST) --port $(PORT)
 
-test: setup chromium
+test: setup chromium corpus
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
-test-integration: setup
+test-integration: setup corpus
 	$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
 
 test-browser: setup chromium

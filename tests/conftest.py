@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 # Tests never touch a model hub: everything is tiny, bundled, or already cached.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,3 +44,19 @@ def _smollm() -> ns.HookedModel:
 @pytest.fixture(scope="session")
 def smollm() -> ns.HookedModel:
     return _smollm()
+
+
+@pytest.fixture(scope="session")
+def real_corpus(tmp_path_factory) -> Path:
+    """The default English corpus (prose of Debian's python3-doc; `make test` installs and prepares it).
+
+    Uses ./data/corpus when `make corpus` has written it, else prepares a copy for this session; without
+    python3-doc this fails with the install command rather than skipping."""
+    from neuroscope.record.datasets import CORPUS_FILE, DEFAULT_CORPUS_DIR, prepare_corpus
+
+    here = Path(__file__).resolve().parent.parent / DEFAULT_CORPUS_DIR
+    if (here / CORPUS_FILE).exists():
+        return here
+    out = tmp_path_factory.mktemp("corpus")
+    prepare_corpus(out)
+    return out

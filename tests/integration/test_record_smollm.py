@@ -11,20 +11,15 @@ from neuroscope.record.datasets import iter_contexts, load_documents
 from neuroscope.record.reader import ActivationStore
 from neuroscope.record.writer import TraceConfig, record
 
-TEXT = [
-    "The interpreter reads a program one statement at a time. Each statement is parsed, compiled to bytecode "
-    "and executed before the next one is read, which is why an error in line ten is reported only after the "
-    "first nine lines have run.",
-    "A list keeps its items in the order they were added. Appending is cheap, inserting at the front is not, "
-    "because every later item has to move one place to the right to make room for the new one.",
-    "Modules group related functions and classes. Importing a module runs its code once and caches the "
-    "result, so a second import of the same module returns the cached object instead of running it again.",
-] * 4
+N_DOCS = 12
 
 
-def test_trace_layer_15_matches_the_full_forward(smollm, tmp_path):
+def test_trace_layer_15_matches_the_full_forward(smollm, tmp_path, real_corpus):
+    # the first held-out pages of the real corpus, short enough that several documents share a context
+    docs = [json.loads(line) for line in (real_corpus / "heldout.jsonl").read_text().splitlines()[:200]]
+    docs = sorted(docs, key=lambda d: len(d["text"]))[:N_DOCS]
     data = tmp_path / "text.jsonl"
-    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXT))
+    data.write_text("".join(json.dumps({"text": d["text"]}) + "\n" for d in docs))
     hook = "blocks.15.hook_resid_post"
     ran = {"block16": 0}
     handle = smollm.layer_module(16).register_forward_hook(

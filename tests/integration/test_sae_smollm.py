@@ -4,7 +4,6 @@ features, with the top context re-checked through the real model. Kept short: ~6
 from __future__ import annotations
 
 import functools
-import json
 import tempfile
 from pathlib import Path
 
@@ -22,34 +21,17 @@ from neuroscope.sae.train import train_sae
 
 pytestmark = pytest.mark.integration
 HOOK = "blocks.15.hook_resid_post"
-SENTENCES = [
-    "The river flooded the valley after three days of rain.",
-    "She opened the letter and read it twice before answering.",
-    "Prime numbers have exactly two divisors: one and themselves.",
-    "The committee postponed the vote until next Tuesday.",
-    "A function returns a value to the code that called it.",
-    "The old lighthouse keeper counted ships every evening.",
-    "Paris is the capital of France, and Berlin is the capital of Germany.",
-    "He poured the coffee, added milk, and sat down by the window.",
-    "Water boils at one hundred degrees Celsius at sea level.",
-    "The children laughed as the dog chased its own tail.",
-]
-
-
-def _corpus(path: Path, n_docs: int, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    docs = [{"id": f"d{i}", "text": " ".join(rng.choice(SENTENCES, 6))} for i in range(n_docs)]
-    path.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
-    return path
 
 
 @functools.cache
-def _pipeline(model):
+def _pipeline(model, corpus: Path):
+    """Record the real corpus (python3-doc prose: train and held-out pages), train a small SAE on it."""
     root = Path(tempfile.mkdtemp(prefix="sae-int-"))
-    for name, n_docs, tokens, seed in (("train", 120, 6144, 0), ("heldout", 30, 1024, 1)):
+    for name, tokens in (("train", 6144), ("heldout", 1024)):
         cfg = TraceConfig(
             hooks=(HOOK,),
-            data=str(_corpus(root / f"{name}.jsonl", n_docs, seed)),
+            data=str(corpus),
+            split=name,
             tokens=tokens,
             ctx_len=64,
             batch_size=8,
@@ -69,20 +51,19 @@ def _pipeline(model):
     return root, sae, result
 
 
-def test_train_and_evaluate_on_the_real_model(smollm):
-    root, sae, result = _pipeline(smollm)
+def test_train_and_evaluate_on_the_real_model(smollm, real_corpus):
+    root, sae, result = _pipeline(smollm, real_corpus)
     assert result.history[-1]["fvu"] < 0.6 * result.history[0]["fvu"]
     r = evaluate_sae(sae, root / "heldout", smollm, ce_contexts=8)
     assert r.l0 == 16.0 and r.d_in == 576
     assert r.fvu < 0.5
-    # the reconstruction is far better for the model than deleting the residual stream (on this small,
-    # repetitive text the spliced loss can even dip below the clean one, so only the gap is checked)
+    # the reconstruction is far better for the model than deleting the residual stream
     assert max(r.ce_clean, r.ce_spliced) < r.ce_zero_ablation
     assert r.ce_loss_recovered > 0.5
 
 
-def test_top_contexts_recomputed_through_the_real_model(smollm):
-    root, sae, _ = _pipeline(smollm)
+def test_top_contexts_recomputed_through_the_real_model(smollm, real_corpus):
+    root, sae, _ = _pipeline(smollm, real_corpus)
     out = compute_features(
         sae, root / "heldout", smollm, root / "features", FeatureConfig(top_contexts=5, n_examples=16)
     )
@@ -102,8 +83,8 @@ def test_top_contexts_recomputed_through_the_real_model(smollm):
     assert len(detail["logit_top_tokens"]) == 10 and len(detail["logit_bottom_tokens"]) == 10
 
 
-def test_splice_on_real_model_and_width_error(smollm):
-    _, sae, _ = _pipeline(smollm)
+def test_splice_on_real_model_and_width_error(smollm, real_corpus):
+    _, sae, _ = _pipeline(smollm, real_corpus)
     text = "The river flooded the valley after three days of rain."
     with torch.no_grad():
         clean = smollm(text)
