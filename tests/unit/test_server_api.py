@@ -159,7 +159,7 @@ def test_residual_norms_and_pca(client, tiny_llama):
 
 def test_attribution_sums_to_the_logit(client, tiny_llama):
     out = client.post("/api/attribution", json={"prompt": PROMPT}).json()
-    logits = tiny_llama(PROMPT)[0, -1].float()
+    logits = tiny_llama(PROMPT)[0, -1].float().detach()
     assert out["target_id"] == int(logits.argmax())
     total = sum(c["value"] for c in out["components"])
     assert total == pytest.approx(float(logits.max()), abs=1e-3)
