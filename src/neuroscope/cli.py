@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def set_threads(n: int | None) -> None:
+    """``--threads N``: torch intra-op threads for this process (unset keeps torch's default)."""
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def run_parsed(args: argparse.Namespace) -> int:
     """Run a parsed subcommand; a NeuroscopeError becomes one line on stderr and exit code 2."""
     try:

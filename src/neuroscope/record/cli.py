@@ -7,13 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+from neuroscope.cli import run_parsed, set_threads
+
 
 def _trace(args: argparse.Namespace) -> int:
     from neuroscope.models.loading import load_model
     from neuroscope.record.datasets import CORPUS_FILE, DEFAULT_CORPUS_DIR, ensure_default_corpus
     from neuroscope.record.writer import TraceConfig, record, resolve_hooks
 
-    torch_threads(args.threads)
+    set_threads(args.threads)
     data = args.data
     if data is None:
         if not (Path(DEFAULT_CORPUS_DIR) / CORPUS_FILE).exists():
@@ -36,13 +38,6 @@ def _trace(args: argparse.Namespace) -> int:
     result = record(model, cfg, args.out, progress=not args.no_progress)
     print(json.dumps(result.to_dict(), indent=2))
     return 0
-
-
-def torch_threads(n: int | None) -> None:
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -109,8 +104,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m neuroscope.record.cli``) with the same subcommands."""
-    from neuroscope.cli import run_parsed
-
     parser = argparse.ArgumentParser(prog="neuroscope")
     register(parser.add_subparsers(dest="command", required=True))
     return run_parsed(parser.parse_args(argv))

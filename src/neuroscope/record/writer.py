@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 import torch
 
 from neuroscope.errors import CorruptDataError, InvalidConfigError
+from neuroscope.models.loading import file_sha256
 from neuroscope.record.datasets import context_special_ids, iter_contexts, load_documents, resolve_data
 
 if TYPE_CHECKING:
@@ -104,14 +105,6 @@ class TraceResult:
 
 def shard_name(start: int, end: int) -> str:
     return f"shard-{start:08d}-{end:08d}.parquet"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def footer_rows(path: Path) -> int:

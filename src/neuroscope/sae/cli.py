@@ -7,19 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-
-def _threads(n: int | None) -> None:
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
+from neuroscope.cli import set_threads
 
 
 def _train(args: argparse.Namespace) -> int:
     from neuroscope.sae.config import TrainConfig
     from neuroscope.sae.train import train_sae
 
-    _threads(args.threads)
+    set_threads(args.threads)
     tcfg = TrainConfig(
         lr=args.lr,
         batch_size=args.batch_size,
@@ -58,7 +53,7 @@ def _eval(args: argparse.Namespace) -> int:
     from neuroscope.sae.evaluate import DEFINITIONS, evaluate_sae
     from neuroscope.sae.io import load_sae
 
-    _threads(args.threads)
+    set_threads(args.threads)
     store = ActivationStore(args.acts)
     model = None
     if args.ce_contexts > 0:
@@ -112,7 +107,7 @@ def _features(args: argparse.Namespace) -> int:
     from neuroscope.sae.features import FeatureConfig, compute_features
     from neuroscope.sae.io import load_sae
 
-    _threads(args.threads)
+    set_threads(args.threads)
     store = ActivationStore(args.acts)
     model = load_model(args.model or store.manifest["model"], device=args.device)
     out = compute_features(

@@ -52,15 +52,8 @@ class ActivationStream(IterableDataset):
             yield x * self.scale if self.scale != 1.0 else x
 
     def n_usable_tokens(self) -> int:
-        """Tokens per pass after dropping special tokens, from the manifest when it says how many contexts
-        start with BOS (one special token per context), else the raw count."""
-        m = self.store.manifest
-        if m.get("n_usable_tokens") is not None:
-            return int(m["n_usable_tokens"])
-        n = self.store.n_tokens
-        if m.get("bos_token_id") is not None and m.get("n_contexts"):
-            n -= int(m["n_contexts"])
-        return max(n, 0)
+        """Tokens per pass after dropping special tokens (the store's count)."""
+        return self.store.n_usable_tokens
 
     def loader(self) -> DataLoader:
         return DataLoader(self, batch_size=None, num_workers=0)
