@@ -31,9 +31,15 @@ def test_lens_matches_manual_decoding_at_layer_one(tiny_llama):
 
 
 def test_tuned_lens_trains_saves_and_loads(tiny_llama, tmp_path):
-    lens, losses = train_tuned_lens(tiny_llama, [PROMPT, "Hello world", "abc abc abc"], steps=15, lr=1e-2)
+    params = list(tiny_llama.hf_model.parameters())
+    params[0].requires_grad_(True)  # a user who unfroze one weight gets it back unfrozen
+    before = [p.requires_grad for p in params]
+    try:
+        lens, losses = train_tuned_lens(tiny_llama, [PROMPT, "Hello world", "abc abc abc"], steps=15, lr=1e-2)
+        assert [p.requires_grad for p in params] == before  # restored after training
+    finally:
+        params[0].requires_grad_(False)
     assert losses[-1] < losses[0]
-    assert all(p.requires_grad for p in tiny_llama.hf_model.parameters())  # restored after training
     path = lens.save(tmp_path / "lens.pt")
     again = TunedLens.load(path)
     r1 = logit_lens(tiny_llama, PROMPT, tuned=lens)

@@ -52,6 +52,8 @@ def test_batched_sweep_equals_loop(name, site):
     diff = np.nanmax(np.abs(np.asarray(batched.logit_diffs) - np.asarray(loop.logit_diffs)))
     assert diff <= 1e-4
     assert batched.n_forwards < loop.n_forwards
+    lean = patching.patch_loop(m, s, site, layers=[1], lean=True)
+    assert np.nanmax(np.abs(np.asarray(lean.logit_diffs) - np.asarray(loop.logit_diffs))) <= 1e-4
 
 
 def test_reported_values_are_the_patched_models_logits(tiny_llama, tmp_path):
@@ -79,6 +81,52 @@ def test_attribution_patching_tracks_exact_head_patching(tiny_llama, tmp_path):
     assert approx.array().shape == exact.array().shape
     assert pearson(approx.array(), exact.array()) >= 0.7
     figures.write(approx.figure(), tmp_path / "attr.html")
+
+
+def _attribution_two_passes(m, s, site):
+    """The textbook route, independent of the paired batch: a clean forward, then a corrupted forward whose
+    activations are kept (still inside the graph), full logits, autograd on the logit difference."""
+    names = [patching.hook_for(site, l) for l in range(m.cfg.n_layers)]
+    with torch.no_grad():
+        _, clean = m.run_with_cache(s.clean, names=names)
+    leaves = {}
+
+    def leaf(x, hook):
+        # the first site starts the graph (weights are frozen); later ones are tensors of their own inside it
+        leaves[hook.name] = x.detach().requires_grad_(True) if hook.name == names[0] else x * 1.0
+        return leaves[hook.name]
+
+    with torch.enable_grad():
+        logits = m.run_with_hooks(s.corrupted, fwd_hooks=[(nm, leaf) for nm in names])
+        grads = torch.autograd.grad(s.ld(logits).sum(), [leaves[nm] for nm in names])
+    out = []
+    for nm, g in zip(names, grads, strict=True):
+        delta = ((clean[nm] - leaves[nm].detach()) * g)[0]
+        out.append(delta.sum((0, 2)) if site == "z" else delta.sum(-1))
+    return torch.stack(out).numpy() + s.corrupted_ld
+
+
+@pytest.mark.parametrize(
+    "name,site", [("llama", "z"), ("llama", "resid_pre"), ("gpt2", "z"), ("gemma2", "resid_post")]
+)
+def test_attribution_patching_equals_the_two_pass_gradient(name, site):
+    m = tiny(name)
+    s = _setup(m)
+    fast = patching.attribution_patching(m, s, site)
+    ref = _attribution_two_passes(m, s, site)
+    assert np.abs(np.asarray(fast.logit_diffs) - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
+    assert np.abs(ref - s.corrupted_ld).max() > 1e-3  # the estimates are not all zero
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2", "gemma2", "gpt_neox"])
+def test_final_ld_equals_the_logits(name):
+    m = tiny(name)
+    s = _setup(m)
+    n = m.cfg.n_layers
+    with torch.no_grad():
+        logits, cache = m.run_with_cache(s.corrupted, names=[f"blocks.{n - 1}.hook_resid_post"])
+        fast = s.final_ld(m, cache["resid_post", n - 1][:, -1])
+    assert abs(float(fast) - float(s.ld(logits))) <= 1e-5
 
 
 def test_path_patching_endpoints(tiny_llama, tmp_path):

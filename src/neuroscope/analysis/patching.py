@@ -22,6 +22,7 @@ from neuroscope.analysis import figures
 from neuroscope.analysis._util import token_id, tolist
 from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError, ShapeMismatchError
 from neuroscope.interventions import Patch
+from neuroscope.models.rowgrad import no_grad_rows
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
@@ -52,6 +53,12 @@ class PatchingSetup:
     def ld(self, logits: torch.Tensor) -> torch.Tensor:
         last = logits[:, -1].float()
         return last[:, self.answer] - last[:, self.wrong]
+
+    def final_ld(self, model: HookedModel, resid: torch.Tensor) -> torch.Tensor:
+        """The logit difference from the last block's output at the last position (``[batch, d_model]``),
+        unembedding only the two tokens it reads."""
+        logits = model.unembed(model.apply_ln_final(resid), tokens=(self.answer, self.wrong)).float()
+        return logits[:, 0] - logits[:, 1]
 
 
 def prepare(
@@ -185,7 +192,7 @@ def patch_sweep(
         for layer, rows in by_layer.items():
             src = clean_cache[hook_for(site, layer)][0]
             hooks.append((hook_for(site, layer), _row_patch(site, rows, src)))
-        lds.append(setup.ld(_last_logits_run(model, setup.corrupted.expand(len(chunk), -1), hooks, lo)))
+        lds.append(_ld_run(model, setup, setup.corrupted.expand(len(chunk), -1), hooks, lo))
         n_fwd += 1
     return _result(
         model, setup, site, torch.cat(lds).cpu(), units, layers, time.perf_counter() - t0, "batched", n_fwd
@@ -211,20 +218,39 @@ def _row_patch(site: str, rows: list[tuple[int, tuple]], src: torch.Tensor):
     return fn
 
 
-def _last_logits_run(model: HookedModel, ids: torch.Tensor, hooks: list, skip_below: int) -> torch.Tensor:
-    """A forward that skips layers below ``skip_below`` and unembeds only the last position (the metric's)."""
+def _ld_run(
+    model: HookedModel,
+    setup: PatchingSetup,
+    ids: torch.Tensor,
+    hooks: list,
+    skip_below: int = 0,
+    interventions: Sequence[Any] = (),
+) -> torch.Tensor:
+    """The logit difference of a hooked forward that skips layers below ``skip_below`` and stops before the
+    unembedding, which it then applies to the last position and the two metric tokens only."""
+    last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
     with torch.no_grad():
-        logits, _ = model.run_with_cache(
-            ids, names=[], fwd_hooks=hooks, skip_below=skip_below, logits_to_keep=1
+        _, cache = model.run_with_cache(
+            ids,
+            names=[last],
+            fwd_hooks=hooks,
+            interventions=interventions,
+            skip_below=skip_below,
+            stop_at_layer=model.cfg.n_layers,
         )
-    assert logits is not None
-    return logits
+        return setup.final_ld(model, cache[last][:, -1])
 
 
 def patch_one(
-    model: HookedModel, setup: PatchingSetup, site: Site, unit: tuple[int, ...], source: Any
+    model: HookedModel,
+    setup: PatchingSetup,
+    site: Site,
+    unit: tuple[int, ...],
+    source: Any,
+    lean: bool = False,
 ) -> float:
-    """Run the corrupted prompt with a single ``interventions.Patch`` from ``source`` (a clean cache): the logit diff."""
+    """Run the corrupted prompt with a single ``interventions.Patch`` from ``source`` (a clean cache): the logit
+    diff. ``lean`` stops before the unembedding and applies it to the metric's two tokens only (same value)."""
     layer = unit[0]
     if site == "z":
         iv = Patch(hook_for(site, layer), source, heads=[unit[1]])
@@ -232,33 +258,42 @@ def patch_one(
         iv = Patch(hook_for(site, layer), source, heads=[unit[1]], positions=[unit[2]])
     else:
         iv = Patch(hook_for(site, layer), source, positions=[unit[1]])
+    if lean:
+        return float(_ld_run(model, setup, setup.corrupted, [], interventions=[iv]))
     with torch.no_grad():
         return float(setup.ld(model(setup.corrupted, interventions=[iv])))
 
 
 def patch_loop(
-    model: HookedModel, setup: PatchingSetup, site: Site = "resid_pre", layers: Sequence[int] | None = None
+    model: HookedModel,
+    setup: PatchingSetup,
+    site: Site = "resid_pre",
+    layers: Sequence[int] | None = None,
+    lean: bool = False,
 ) -> PatchingResult:
-    """The reference: one forward per patch through ``interventions.Patch``."""
+    """The reference: one forward per patch through ``interventions.Patch`` (``lean`` as in :func:`patch_one`)."""
     _check_site(model, site)
     t0 = time.perf_counter()
     units = sorted(_units(model, site, setup.clean.shape[1], layers))
     names = sorted({hook_for(site, u[0]) for u in units})
     with torch.no_grad():
         _, clean_cache = model.run_with_cache(setup.clean, names=names)
-    lds = torch.tensor([patch_one(model, setup, site, u, clean_cache) for u in units])
+    lds = torch.tensor([patch_one(model, setup, site, u, clean_cache, lean) for u in units])
     return _result(model, setup, site, lds, units, layers, time.perf_counter() - t0, "loop", len(units) + 1)
 
 
 def attribution_patching(model: HookedModel, setup: PatchingSetup, site: Site = "z") -> PatchingResult:
     """First-order estimate of every patch at once: (clean − corrupted activation) · ∂metric/∂activation.
 
-    Two forwards (clean, corrupted with gradients) and one backward, whatever the number of patches.
+    Two forwards (clean, corrupted with gradients) and one backward, whatever the number of patches. The two
+    forwards run as one batch whose clean row skips autograd (``models.rowgrad``), so they share each weight
+    read; the metric unembeds only its two tokens at the last position.
     """
     _check_site(model, site)
     t0 = time.perf_counter()
     n = model.cfg.n_layers
     names = [hook_for(site, l) for l in range(n)]
+    last = f"blocks.{n - 1}.hook_resid_post"
     # a zero tensor added at each site: its gradient is the metric's gradient there, and the graph stays whole
     probes: dict[str, torch.Tensor] = {}
 
@@ -266,24 +301,27 @@ def attribution_patching(model: HookedModel, setup: PatchingSetup, site: Site = 
         probes[hook.name] = torch.zeros_like(x, requires_grad=True)
         return x + probes[hook.name]
 
-    with torch.no_grad():
-        _, clean_cache = model.run_with_cache(setup.clean, names=names, logits_to_keep=1)
-    with torch.enable_grad():
-        logits, corr_cache = model.run_with_cache(
-            setup.corrupted, names=names, fwd_hooks=[(nm, add_probe) for nm in names], logits_to_keep=1
+    pair = torch.cat([setup.clean, setup.corrupted])  # row 0 clean, row 1 corrupted
+    with torch.enable_grad(), no_grad_rows(model, 1):
+        _, cache = model.run_with_cache(
+            pair,
+            names=sorted({*names, last}),
+            fwd_hooks=[(nm, add_probe) for nm in names],
+            stop_at_layer=n,
+            detach=False,
         )
-        assert logits is not None
-        metric = setup.ld(logits).sum()
+        metric = setup.final_ld(model, cache[last][1:, -1]).sum()
         grads = torch.autograd.grad(metric, [probes[nm] for nm in names])
     vals = []
-    for nm, g in zip(names, grads, strict=False):
-        delta = (clean_cache[nm] - corr_cache[nm]).float() * g.float()
+    for nm, g in zip(names, grads, strict=True):
+        act = cache[nm].detach()
+        delta = (act[0] - act[1]).float() * g[1].float()
         if site == "z":
-            vals.append(delta[0].sum((0, 2)))  # [head]
+            vals.append(delta.sum((0, 2)))  # [head]
         elif site == "z_pos":
-            vals.append(delta[0].sum(-1).T)  # [head, pos]
+            vals.append(delta.sum(-1).T)  # [head, pos]
         else:
-            vals.append(delta[0].sum(-1))  # [pos]
+            vals.append(delta.sum(-1))  # [pos]
     est = torch.stack(vals).cpu()  # estimated change of the logit diff
     lds = est + setup.corrupted_ld
     cols = [str(h) for h in range(model.cfg.n_heads)] if site == "z" else setup.str_tokens
@@ -382,14 +420,15 @@ def path_patching(
 
             hooks.append((z_names[l], fn))
         ids = setup.corrupted.expand(b, -1)
+        if receivers is None:
+            lds.append(_ld_run(model, setup, ids, hooks))
+            continue
         with torch.no_grad():
-            logits, step1 = model.run_with_cache(ids, names=recv_names, fwd_hooks=hooks)
-            if receivers is None:
-                assert logits is not None  # no stop_at_layer: the forward ran to the end
-                lds.append(setup.ld(logits))
-                continue
-            ivs = [Patch(f"blocks.{l}.attn.hook_{kind}", step1, heads=[h]) for l, h, kind in receivers]
-            lds.append(setup.ld(model(ids, interventions=ivs)))
+            # step 1 needs nothing above the last receiver's layer
+            stop = max((r[0] for r in receivers), default=-1) + 1
+            _, step1 = model.run_with_cache(ids, names=recv_names, fwd_hooks=hooks, stop_at_layer=stop)
+        ivs = [Patch(f"blocks.{l}.attn.hook_{kind}", step1, heads=[h]) for l, h, kind in receivers]
+        lds.append(_ld_run(model, setup, ids, [], interventions=ivs))
     ld = torch.cat(lds).cpu()
     return PathPatchingResult(
         [[(int(l), int(h)) for l, h in s] for s in senders],

@@ -373,9 +373,17 @@ class HookedModel:
     def apply_ln_final(self, resid: torch.Tensor) -> torch.Tensor:
         return self._module(self.adapter.final_norm)(resid)
 
-    def unembed(self, normalized: torch.Tensor) -> torch.Tensor:
-        logits = normalized @ self.W_U
-        bias = self.b_U
+    def unembed(self, normalized: torch.Tensor, tokens: Sequence[int] | None = None) -> torch.Tensor:
+        """Logits from the final norm's output; ``tokens`` selects vocabulary columns (in that order), so a
+        metric on a few tokens does not read the whole ``[d_model, d_vocab]`` unembedding."""
+        W, bias = self.W_U, self.b_U
+        if tokens is not None:
+            idx = torch.as_tensor(list(tokens), dtype=torch.long, device=W.device)
+            # select rows of the stored [d_vocab, d_model] weight: selecting columns of its transpose view
+            # would first copy the whole matrix
+            W = W.T.index_select(0, idx).T
+            bias = None if bias is None else bias.index_select(0, idx)
+        logits = normalized @ W
         if bias is not None:
             logits = logits + bias
         if self.cfg.final_logit_softcap:

@@ -199,6 +199,9 @@ def load_model(spec: str = DEFAULT_MODEL, device: str | None = None, dtype: torc
     t0 = time.perf_counter()
     resolved = resolve(spec)
     hf_model, tokenizer = load_hf(resolved, device, torch_dtype)
+    # an interpretability session differentiates activations and inputs, never weights: frozen weights keep
+    # autograd from recording their half of every linear layer (model.hf_model.requires_grad_(True) undoes it)
+    hf_model.requires_grad_(False)
     model = HookedModel(hf_model, tokenizer, name=resolved.name)
     model.load_seconds = time.perf_counter() - t0
     return model
