@@ -95,8 +95,7 @@ def embedding_pca(model: HookedModel, tokens: Sequence[str | int], n_components:
 
 def trajectory_pca(model: HookedModel, prompt: str, position: int = -1, n_components: int = 2) -> PCAResult:
     """PCA of the residual stream at ``position`` across layers (one point per layer)."""
-    n = model.cfg.n_layers
-    names = [f"blocks.{l}.hook_resid_pre" for l in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    names = model.resid_stream_names()
     with torch.no_grad():
         _, cache = model.run_with_cache(prompt, names=names)
         stack, labels = cache.accumulated_resid(return_labels=True)

@@ -64,8 +64,7 @@ def logit_lens(model: HookedModel, prompt: str, k: int = 5, tuned: TunedLens | N
     """Decode the residual stream before each layer (and the final one) through the final norm and unembedding."""
     if k < 1:
         raise InvalidConfigError(f"k must be >= 1, got {k}")
-    n = model.cfg.n_layers
-    names = [f"blocks.{l}.hook_resid_pre" for l in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    names = model.resid_stream_names()
     with torch.no_grad():
         logits, cache = model.run_with_cache(prompt, names=names)
         stack, labels = cache.accumulated_resid(return_labels=True)  # [layer+1, 1, pos, d]
@@ -147,7 +146,7 @@ def train_tuned_lens(
     if not texts:
         raise InvalidConfigError("train_tuned_lens needs at least one text")
     n = model.cfg.n_layers
-    names = [f"blocks.{l}.hook_resid_pre" for l in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    names = model.resid_stream_names()
     lens = TunedLens(n, model.cfg.d_model).to(model.device, model.dtype)
     opt = torch.optim.Adam(lens.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)

@@ -228,7 +228,7 @@ def _ld_run(
 ) -> torch.Tensor:
     """The logit difference of a hooked forward that skips layers below ``skip_below`` and stops before the
     unembedding, which it then applies to the last position and the two metric tokens only."""
-    last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    last = model.final_resid_name
     with torch.no_grad():
         _, cache = model.run_with_cache(
             ids,
@@ -293,7 +293,7 @@ def attribution_patching(model: HookedModel, setup: PatchingSetup, site: Site = 
     t0 = time.perf_counter()
     n = model.cfg.n_layers
     names = [hook_for(site, l) for l in range(n)]
-    last = f"blocks.{n - 1}.hook_resid_post"
+    last = model.final_resid_name
     # a zero tensor added at each site: its gradient is the metric's gradient there, and the graph stays whole
     probes: dict[str, torch.Tensor] = {}
 

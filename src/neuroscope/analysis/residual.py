@@ -43,8 +43,7 @@ class ResidualNorms:
 
 
 def residual_norms(model: HookedModel, prompt: str) -> ResidualNorms:
-    n = model.cfg.n_layers
-    names = [f"blocks.{l}.hook_resid_pre" for l in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    names = model.resid_stream_names()
     with torch.no_grad():
         _, cache = model.run_with_cache(prompt, names=names, stop_at_layer=None)
         stack, labels = cache.accumulated_resid(return_labels=True)
@@ -103,7 +102,7 @@ def direct_logit_attribution(
     names = [
         "hook_embed",
         "blocks.0.hook_resid_pre",
-        f"blocks.{n - 1}.hook_resid_post",
+        model.final_resid_name,
         "ln_final.hook_normalized",
     ]
     names += [f"blocks.{l}.hook_{s}_out" for l in range(n) for s in ("attn", "mlp")]

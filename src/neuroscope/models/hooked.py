@@ -135,6 +135,15 @@ class HookedModel:
     def hook_names(self) -> list[str]:
         return list(self._names)
 
+    @property
+    def final_resid_name(self) -> str:
+        """The last block's output: what the final norm reads."""
+        return f"blocks.{self.cfg.n_layers - 1}.hook_resid_post"
+
+    def resid_stream_names(self) -> list[str]:
+        """``resid_pre`` of every layer, then the final residual: the stream ``accumulated_resid`` stacks."""
+        return [f"blocks.{l}.hook_resid_pre" for l in range(self.cfg.n_layers)] + [self.final_resid_name]
+
     def _module(self, path: str) -> torch.nn.Module:
         return self.hf_model.get_submodule(path)
 

@@ -125,7 +125,7 @@ def _last_names(n_layers: int) -> list[str]:
 
 def plain_run(model: Any, prompt: str, ids: torch.Tensor) -> PlainRun:
     n = model.cfg.n_layers
-    names = [f"blocks.{li}.hook_resid_pre" for li in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    names = model.resid_stream_names()
     names += [f"blocks.{li}.attn.hook_pattern" for li in range(n)] + _last_names(n)
     logits, cache = model.run_with_cache(ids[None], names=names)
     resid = torch.stack([cache[nm][0] for nm in names[: n + 1]]).float()
@@ -163,7 +163,7 @@ def rerun(model: Any, run: PlainRun, ivs: list[Intervention], first: int, full: 
     applied to the last position only.
     """
     n = model.cfg.n_layers
-    names = [f"blocks.{n - 1}.hook_resid_post"]
+    names = [model.final_resid_name]
     if full:
         names += [f"blocks.{li}.hook_resid_pre" for li in range(first, n)]
         names += [nm for nm in _last_names(n) if int(nm.split(".")[1]) >= first]
@@ -435,7 +435,7 @@ def rerun_batch(
         hooks.append((name, lambda x, hook, _m=m: x * _m.to(x.dtype)))
     for name, a in add.items():
         hooks.append((name, lambda x, hook, _a=a: x + _a.to(x.dtype)))
-    last = f"blocks.{n - 1}.hook_resid_post"
+    last = model.final_resid_name
     _, cache = model.run_with_cache(
         ids, names=[last], stop_at_layer=n, fwd_hooks=hooks, attention_mask=mask, skip_below=first
     )
