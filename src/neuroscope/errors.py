@@ -82,3 +82,23 @@ class ResourceNotFoundError(NeuroscopeError, FileNotFoundError):
 
 class EmptyCorpusError(NeuroscopeError, ValueError):
     """A corpus yields no text, or fewer tokens than one context needs; the message names the corpus."""
+
+
+class QuantizationUnavailableError(NeuroscopeError, ImportError):
+    """A quantized load was asked for but no backend that can do it is installed; the message says which."""
+
+
+class GradientsUnavailableError(NeuroscopeError, RuntimeError):
+    """An analysis needs gradients through the model, and this quantized model's layers give none."""
+
+    def __init__(self, what: str, mode: str, backend: str):
+        self.what, self.mode, self.backend = what, mode, backend
+        super().__init__(
+            f"{what} needs gradients through the model, but this {mode} model quantized by {backend} gives "
+            "no gradient to its layers' inputs. Load it without quantize (or with bitsandbytes, whose int8 "
+            "and nf4 layers do pass gradients) to run it."
+        )
+
+
+class RayUnavailableError(NeuroscopeError, ImportError):
+    """Distributed recording was asked for but Ray Data is not installed, or the cluster cannot be reached."""
