@@ -21,7 +21,6 @@ from neuroscope.models import attention
 from neuroscope.models.adapters import get_adapter
 from neuroscope.models.cache import ActivationCache
 from neuroscope.models.config import HookedConfig
-from neuroscope.models.quantize import QuantInfo, dequantized_weight
 from neuroscope.models.hooks import (
     ATTN_FN_HOOKS,
     BoundSite,
@@ -36,6 +35,7 @@ from neuroscope.models.hooks import (
     hook_context,
     resolve_name,
 )
+from neuroscope.models.quantize import QuantInfo, dequantized_weight
 
 Input = Union[str, Sequence[str], torch.Tensor]
 NameFilter = Union[None, str, Sequence[str], Callable[[str], bool]]

@@ -54,7 +54,9 @@ def pick_backend(mode: str, backend: str | None = None) -> str:
     """bitsandbytes when installed (int8 and nf4), else torchao (int8 only); a clear error otherwise."""
     check_mode(mode)
     if backend is not None and backend not in BACKENDS:
-        raise InvalidConfigError(f"quantization backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise InvalidConfigError(
+            f"quantization backend must be one of {', '.join(BACKENDS)}, got {backend!r}"
+        )
     candidates = [backend] if backend else list(BACKENDS)
     for name in candidates:
         if name == "torchao" and mode != "int8":

@@ -34,8 +34,8 @@ from neuroscope.errors import InvalidConfigError
 from neuroscope.models.loading import file_sha256
 from neuroscope.record.datasets import context_special_ids, iter_contexts, load_documents, resolve_data
 from neuroscope.record.manifest import (  # noqa: F401  (re-exported: readers import them from here)
-    MANIFEST,
     FORMAT_VERSION,
+    MANIFEST,
     ModelHeader,
     Recording,
     count_special,
@@ -144,9 +144,9 @@ def resolve_hooks(model: HookedModel, layers: Sequence[int], hooks: Sequence[str
 class _ShardWriter:
     """One shard: streamed to a temp file row group by row group, renamed into place on close."""
 
-    def __init__(self, final: Path, schema: pa.Schema):
+    def __init__(self, final: Path, schema: pa.Schema, tag: str = ""):
         self.final = final
-        self.tmp = final.with_name(final.name + ".tmp")
+        self.tmp = final.with_name(final.name + (f".{tag}" if tag else "") + ".tmp")
         # dictionary encoding and min/max statistics on the activation columns cost ~4x the write time
         # and buy nothing for dense floats; the small index columns keep their statistics
         self.writer = pq.ParquetWriter(
@@ -219,15 +219,17 @@ def record_shard(
     end: int,
     contexts: Iterable[torch.Tensor],
     on_batch: Callable[[int], object] | None = None,
+    tag: str = "",
 ) -> dict[str, Any]:
     """Record contexts ``start..end`` (``contexts`` yields them in order) into their shard: written to a
     temp file, renamed into place when whole; returns the shard's manifest entry. The single process and
-    every Ray worker call this, so the files do not depend on how the recording was run."""
+    every Ray worker call this, so the files do not depend on how the recording was run. ``tag`` goes into
+    the temp file's name (a Ray worker puts its pid there)."""
     torch_dtype, pa_dtype = DTYPES[spec.dtype]
     schema = spec.schema()
     special = np.array(spec.special_ids, dtype=np.int64)
     ctx_len = spec.ctx_len
-    writer = _ShardWriter(out / shard_name(start, end), schema)
+    writer = _ShardWriter(out / shard_name(start, end), schema, tag)
     n_special = 0
 
     def run_batch(batch: list[tuple[int, torch.Tensor]]) -> None:
