@@ -91,12 +91,13 @@ class QuantizationUnavailableError(NeuroscopeError, ImportError):
 class GradientsUnavailableError(NeuroscopeError, RuntimeError):
     """An analysis needs gradients through the model, and this quantized model's layers give none."""
 
-    def __init__(self, what: str, mode: str, backend: str):
+    def __init__(self, what: str, mode: str, backend: str, reason: str = ""):
         self.what, self.mode, self.backend = what, mode, backend
+        why = reason or "gives no gradient to its layers' inputs"
         super().__init__(
-            f"{what} needs gradients through the model, but this {mode} model quantized by {backend} gives "
-            "no gradient to its layers' inputs. Load it without quantize (or with bitsandbytes, whose int8 "
-            "and nf4 layers do pass gradients) to run it."
+            f"{what} needs gradients through the model, but this {mode} model quantized by {backend} {why}. "
+            "Load it without quantize (or through neuroscope.load_model with bitsandbytes, whose int8 and nf4 "
+            "layers pass gradients) to run it."
         )
 
 

@@ -11,6 +11,7 @@ import torch
 from neuroscope.analysis import figures
 from neuroscope.analysis._util import token_id, tolist
 from neuroscope.errors import InvalidConfigError
+from neuroscope.models.quantize import require_gradients
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
@@ -69,6 +70,7 @@ def _run_replacing_embed(model: HookedModel, ids: torch.Tensor, emb: torch.Tenso
 def gradient_x_input(
     model: HookedModel, prompt: str, answer: str | int, wrong: str | int | None = None, position: int = -1
 ) -> AttributionResult:
+    require_gradients(model, "gradient × input")
     ids = model.to_tokens(prompt)
     f, name = _target_fn(model, answer, wrong, position)
     emb = _embed(model, ids).clone().requires_grad_(True)
@@ -114,6 +116,7 @@ def integrated_gradients(
     """
     if steps < 1:
         raise InvalidConfigError(f"steps must be >= 1, got {steps}")
+    require_gradients(model, "integrated gradients")
     ids = model.to_tokens(prompt)
     f, name = _target_fn(model, answer, wrong, position)
     x = _embed(model, ids)[0]  # [pos, d]

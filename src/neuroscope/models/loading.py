@@ -6,7 +6,6 @@ second load reads plain safetensors (< 1 s for the 135M model).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -15,7 +14,6 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -193,21 +191,20 @@ def _load_own_cache(folder: Path, dtype: torch.dtype) -> Any:
     return model
 
 
-@contextlib.contextmanager
-def _hf_folder(resolved: ResolvedSpec) -> Iterator[Path]:
-    """A folder ``from_pretrained`` can read for ``resolved`` (a tiny model is written to a temporary one)."""
+def _hf_folder(resolved: ResolvedSpec) -> tuple[Path, Path | None]:
+    """A folder ``from_pretrained`` can read for ``resolved``, and the temporary folder to delete once the
+    model no longer needs it (a tiny model is written to one; None otherwise)."""
     if resolved.kind == "tiny":
         from neuroscope.models.tiny import tiny_hf_model
 
         model, tok = tiny_hf_model(resolved.location)
-        with tempfile.TemporaryDirectory(prefix="neuroscope-tiny-") as tmp:
-            model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            yield Path(tmp)
-    elif resolved.kind == "gguf":
-        yield convert_gguf(Path(resolved.location))
-    else:
-        yield Path(resolved.location)
+        tmp = Path(tempfile.mkdtemp(prefix="neuroscope-tiny-"))
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        return tmp, tmp
+    if resolved.kind == "gguf":
+        return convert_gguf(Path(resolved.location)), None
+    return Path(resolved.location), None
 
 
 def load_placed(
@@ -234,11 +231,24 @@ def load_placed(
     if isinstance(device_map, dict) and "disk" in device_map.values():
         offload = tempfile.mkdtemp(prefix="neuroscope-offload-")
         kwargs["offload_folder"] = offload
-    with _hf_folder(resolved) as folder:
+    folder, temporary = _hf_folder(resolved)
+    try:
         model = AutoModelForCausalLM.from_pretrained(str(folder), device_map=placement, **kwargs)
         tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    if offload is not None:  # the offloaded weights are read from there for as long as the model lives
-        weakref.finalize(model, shutil.rmtree, offload, True)
+    except BaseException:
+        for path in (temporary, offload):
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+        raise
+    # weights offloaded to disk are read from the offload folder, or straight from the checkpoint's
+    # safetensors, for as long as the model lives
+    for path in (offload, temporary if offload is not None else None):
+        if path is not None:
+            weakref.finalize(model, shutil.rmtree, path, True)
+    if offload is None and temporary is not None:
+        shutil.rmtree(temporary, ignore_errors=True)
+    if chosen == "bitsandbytes":
+        q.keep_differentiable(model)
     if chosen == "torchao":
         q.torchao_int8(model)
     info = q.quant_info(model, cast(str, quantize), chosen) if quantize and chosen else None
