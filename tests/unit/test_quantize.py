@@ -190,3 +190,13 @@ def test_gradients_pass_through_quantized_layers_or_a_named_error_says_not(quant
             gradient_x_input(m, "The residual stream", 10)
     finally:
         m.quantization = dataclasses.replace(m.quantization, gradients=True)
+
+
+def test_cli_info_quantize(capsys):
+    import json
+
+    from neuroscope.cli import main
+
+    assert main(["info", "tiny:llama", "--device", "cpu", "--quantize", "nf4", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["quantization"]["mode"] == "nf4" and info["quantization"]["quantized_modules"] == 14

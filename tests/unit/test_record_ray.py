@@ -232,3 +232,27 @@ def test_a_driver_killed_mid_run_then_rerun_gives_the_clean_result(cluster, real
     assert res["shards_reused"] >= listed_at_kill and res["shards_reused"] + res["shards_recorded"] == 24
     _assert_exactly_once(out, 96)
     _assert_same_rows(out, single(tokens=6144, shard_tokens=256, batch_size=1))
+
+
+def test_shard_cursors_start_each_shard_where_one_pass_would(real_corpus):
+    from neuroscope.record.datasets import context_cursors, iter_contexts, load_documents
+
+    model = tiny("llama")
+    data = real_corpus / "train.jsonl"
+    every = list(iter_contexts(load_documents(data), model.tokenizer, 64, 300))
+    starts = [0, 1, 37, 150, 299]
+    cursors, available = context_cursors(load_documents(data), model.tokenizer, 64, starts, 300)
+    assert available >= 300 and sorted(cursors) == starts
+    for s in starts:
+        got = list(iter_contexts(load_documents(data), model.tokenizer, 64, 300 - s, skip=cursors[s]))
+        assert len(got) == 300 - s and all(torch.equal(a, b) for a, b in zip(got, every[s:], strict=True))
+    _, short = context_cursors(load_documents(data), model.tokenizer, 64, [0], 10**9)
+    assert short < 10**9  # the whole corpus, counted: the driver turns this into the short-corpus error
+
+
+def test_ray_config_errors():
+    from neuroscope.errors import InvalidConfigError
+
+    for bad in ({"workers": 0}, {"cpus_per_worker": 0}, {"gpus_per_worker": -1}, {"object_store_mb": 8}):
+        with pytest.raises(InvalidConfigError):
+            RayConfig(**bad)

@@ -67,3 +67,16 @@ def test_ddp_two_cpu_processes_match_one_process_with_twice_the_batch(tmp_path):
     assert (tmp_path / "ddp" / "cfg.json").exists() and (
         tmp_path / "ddp" / "sae_weights.safetensors"
     ).exists()
+
+
+def test_several_devices_need_a_distributed_strategy():
+    import pytest
+
+    from neuroscope.errors import InvalidConfigError
+    from neuroscope.sae.config import TrainConfig
+
+    with pytest.raises(InvalidConfigError, match="strategy='ddp'"):
+        TrainConfig(devices=2)
+    with pytest.raises(InvalidConfigError, match="strategy must be one of"):
+        TrainConfig(devices=2, strategy="fsdp")
+    assert TrainConfig(devices=2, num_nodes=3, strategy="ddp").world == 6
