@@ -10,7 +10,7 @@ Ray runs reuse one instance. Peak memory, sampled every 50 ms: the recording pro
 process (model included); for Ray, the summed RSS of the Ray processes (GCS, raylet, agents, the describe task
 and the workers, each with its own model), not counting the driver, which in ``trace --ray`` holds no model.
 
-DDP: ``neuroscope train-sae`` on the 16k-token recording, TopK k=32, 8× expansion, global batch 1024, 3
+DDP: ``neuroscope train-sae`` on the 16k-token recording, TopK k=32, 8× expansion, global batch 1024, 2
 epochs: one process with 1 and 2 threads vs ``--devices 2 --strategy ddp`` (2 gloo processes, 1 thread
 each, 512 per process). Wall time of the command and the training loop's tokens/s.
 
@@ -39,7 +39,8 @@ from benchmarks.common import write
 MODEL = "smollm2-135m"
 HOOK = "blocks.15.hook_resid_post"
 SIZES = (4096, 16384)
-ROUNDS = 2
+# rounds of every variant (shuffled order per round); SCALE_BENCH_ROUNDS=1 halves the time on a busy machine
+ROUNDS = int(os.environ.get("SCALE_BENCH_ROUNDS", "2"))
 
 
 class PeakRSS:
@@ -144,6 +145,7 @@ def bench_recording(tmp: Path) -> dict[str, Any]:
             table[kind]["marginal_tokens_per_s"] / base["marginal_tokens_per_s"], 3
         )
     return {
+        "rounds": ROUNDS,
         "ray_start_seconds": [round(x, 2) for x in startup],
         "configs": {
             "single": "record() in this process, 2 torch threads",
@@ -157,7 +159,7 @@ def bench_recording(tmp: Path) -> dict[str, Any]:
 def _train(acts: Path, out: Path, threads: int, devices: int) -> dict[str, Any]:
     argv = [
         sys.executable, "-m", "neuroscope.cli", "train-sae", "--acts", str(acts), "--out", str(out),
-        "--k", "32", "--expansion", "8", "--epochs", "3", "--batch-size", str(1024 // devices),
+        "--k", "32", "--expansion", "8", "--epochs", "2", "--batch-size", str(1024 // devices),
         "--dead-tokens", "8192", "--threads", str(threads), "--no-progress", "--accelerator", "cpu",
     ]  # fmt: skip
     if devices > 1:

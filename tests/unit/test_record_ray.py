@@ -226,7 +226,9 @@ def test_a_driver_killed_mid_run_then_rerun_gives_the_clean_result(cluster, real
     listed_at_kill, complete = _listed(out)
     assert 2 <= listed_at_kill < 24 and not complete
 
-    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    # the rerun starts its own local Ray instance (no --address): the path `trace --ray` takes by default
+    i = argv.index("--address")
+    second = subprocess.run(argv[:i] + argv[i + 2 :], env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
     res = json.loads(second.stdout)
     assert res["shards_reused"] >= listed_at_kill and res["shards_reused"] + res["shards_recorded"] == 24
