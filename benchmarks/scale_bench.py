@@ -14,8 +14,12 @@ DDP: ``neuroscope train-sae`` on the 16k-token recording, TopK k=32, 8× expansi
 epochs: one process with 1 and 2 threads vs ``--devices 2 --strategy ddp`` (2 gloo processes, 1 thread
 each, 512 per process). Wall time of the command and the training loop's tokens/s.
 
-Quantized loads: a fresh process per mode (fp32, int8, nf4) reports load time, RSS added by loading, the
-weights' bytes, and the median forward time over 4 x 128 tokens (2 threads, 5 runs after one warm-up).
+Quantized loads: a fresh process per mode (fp32, int8, nf4) reports load time, RSS added by loading and
+after the forwards (fp32 weights are memory-mapped from the safetensors cache, so loading alone adds little
+RSS: the pages arrive with the first forward), the process's peak RSS, the weights' bytes, and the median
+forward time over 4 x 128 tokens (``SCALE_BENCH_THREADS`` threads, default 2; 5 runs after one warm-up).
+
+``python -m benchmarks.scale_bench quantized`` reruns only that part and updates scale.json.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ HOOK = "blocks.15.hook_resid_post"
 SIZES = (4096, 16384)
 # rounds of every variant (shuffled order per round); SCALE_BENCH_ROUNDS=1 halves the time on a busy machine
 ROUNDS = int(os.environ.get("SCALE_BENCH_ROUNDS", "2"))
+# torch threads of the quantized-load processes (2 on a quiet machine; 1 is steadier on a loaded one)
+THREADS = int(os.environ.get("SCALE_BENCH_THREADS", "2"))
 
 
 class PeakRSS:
@@ -201,7 +207,7 @@ def bench_ddp(acts: Path, tmp: Path) -> dict[str, Any]:
 
 _QCHILD = """
 import json, sys, time, statistics, torch
-torch.set_num_threads(2)
+torch.set_num_threads(int(sys.argv[2]))
 page = __import__("os").sysconf("SC_PAGE_SIZE")
 def rss():
     with open("/proc/self/statm") as f:
@@ -220,20 +226,37 @@ with torch.inference_mode():
     m(ids)
     for _ in range(5):
         t = time.perf_counter(); m(ids); times.append(time.perf_counter() - t)
+with open("/proc/self/status") as f:
+    hwm = [int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM")][0]
 print(json.dumps({"load_seconds": round(load, 2), "rss_added_mb": round(after - before, 1),
+  "rss_added_after_forward_mb": round(rss() - before, 1), "peak_rss_mb": round(hwm, 1),
   "weight_mb": round(weight_bytes(m.hf_model) / 2**20, 1), "forward_ms_4x128": round(1e3 * statistics.median(times), 1),
   "forward_ms_all": [round(1e3 * t, 1) for t in times]}))
 """
 
 
+QKEYS = (
+    "load_seconds",
+    "rss_added_mb",
+    "rss_added_after_forward_mb",
+    "peak_rss_mb",
+    "weight_mb",
+    "forward_ms_4x128",
+)
+
+
 def bench_quantized() -> dict[str, Any]:
     modes = ["fp32", "int8", "nf4"]
     out: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "HF_HUB_OFFLINE": "1"}
     for r in range(ROUNDS):
         for mode in modes if r % 2 == 0 else modes[::-1]:
             proc = subprocess.run(
-                [sys.executable, "-c", _QCHILD, mode], env=env, capture_output=True, text=True, timeout=900
+                [sys.executable, "-c", _QCHILD, mode, str(THREADS)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=1800,
             )
             if proc.returncode:
                 raise RuntimeError(proc.stderr[-3000:])
@@ -256,6 +279,7 @@ def bench_quantized() -> dict[str, Any]:
             }
             for m in ("int8", "nf4")
         },
+        "threads": THREADS,
         "note": "bitsandbytes CPU backend; 4-bit layers kept on the dequantize-then-matmul path "
         "(models.quantize.keep_differentiable), so gradients through them are right",
     }
@@ -288,5 +312,22 @@ def run() -> dict[str, Any]:
     return payload
 
 
+def rerun_quantized() -> dict[str, Any]:
+    """Replace the quantized part of an existing scale.json (the recording and DDP parts take longest)."""
+    from benchmarks.common import RESULTS, machine_info
+
+    path = RESULTS / "scale.json"
+    payload = json.loads(path.read_text())
+    quant = bench_quantized()
+    payload["quantized"] = quant
+    payload["quantized"]["machine"] = machine_info()
+    for m in ("int8", "nf4"):
+        payload["summary"][f"{m}_weight_memory_vs_fp32"] = quant["vs_fp32"][m]["weight_memory"]
+        payload["summary"][f"{m}_forward_time_vs_fp32"] = quant["vs_fp32"][m]["forward_time"]
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return payload
+
+
 if __name__ == "__main__":
-    print(json.dumps(run()["summary"], indent=2))
+    result = rerun_quantized() if sys.argv[1:] == ["quantized"] else run()
+    print(json.dumps(result["summary"], indent=2))

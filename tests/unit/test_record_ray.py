@@ -118,6 +118,8 @@ def test_ray_rows_equal_the_single_process_rows(cluster, real_corpus, single, tm
     for key in ("hooks", "columns", "n_usable_tokens", "special_token_ids", "data_sha256", "complete"):
         assert ours[key] == theirs[key], key
     assert [s["file"] for s in ours["shards"]] == [s["file"] for s in theirs["shards"]]
+    # byte for byte the same files: same record_shard, same batches, one torch thread on both sides
+    assert [s["sha256"] for s in ours["shards"]] == [s["sha256"] for s in theirs["shards"]]
     # a recording started by one process and finished by the other is one recording
     again = record(tiny("llama"), _cfg(real_corpus), out, progress=False)
     assert again.shards_reused == 8 and again.shards_recorded == 0
