@@ -48,7 +48,9 @@ def _vectors_dir(args: argparse.Namespace) -> str:
 
     folder = args.vectors_dir or os.environ.get("NEUROSCOPE_VECTORS_DIR")
     if not folder:
-        raise InvalidConfigError("--vectors needs --vectors-dir (or NEUROSCOPE_VECTORS_DIR): the vector store.")
+        raise InvalidConfigError(
+            "--vectors needs --vectors-dir (or NEUROSCOPE_VECTORS_DIR): the vector store."
+        )
     return folder
 
 

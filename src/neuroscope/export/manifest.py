@@ -44,9 +44,13 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise CorruptDataError(f"{path} is not valid JSON: {e}") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CorruptDataError(f"{path} is not a NeuroScope ONNX split manifest (format {FORMAT!r} expected).")
+        raise CorruptDataError(
+            f"{path} is not a NeuroScope ONNX split manifest (format {FORMAT!r} expected)."
+        )
     if manifest.get("version") != VERSION:
-        raise CorruptDataError(f"{path}: manifest version {manifest.get('version')!r}, this reader knows {VERSION}.")
+        raise CorruptDataError(
+            f"{path}: manifest version {manifest.get('version')!r}, this reader knows {VERSION}."
+        )
     return manifest
 
 

@@ -76,9 +76,9 @@ class _Span(nn.Module):
         self.embed_tokens = hf.get_submodule(adapter.embed) if embed else None
         self.pos_embed = hf.get_submodule(adapter.pos_embed) if embed and adapter.pos_embed else None
         self.rotary = getattr(base, "rotary_emb", None)
-        self.rotary_by_type = self.rotary is not None and "layer_type" in inspect.signature(
-            self.rotary.forward
-        ).parameters
+        self.rotary_by_type = (
+            self.rotary is not None and "layer_type" in inspect.signature(self.rotary.forward).parameters
+        )
         self.final_norm = hf.get_submodule(adapter.final_norm) if head else None
         self.unembed = hf.get_submodule(adapter.unembed) if head else None
 
@@ -101,7 +101,9 @@ class _Span(nn.Module):
         for j, block in enumerate(self.blocks):
             kind = self._layer_type(self.start + j)
             if kind not in masks:
-                make = create_sliding_window_causal_mask if kind == "sliding_attention" else create_causal_mask
+                make = (
+                    create_sliding_window_causal_mask if kind == "sliding_attention" else create_causal_mask
+                )
                 # an explicit mask always (never SDPA's is_causal shortcut): padded batches stay exact
                 masks[kind] = make(
                     config=self.config,
@@ -208,7 +210,9 @@ def export_split(
         v.check_width(model.cfg.d_model)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / mf.MANIFEST).exists():
-        raise InvalidConfigError(f"{out} exists and is not an ONNX export (no {mf.MANIFEST}): choose another --out.")
+        raise InvalidConfigError(
+            f"{out} exists and is not an ONNX export (no {mf.MANIFEST}): choose another --out."
+        )
     max_length = min(config.max_length or min(model.cfg.n_ctx, 2048), model.cfg.n_ctx)
     if max_length < 1:
         raise InvalidConfigError(f"max_length must be at least 1, got {max_length}.")
@@ -256,7 +260,9 @@ def _save_tokenizer(model: Any, folder: Path) -> list[str]:
     tok_dir = folder / "tokenizer"
     model.tokenizer.save_pretrained(tok_dir)
     if not (tok_dir / "tokenizer.json").exists():
-        raise InvalidConfigError("The tokenizer has no fast (tokenizer.json) form: the browser cannot load it.")
+        raise InvalidConfigError(
+            "The tokenizer has no fast (tokenizer.json) form: the browser cannot load it."
+        )
     return sorted(f"tokenizer/{p.name}" for p in tok_dir.iterdir())
 
 
@@ -311,11 +317,24 @@ def _manifest(
         "opset": config.opset,
         "padding": "right (position ids are 0..n-1; padded positions are masked as keys)",
         "parts": {
-            "a": {**parts["a"], "blocks": [0, k], "shapes": {"input_ids": ["batch", "sequence"],
-                  "attention_mask": ["batch", "sequence"], "resid": ["batch", "sequence", c.d_model]}},
-            "b": {**parts["b"], "blocks": [k + 1, c.n_layers - 1], "shapes": {
-                  "resid": ["batch", "sequence", c.d_model], "attention_mask": ["batch", "sequence"],
-                  "logits": ["batch", "sequence", c.d_vocab]}},
+            "a": {
+                **parts["a"],
+                "blocks": [0, k],
+                "shapes": {
+                    "input_ids": ["batch", "sequence"],
+                    "attention_mask": ["batch", "sequence"],
+                    "resid": ["batch", "sequence", c.d_model],
+                },
+            },
+            "b": {
+                **parts["b"],
+                "blocks": [k + 1, c.n_layers - 1],
+                "shapes": {
+                    "resid": ["batch", "sequence", c.d_model],
+                    "attention_mask": ["batch", "sequence"],
+                    "logits": ["batch", "sequence", c.d_vocab],
+                },
+            },
         },
         "tied_embeddings": tied,
         "tied_embeddings_note": (
@@ -331,7 +350,11 @@ def _manifest(
         },
         "vectors": [v.describe(k + 1) for v in vectors],
         "export_seconds": round(seconds, 2),
-        "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "transformers": transformers.__version__},
+        "versions": {
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "transformers": transformers.__version__,
+        },
     }
 
 

@@ -26,7 +26,9 @@ class SplitRunner:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
         self.sessions = {
-            key: ort.InferenceSession(str(self.folder / part["file"]), opts, providers=["CPUExecutionProvider"])
+            key: ort.InferenceSession(
+                str(self.folder / part["file"]), opts, providers=["CPUExecutionProvider"]
+            )
             for key, part in self.manifest["parts"].items()
         }
         self.max_length = int(self.manifest["max_length"])

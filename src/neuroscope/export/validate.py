@@ -94,7 +94,9 @@ class ValidationReport:
 
         x = [p.tokens for p in self.prompts]
         fig = go.Figure()
-        fig.add_scatter(x=x, y=[p.max_logit_diff for p in self.prompts], mode="markers+lines", name="|Δ logit|")
+        fig.add_scatter(
+            x=x, y=[p.max_logit_diff for p in self.prompts], mode="markers+lines", name="|Δ logit|"
+        )
         fig.add_scatter(
             x=x, y=[p.max_boundary_diff for p in self.prompts], mode="markers+lines", name="|Δ boundary|"
         )

@@ -103,7 +103,9 @@ def save_vector(folder: str | Path, name: str, layer: int, vector: torch.Tensor)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.safetensors"
-    save_file({"vector": vector.detach().float().cpu().contiguous()}, str(path), metadata={"layer": str(layer)})
+    save_file(
+        {"vector": vector.detach().float().cpu().contiguous()}, str(path), metadata={"layer": str(layer)}
+    )
     return path
 
 
