@@ -36,6 +36,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--validate-only", action="store_true", help="validate an existing export in --out")
     p.add_argument("--prompts", type=int, default=20, help="validation prompts (default 20)")
     p.add_argument("--no-web", action="store_true", help="do not copy NeuroScope-Web into the folder")
+    p.add_argument(
+        "--external-data",
+        action="store_true",
+        help="always save weights as external data (default: only for a part over 2 GB)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_run)
@@ -72,6 +77,7 @@ def _run(args: argparse.Namespace) -> int:
             max_length=args.max_length,
             opset=args.opset or DEFAULT_OPSET,
             copy_web_page=not args.no_web,
+            **({"external_data_bytes": 0} if args.external_data else {}),
         )
         manifest = export_split(model, config, out, vectors)
         sizes = {k: v["bytes"] for k, v in manifest["files"].items() if k.endswith((".onnx", ".data"))}

@@ -25,6 +25,10 @@ from neuroscope.interventions import Steer
 LENGTHS = (1, 2, 3, 4, 5, 7, 9, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 320, 400, 512)
 MAX_LOGIT_DIFF = 1e-3
 MAX_BOUNDARY_DIFF = 1e-4
+# The boundary is compared as numpy.allclose does: |Δ| ≤ atol + rtol·|h|. Real models carry massive
+# activations in the residual (smollm2-135m: |h| ≈ 23,800 at the first token, where one float32 ULP is 0.002),
+# so no absolute 1e-4 bound can hold there; rtol 1e-5 ≈ 80 ULPs covers them and leaves atol for the rest.
+BOUNDARY_RTOL = 1e-5
 MAX_STEER_DIFF = 1e-3
 
 
@@ -33,6 +37,8 @@ class PromptCheck:
     tokens: int
     max_logit_diff: float
     max_boundary_diff: float
+    boundary_excess: float  # max(|Δ| - rtol·|h|): within atol when the boundary is allclose
+    boundary_scale: float  # max |h| of the PyTorch boundary
     greedy_agrees: bool
     positions_agreeing: float  # fraction of all positions whose argmax agrees
 
@@ -41,7 +47,8 @@ class PromptCheck:
 class ValidationReport:
     prompts: list[PromptCheck]
     max_logit_diff: float
-    max_boundary_diff: float
+    max_boundary_diff: float  # absolute, including the massive-activation positions
+    boundary_excess: float  # max(|Δ| - BOUNDARY_RTOL·|h|) over every element: ≤ MAX_BOUNDARY_DIFF to pass
     greedy_agreement: float  # next-token (last position) agreement over the prompts
     greedy_agreement_all_positions: float
     zero_vector_max_diff: float  # part A -> + 0 -> part B vs the full PyTorch model
@@ -53,7 +60,8 @@ class ValidationReport:
     thresholds: dict[str, float] = field(
         default_factory=lambda: {
             "max_logit_diff": MAX_LOGIT_DIFF,
-            "max_boundary_diff": MAX_BOUNDARY_DIFF,
+            "boundary_atol": MAX_BOUNDARY_DIFF,
+            "boundary_rtol": BOUNDARY_RTOL,
             "steer_max_diff": MAX_STEER_DIFF,
             "greedy_agreement": 1.0,
         }
@@ -64,7 +72,7 @@ class ValidationReport:
         t = self.thresholds
         return (
             self.max_logit_diff <= t["max_logit_diff"]
-            and self.max_boundary_diff <= t["max_boundary_diff"]
+            and self.boundary_excess <= t["boundary_atol"]
             and self.zero_vector_max_diff <= t["max_logit_diff"]
             and self.batch_max_diff <= t["max_logit_diff"]
             and self.steer_max_diff <= t["steer_max_diff"]
@@ -81,7 +89,8 @@ class ValidationReport:
     def summary(self) -> str:
         return (
             f"{len(self.prompts)} prompts of {self.prompts[0].tokens}-{self.prompts[-1].tokens} tokens: "
-            f"max |Δlogit| {self.max_logit_diff:.2e}, boundary {self.max_boundary_diff:.2e}, "
+            f"max |Δlogit| {self.max_logit_diff:.2e}, boundary {self.max_boundary_diff:.2e} "
+            f"(allclose excess {self.boundary_excess:.2e}), "
             f"greedy agreement {100 * self.greedy_agreement:.0f}% "
             f"({100 * self.greedy_agreement_all_positions:.2f}% of all positions), zero vector "
             f"{self.zero_vector_max_diff:.2e}, steer ({self.steer_vector}, α={self.steer_alphas}) "
@@ -157,11 +166,14 @@ def validate_export(
         ref, cache = model.run_with_cache(ids, names=[hook])
         ref, ref_b = ref.float().cpu().numpy(), cache[hook].float().cpu().numpy()
         logits, resid = runner.logits(ids.cpu().numpy())
+        diff = np.abs(resid - ref_b)
         checks.append(
             PromptCheck(
                 tokens=n,
                 max_logit_diff=float(np.abs(logits - ref).max()),
-                max_boundary_diff=float(np.abs(resid - ref_b).max()),
+                max_boundary_diff=float(diff.max()),
+                boundary_excess=float((diff - BOUNDARY_RTOL * np.abs(ref_b)).max()),
+                boundary_scale=float(np.abs(ref_b).max()),
                 greedy_agrees=bool(logits[0, -1].argmax() == ref[0, -1].argmax()),
                 positions_agreeing=float((logits[0].argmax(-1) == ref[0].argmax(-1)).mean()),
             )
@@ -172,6 +184,7 @@ def validate_export(
         prompts=checks,
         max_logit_diff=max(c.max_logit_diff for c in checks),
         max_boundary_diff=max(c.max_boundary_diff for c in checks),
+        boundary_excess=max(c.boundary_excess for c in checks),
         greedy_agreement=float(np.mean([c.greedy_agrees for c in checks])),
         greedy_agreement_all_positions=float(
             np.average([c.positions_agreeing for c in checks], weights=[c.tokens for c in checks])

@@ -233,8 +233,10 @@ async function bench(id: number, ids: number[], repeats: number, warmup: number)
   post({ type: "bench", id, samplesMs: samples, tokens: ids.length });
 }
 
-self.onmessage = async (e: MessageEvent<ToWorker>) => {
-  const m = e.data;
+// one request at a time: an onnxruntime session must not run twice at once, and results keep their order
+let queue: Promise<void> = Promise.resolve();
+
+async function handle(m: ToWorker) {
   try {
     if (m.type === "load") await load(m.base);
     else if (m.type === "run") await run(m.id, m.prompt, m.steer, m.topK);
@@ -243,4 +245,8 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
   } catch (err) {
     post({ type: "error", id: "id" in m ? m.id : undefined, message: err instanceof Error ? err.message : String(err) });
   }
+}
+
+self.onmessage = (e: MessageEvent<ToWorker>) => {
+  queue = queue.then(() => handle(e.data));
 };
