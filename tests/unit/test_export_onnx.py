@@ -190,3 +190,48 @@ def test_failed_export_leaves_the_previous_one(tmp_path, monkeypatch, llama_expo
         export_split(tiny("llama"), ExportConfig(split=0, copy_web_page=False), out)
     assert (out / "manifest.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]  # no temporary folder left behind
+
+
+# --- NeuroScope-Web routes ---------------------------------------------------------------------------
+def test_web_routes_serve_the_page_and_the_export(llama_export, tmp_path):
+    """GET /web, /web/ and /web/{rel:path}: the built page, onnxruntime's wasm, and only the export's listed files."""
+    from fastapi.testclient import TestClient
+
+    from neuroscope.export.web import WEB_DIR
+    from neuroscope.server.app import create_app
+    from neuroscope.server.settings import Settings
+
+    assert (WEB_DIR / "web.html").exists(), "NeuroScope-Web is not built: run `make ui`"
+    model = tiny("llama")
+    (llama_export.parent / "secret.txt").write_text("not for the web")
+    (llama_export / "stray.bin").write_bytes(b"not in the manifest")
+    app = create_app(Settings(model="tiny:llama", onnx_dir=str(llama_export)), model=model)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        r = c.get("/web", follow_redirects=False)
+        assert r.status_code == 307 and r.headers["location"] == "/web/"
+        page = c.get("/web/")
+        assert page.status_code == 200 and "NeuroScope-Web" in page.text
+        for h, v in (
+            ("cross-origin-opener-policy", "same-origin"),
+            ("cross-origin-embedder-policy", "require-corp"),
+        ):
+            assert page.headers[h] == v
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        wasm = c.get("/web/ort/ort-wasm-simd-threaded.wasm")
+        assert wasm.status_code == 200 and wasm.headers["content-type"] == "application/wasm"
+        assert wasm.content[:4] == b"\0asm"
+        man = c.get("/web/manifest.json").json()
+        part = c.get("/web/part_a.onnx")
+        assert part.content == (llama_export / "part_a.onnx").read_bytes()
+        assert man["files"]["part_a.onnx"]["bytes"] == len(part.content)
+        assert c.get("/web/tokenizer/tokenizer.json").status_code == 200
+        assert c.get("/web/stray.bin").status_code == 404  # in the folder but not in the manifest
+        assert c.get("/web/../secret.txt").status_code == 404
+        assert c.get("/web/%2e%2e/secret.txt").status_code == 404
+    (llama_export / "stray.bin").unlink()
+    # no export configured: the page is served, the model files are a 404 that says what to do
+    app = create_app(Settings(model="tiny:llama"), model=model)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        assert c.get("/web/").status_code == 200
+        r = c.get("/web/manifest.json")
+        assert r.status_code == 404 and "--onnx" in r.json()["detail"]
