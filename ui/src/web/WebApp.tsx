@@ -74,7 +74,9 @@ export function WebApp() {
       .finally(() => setGenerating(false));
   };
 
-  const maxNorm = result ? Math.max(...result.norms, ...result.normsPlain, 1e-6) : 1;
+  // log scale: real models carry a massive activation (smollm2: ‖h‖ ≈ 24,000 at the first token vs ≈ 200)
+  const maxNorm = result ? Math.log1p(Math.max(...result.norms, ...result.normsPlain, 1e-6)) : 1;
+  const width = (x: number) => `${(100 * Math.log1p(x)) / maxNorm}%`;
   const v = info?.validation as Record<string, number | boolean> | null | undefined;
 
   return (
@@ -174,14 +176,14 @@ export function WebApp() {
         </section>
         <section className="panel" data-testid="web-norms">
           <h2>Residual norm at the boundary</h2>
-          <p className="hint">‖resid‖ per token at {info?.boundaryHook ?? "the split"}: grey before, blue after the vector.</p>
+          <p className="hint">‖resid‖ per token at {info?.boundaryHook ?? "the split"}: grey before, blue after the vector (log scale).</p>
           <div className="norms">
             {result?.tokens.map((t, i) => (
               <div key={i} className="normrow" data-testid="web-norm-row" data-norm={result.norms[i]} data-norm-plain={result.normsPlain[i]}>
                 <span className="tok">{show(t)}</span>
                 <span className="normbars">
-                  <span className="plain" style={{ width: `${(100 * result.normsPlain[i]) / maxNorm}%` }} />
-                  <span className="steered" style={{ width: `${(100 * result.norms[i]) / maxNorm}%` }} />
+                  <span className="plain" style={{ width: width(result.normsPlain[i]) }} />
+                  <span className="steered" style={{ width: width(result.norms[i]) }} />
                 </span>
                 <span className="num">{result.norms[i].toFixed(1)}</span>
               </div>
