@@ -179,7 +179,7 @@ export function WebApp() {
           <p className="hint">‖resid‖ per token at {info?.boundaryHook ?? "the split"}: grey before, blue after the vector (log scale).</p>
           <div className="norms">
             {result?.tokens.map((t, i) => (
-              <div key={i} className="normrow" data-testid="web-norm-row" data-norm={result.norms[i]} data-norm-plain={result.normsPlain[i]}>
+              <div key={i} className="normrow" data-testid="web-norm-row" data-token-id={result.ids[i]} data-norm={result.norms[i]} data-norm-plain={result.normsPlain[i]}>
                 <span className="tok">{show(t)}</span>
                 <span className="normbars">
                   <span className="plain" style={{ width: width(result.normsPlain[i]) }} />
