@@ -35,7 +35,9 @@ def _cpu(model: Any, ids: np.ndarray, threads: int, repeats: int) -> dict[str, A
         with torch.no_grad():
             model(x)
 
-    times = interleaved({"pytorch": torch_forward, "onnxruntime": lambda: runner.logits(ids)}, repeats=repeats)
+    times = interleaved(
+        {"pytorch": torch_forward, "onnxruntime": lambda: runner.logits(ids)}, repeats=repeats
+    )
     with torch.no_grad():
         diff = float(np.abs(runner.logits(ids)[0] - model(x).numpy()).max())
     return {
@@ -56,7 +58,9 @@ def _browser(model: Any, ids: np.ndarray, repeats: int) -> dict[str, Any]:
 
     app = create_app(Settings(model=model.cfg.name, onnx_dir=str(EXPORT)), model=model)
     with serve_in_thread(app) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
         page = browser.new_page()
         page.set_default_timeout(600_000)
         t0 = time.perf_counter()

@@ -78,7 +78,12 @@ async function loadPart(base: string, part: Part): Promise<ort.InferenceSession>
 async function load(base: string) {
   const t0 = performance.now();
   const res = await fetch(new URL("manifest.json", base));
-  if (!res.ok) throw new Error(`manifest.json: HTTP ${res.status} (no ONNX export is served here)`);
+  if (!res.ok) {
+    throw new Error(
+      `manifest.json: HTTP ${res.status}: no ONNX export is served here. Export one with ` +
+        "`neuroscope export-onnx --split K --out DIR` and start the workbench with `neuroscope ui --onnx DIR`.",
+    );
+  }
   manifest = await res.json();
   if (manifest.format !== "neuroscope-onnx-split") throw new Error("manifest.json is not a NeuroScope ONNX split manifest");
   // onnxruntime's glue and wasm sit beside the page (ort/), copied from the npm package at build time
