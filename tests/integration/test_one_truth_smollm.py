@@ -37,7 +37,12 @@ def test_dla_sums_library_and_route(smollm):
     with TestClient(app, base_url="http://127.0.0.1:8000") as client:
         got = client.post(
             "/api/attribution",
-            json={"prompt": IOI["clean"], "interventions": spec, "target": IOI["answer"], "all_neurons": True},
+            json={
+                "prompt": IOI["clean"],
+                "interventions": spec,
+                "target": IOI["answer"],
+                "all_neurons": True,
+            },
         ).json()
     run = Run.of(smollm, IOI["clean"], interventions=ivs)
     lib = direct_logit_attribution(run, answer=IOI["answer"])

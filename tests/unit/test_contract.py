@@ -169,4 +169,6 @@ def test_dla_heads_neurons_and_components_add_up(any_tiny, ablate):
     else:
         single = direct_logit_attribution(run, answer="l")
         assert single.additivity_error()["components"] <= 1e-4
-        assert abs(cap * math.tanh(single.total / cap) - float(last[a])) <= 1e-4 * max(1.0, abs(float(last[a])))
+        assert abs(cap * math.tanh(single.total / cap) - float(last[a])) <= 1e-4 * max(
+            1.0, abs(float(last[a]))
+        )

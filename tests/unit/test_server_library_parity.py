@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from tinymodels import tiny
 
 from neuroscope.analysis import attention, geometry, lens, predictions, residual
 from neuroscope.analysis.attribution import gradient_x_input
@@ -15,7 +16,6 @@ from neuroscope.interventions import Ablate
 from neuroscope.models.tiny import TINY_TYPES
 from neuroscope.server.app import create_app
 from neuroscope.server.settings import Settings
-from tinymodels import tiny
 
 BASE = "http://127.0.0.1:8000"
 PROMPT = "The cat sat on the mat"
@@ -40,7 +40,9 @@ def served(request):
 
 
 def close(got, want) -> bool:
-    return torch.allclose(torch.tensor(got, dtype=torch.float64), torch.tensor(want, dtype=torch.float64), **TOL)
+    return torch.allclose(
+        torch.tensor(got, dtype=torch.float64), torch.tensor(want, dtype=torch.float64), **TOL
+    )
 
 
 @pytest.mark.parametrize("case", list(SPECS))

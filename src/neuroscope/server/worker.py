@@ -260,6 +260,7 @@ class ModelWorker:
         return run, new, Timed(None, 0, 0, cached, first, self.model.cfg.n_layers - first)
 
     def _next_token_result(self, run: Run, logits: Any, top_k: int) -> dict[str, Any]:
+        assert run.next_logits is not None  # a plain run always keeps them
         return {
             "tokens": run.str_tokens,
             "token_ids": run.ids[0].tolist(),
@@ -359,7 +360,9 @@ class ModelWorker:
         top = dla.top_neurons(24, skip_layers=spec.mlps)
         by_label = dict(zip(dla.labels, dla.contributions, strict=True))
         n = self.model.cfg.n_layers
-        components = [(lab, by_label[lab]) for lab in ("embed", "pos_embed") if lab in by_label]
+        components: list[tuple[str, float]] = [
+            (lab, by_label[lab]) for lab in ("embed", "pos_embed") if lab in by_label
+        ]
         components += [
             (f"{kind}{li}", terms[li])
             for li in range(n)
