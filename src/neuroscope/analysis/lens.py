@@ -17,6 +17,9 @@ from neuroscope.errors import InvalidConfigError, ResourceNotFoundError
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
 
+# logits decoded per unembedding read: 2**24 floats (64 MiB) per [rows, pos, vocab] temporary
+LENS_CHUNK = 2**24
+
 
 @dataclass
 class LensResult:
@@ -84,31 +87,35 @@ def logit_lens(
         resid = stack[:, 0]
         if tuned is not None:
             resid = tuned.translate(resid)
-        # one row at a time: the [pos, d_vocab] temporaries stay small
-        final_lp = torch.log_softmax(m.unembed(m.apply_ln_final(resid[-1])).float(), -1)
-        final_top = final_lp.argmax(-1)  # [pos]
+        final_lp = torch.log_softmax(m.unembed(m.apply_ln_final(resid[-1])).float(), -1)  # [pos, vocab]
+        final_p, final_top = final_lp.exp(), final_lp.argmax(-1)
+        # rows in chunks of about LENS_CHUNK logits: each chunk reads the [d_model, d_vocab] unembedding once
+        # (row by row it would be read once per layer), and its [rows, pos, vocab] temporaries stay bounded
+        step = max(1, LENS_CHUNK // (resid.shape[1] * m.cfg.d_vocab))
         tops_p, tops_i, kls, ranks, kept = [], [], [], [], []
-        for row in resid:
-            logprobs = torch.log_softmax(m.unembed(m.apply_ln_final(row)).float(), -1)
-            probs = logprobs.exp()
-            top_p, top_i = probs.topk(k, dim=-1)
-            tops_p.append(top_p)
+        for i in range(0, resid.shape[0], step):
+            chunk = resid[i : i + step]
+            lp = torch.log_softmax(m.unembed(m.apply_ln_final(chunk)).float(), -1)  # [rows, pos, vocab]
+            top_lp, top_i = lp.topk(k, dim=-1)  # log is monotone: the top-k of the probabilities
+            tops_p.append(top_lp.exp())
             tops_i.append(top_i)
-            kls.append((final_lp.exp() * (final_lp - logprobs)).sum(-1).clamp_min(0))
-            ranks.append((logprobs > logprobs.gather(-1, final_top[:, None])).sum(-1))
+            # KL(final || row), written as a difference first so the final row's is exactly 0
+            kls.append(torch.einsum("rpv,pv->rp", final_lp - lp, final_p).clamp_min(0))
+            target = lp.gather(-1, final_top[None, :, None].expand(lp.shape[0], -1, 1))
+            ranks.append((lp > target).sum(-1))
             if keep_probs:
-                kept.append(probs)
+                kept.append(lp.exp())
     decode = m.tokenizer.decode
-    top_i = torch.stack(tops_i)
+    top_i = torch.cat(tops_i)
     return LensResult(
         str_tokens=run.str_tokens,
         labels=labels,
         top_tokens=[[[decode([int(i)]) for i in row] for row in layer] for layer in top_i],
         top_ids=tolist(top_i),
-        top_probs=tolist(torch.stack(tops_p)),
-        kl_to_final=tolist(torch.stack(kls)),
-        final_token_rank=tolist(torch.stack(ranks)),
-        probs=torch.stack(kept) if keep_probs else None,
+        top_probs=tolist(torch.cat(tops_p)),
+        kl_to_final=tolist(torch.cat(kls)),
+        final_token_rank=tolist(torch.cat(ranks)),
+        probs=torch.cat(kept) if keep_probs else None,
         lens="logit" if tuned is None else "tuned",
     )
 
