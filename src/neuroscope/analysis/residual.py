@@ -88,7 +88,12 @@ class DLAResult:
     wrong_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """Everything but the [layer][neuron] map (tens of thousands of numbers on a real model): its per-layer
+        sums and the 50 largest neurons instead."""
+        d = {k: v for k, v in self.__dict__.items() if k != "neuron_map"}
+        d["neuron_sums"] = [float(np.sum(row)) for row in self.neuron_map]
+        d["top_neurons"] = [list(t) for t in self.top_neurons(50)]
+        return d
 
     def top(self, k: int = 10) -> list[tuple[str, float]]:
         order = np.argsort(-np.abs(self.contributions))[:k]
