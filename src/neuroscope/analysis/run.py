@@ -1,14 +1,15 @@
 """A run: one prompt's tokens, the activations its forward recorded, and the interventions it ran with.
 
-Every analysis accepts a run as well as a prompt (``logit_lens(run)``, ``direct_logit_attribution(run,
-answer=...)``), so a caller that already holds a forward (the workbench's cached plain run, or a run it
+The single-prompt analyses (logit lens, residual norms, trajectory PCA, direct logit attribution, gradient ×
+input, attention patterns and head scores) accept a run as well as a prompt (``logit_lens(run)``,
+``direct_logit_attribution(run, answer=...)``), so a caller that already holds a forward (the workbench's cached plain run, or a run it
 recomputed only from the first intervened layer) gets the same numbers as the CLI without a forward of the
 analysis's own. A run records only the hooks it was asked for; an analysis that needs more calls
 :meth:`Run.ensure`, which runs the same tokens with the same interventions again for the missing hooks.
 
->>> run = Run.of(model, "When Mary and John went to the store, John gave a drink to")
->>> lens.logit_lens(run).top_tokens[-1][-1][0]
->>> residual.direct_logit_attribution(run, answer=" Mary", wrong=" John").total
+    run = Run.of(model, "When Mary and John went to the store, John gave a drink to")
+    lens.logit_lens(run).top_tokens[-1][-1][0]
+    residual.direct_logit_attribution(run, answer=" Mary", wrong=" John").total
 """
 
 from __future__ import annotations
