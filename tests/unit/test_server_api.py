@@ -327,6 +327,9 @@ ROUTE_TESTS = {
     ("WS", "/ws"): "test_server_ws::test_reply_matches_library",
     ("GET", "/openapi.json"): "test_server_api::test_openapi_is_committed_and_fresh",
     ("GET", "/"): "test_server_api::test_index_is_served",
+    ("GET", "/web"): "test_export_onnx::test_web_routes_serve_the_page_and_the_export",
+    ("GET", "/web/"): "test_export_onnx::test_web_routes_serve_the_page_and_the_export",
+    ("GET", "/web/{rel:path}"): "test_export_onnx::test_web_routes_serve_the_page_and_the_export",
 }
 
 

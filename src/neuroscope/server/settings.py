@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     vectors_dir: str | None = Field(
         default=None, description="folder of saved steering vectors (*.pt / *.safetensors)"
     )
+    onnx_dir: str | None = Field(
+        default=None,
+        description="ONNX split export (neuroscope export-onnx) that NeuroScope-Web runs at /web/",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -25,7 +25,7 @@ import torch
 from neuroscope.analysis import attention, geometry, lens, predictions, residual
 from neuroscope.analysis.attribution import gradient_x_input
 from neuroscope.analysis.run import Run
-from neuroscope.errors import CorruptDataError, InvalidConfigError
+from neuroscope.errors import InvalidConfigError
 from neuroscope.server import compute
 from neuroscope.server.compute import Spec, SteeringVectorEntry
 
@@ -426,22 +426,11 @@ class ModelWorker:
         return self.add_vector(name, layer, vector, "contrast")
 
     def load_vectors(self, folder: Path) -> None:
-        """``*.pt`` holding a tensor or ``{"vector": tensor, "layer": int}``; a bare tensor needs ``name.L{layer}.pt``."""
-        for path in sorted(folder.glob("*.pt")):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(obj, dict):
-                vec, layer = obj.get("vector"), obj.get("layer")
-            else:
-                stem_layer = path.stem.rsplit(".L", 1)
-                vec, layer = (
-                    obj,
-                    int(stem_layer[1]) if len(stem_layer) == 2 and stem_layer[1].isdigit() else None,
-                )
-            if not isinstance(vec, torch.Tensor) or layer is None:
-                raise CorruptDataError(
-                    f"{path}: expected a tensor with a layer (a dict with 'vector' and 'layer', or NAME.L<layer>.pt)."
-                )
-            self.add_vector(path.stem.split(".L")[0], int(layer), vec, str(path))
+        """Every vector of the store folder (``neuroscope.export.vectors``: safetensors or ``*.pt``)."""
+        from neuroscope.export.vectors import read_vector_store
+
+        for v in read_vector_store(folder).values():
+            self.add_vector(v.name, v.layer, v.vector, v.source)
 
     def info(self) -> dict[str, Any]:
         return {
