@@ -252,12 +252,19 @@ def test_steering_vectors(client, tiny_llama):
 
 
 def test_vectors_dir(tiny_llama, tmp_path):
-    torch.save({"vector": torch.ones(tiny_llama.cfg.d_model), "layer": 1}, tmp_path / "ones.pt")
-    torch.save(torch.zeros(tiny_llama.cfg.d_model), tmp_path / "zero.L0.pt")
+    from neuroscope.errors import CorruptDataError
+    from neuroscope.export.vectors import read_vector_store, save_vector
+
+    save_vector(tmp_path, "ones", 1, torch.ones(tiny_llama.cfg.d_model))
+    save_vector(tmp_path, "zero", 0, torch.zeros(tiny_llama.cfg.d_model))
     app = create_app(Settings(model="tiny:llama", vectors_dir=str(tmp_path)), model=tiny_llama)
     with TestClient(app, base_url=BASE) as c:
         got = {v["name"]: v["layer"] for v in c.get("/api/steering/vectors").json()["vectors"]}
     assert got == {"ones": 1, "zero": 0}
+    # a pickle in the store is refused, never loaded
+    (tmp_path / "old.pt").write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(CorruptDataError, match="safetensors only"):
+        read_vector_store(tmp_path)
 
 
 @pytest.mark.parametrize(

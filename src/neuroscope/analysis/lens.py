@@ -12,7 +12,7 @@ from jaxtyping import Float
 from neuroscope.analysis import figures
 from neuroscope.analysis._util import tolist
 from neuroscope.analysis.run import Run, as_run, model_of
-from neuroscope.errors import InvalidConfigError, ResourceNotFoundError
+from neuroscope.errors import CorruptDataError, InvalidConfigError, ResourceNotFoundError
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
@@ -138,25 +138,30 @@ class TunedLens(torch.nn.Module):
         return torch.stack(outs + list(stack[len(self.translators) :]))
 
     def save(self, path: str | Path) -> Path:
+        """A safetensors file (the translators' weights; their sizes in its metadata)."""
+        from safetensors.torch import save_file
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "n_layers": len(self.translators),
-                "d_model": self.translators[0].in_features,
-                "state": self.state_dict(),
-            },
-            path,
-        )
+        meta = {"n_layers": str(len(self.translators)), "d_model": str(self.translators[0].in_features)}
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path), metadata=meta)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> TunedLens:
+        """Read a lens written by :meth:`save`; never unpickles (a lens file may come from someone else)."""
+        from safetensors import safe_open
+
         if not Path(path).exists():
             raise ResourceNotFoundError(f"No tuned lens at {path}")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        lens = cls(blob["n_layers"], blob["d_model"])
-        lens.load_state_dict(blob["state"])
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+            lens = cls(int(meta["n_layers"]), int(meta["d_model"]))
+            lens.load_state_dict(state)
+        except Exception as e:  # a garbled header, missing metadata or mismatched shapes
+            raise CorruptDataError(f"{path}: not a tuned lens saved by TunedLens.save ({e}).") from e
         return lens
 
 

@@ -1,8 +1,8 @@
 """The steering-vector store (a folder the workbench reads with ``--vectors-dir``) and vectors in an export.
 
-A stored vector is ``NAME.safetensors`` (tensor ``vector``, metadata ``layer``), or the older ``NAME.pt``
-(a tensor, or ``{"vector": tensor, "layer": int}``; a bare tensor needs ``NAME.L<layer>.pt``) read with
-``weights_only=True``. In an export the chosen vectors travel as ``vectors.json`` (float32 values as JSON
+A stored vector is ``NAME.safetensors`` (tensor ``vector``, metadata ``layer``). A store is a folder that
+others may hand over, so nothing in it is unpickled: a ``*.pt`` file is refused with a named error that says
+how to convert it. In an export the chosen vectors travel as ``vectors.json`` (float32 values as JSON
 numbers, which round-trip exactly), for the browser and for Python alike.
 """
 
@@ -44,33 +44,26 @@ class StoredVector:
 
 
 def _read_one(path: Path) -> StoredVector:
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
+    if path.suffix != ".safetensors":
+        raise CorruptDataError(
+            f"{path}: steering vectors are read from safetensors only (a pickle is never loaded). Convert it "
+            "once where you trust it: neuroscope.export.vectors.save_vector(folder, name, layer, tensor)."
+        )
+    from safetensors import safe_open
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                vec = f.get_tensor("vector") if "vector" in f.keys() else None  # noqa: SIM118
-        except Exception as e:  # safetensors raises its own error types for a garbled header
-            raise CorruptDataError(f"{path}: not a readable safetensors file ({e}).") from e
-        layer_s = meta.get("layer")
-        layer = int(layer_s) if layer_s is not None and layer_s.lstrip("-").isdigit() else None
-        name = path.stem
-    else:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(obj, dict):
-            vec, layer = obj.get("vector"), obj.get("layer")
-        else:
-            stem_layer = path.stem.rsplit(".L", 1)
-            vec = obj
-            layer = int(stem_layer[1]) if len(stem_layer) == 2 and stem_layer[1].isdigit() else None
-        name = path.stem.split(".L")[0]
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            vec = f.get_tensor("vector") if "vector" in f.keys() else None  # noqa: SIM118
+    except Exception as e:  # safetensors raises its own error types for a garbled header
+        raise CorruptDataError(f"{path}: not a readable safetensors file ({e}).") from e
+    layer_s = meta.get("layer")
+    layer = int(layer_s) if layer_s is not None and layer_s.lstrip("-").isdigit() else None
     if not isinstance(vec, torch.Tensor) or layer is None:
         raise CorruptDataError(
-            f"{path}: expected a tensor with a layer (NAME.safetensors with tensor 'vector' and metadata "
-            "'layer', a dict with 'vector' and 'layer', or NAME.L<layer>.pt)."
+            f"{path}: expected NAME.safetensors with a tensor 'vector' and metadata 'layer'."
         )
-    return StoredVector(name, int(layer), vec.detach().float().cpu(), str(path))
+    return StoredVector(path.stem, int(layer), vec.detach().float().cpu(), str(path))
 
 
 def read_vector_store(folder: str | Path) -> dict[str, StoredVector]:

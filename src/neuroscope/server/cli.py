@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-prompt-tokens", type=int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads for the model worker")
-    p.add_argument("--vectors-dir", default=None, help="folder of saved steering vectors (*.pt)")
+    p.add_argument("--vectors-dir", default=None, help="folder of saved steering vectors (NAME.safetensors)")
     p.add_argument(
         "--onnx", default=None, help="ONNX split export for NeuroScope-Web at /web/ (export-onnx --out)"
     )

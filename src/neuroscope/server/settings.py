@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         default=None, ge=1, le=256, description="intra-op threads for the model worker (default: torch's)"
     )
     vectors_dir: str | None = Field(
-        default=None, description="folder of saved steering vectors (*.pt / *.safetensors)"
+        default=None, description="folder of saved steering vectors (NAME.safetensors)"
     )
     onnx_dir: str | None = Field(
         default=None,

@@ -426,7 +426,7 @@ class ModelWorker:
         return self.add_vector(name, layer, vector, "contrast")
 
     def load_vectors(self, folder: Path) -> None:
-        """Every vector of the store folder (``neuroscope.export.vectors``: safetensors or ``*.pt``)."""
+        """Every vector of the store folder (``neuroscope.export.vectors``: ``NAME.safetensors``)."""
         from neuroscope.export.vectors import read_vector_store
 
         for v in read_vector_store(folder).values():
