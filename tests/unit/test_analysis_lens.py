@@ -40,7 +40,7 @@ def test_tuned_lens_trains_saves_and_loads(tiny_llama, tmp_path):
     finally:
         params[0].requires_grad_(False)
     assert losses[-1] < losses[0]
-    path = lens.save(tmp_path / "lens.pt")
+    path = lens.save(tmp_path / "lens.safetensors")
     again = TunedLens.load(path)
     r1 = logit_lens(tiny_llama, PROMPT, tuned=lens)
     r2 = logit_lens(tiny_llama, PROMPT, tuned=again)

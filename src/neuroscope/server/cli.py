@@ -20,7 +20,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-prompt-tokens", type=int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads for the model worker")
-    p.add_argument("--vectors-dir", default=None, help="folder of saved steering vectors (*.pt)")
+    p.add_argument("--vectors-dir", default=None, help="folder of saved steering vectors (NAME.safetensors)")
+    p.add_argument(
+        "--onnx", default=None, help="ONNX split export for NeuroScope-Web at /web/ (export-onnx --out)"
+    )
     p.set_defaults(func=serve)
 
 
@@ -35,6 +38,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "device": args.device,
         "max_prompt_tokens": args.max_prompt_tokens,
         "vectors_dir": args.vectors_dir,
+        "onnx_dir": args.onnx,
         "torch_threads": args.threads,
         "allowed_hosts": tuple(args.allow_host) if args.allow_host else None,
         "cors_origins": tuple(args.cors_origin) if args.cors_origin else None,

@@ -70,7 +70,11 @@ class Settings(BaseSettings):
         default=None, ge=1, le=256, description="intra-op threads for the model worker (default: torch's)"
     )
     vectors_dir: str | None = Field(
-        default=None, description="folder of saved steering vectors (*.pt / *.safetensors)"
+        default=None, description="folder of saved steering vectors (NAME.safetensors)"
+    )
+    onnx_dir: str | None = Field(
+        default=None,
+        description="ONNX split export (neuroscope export-onnx) that NeuroScope-Web runs at /web/",
     )
 
     @model_validator(mode="after")

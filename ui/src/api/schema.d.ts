@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: d57e340fbba6545a
+// openapi-sha256: 898b63d9ec01233c
 
 export interface paths {
     "/api/attention": {
@@ -47,6 +47,57 @@ export interface paths {
         put?: never;
         /** Attribution */
         post: operations["attribution_api_attribution_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/embeddings/analogy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Analogy */
+        post: operations["analogy_api_embeddings_analogy_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/embeddings/map": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Embedding Map */
+        post: operations["embedding_map_api_embeddings_map_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/embeddings/neighbours": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Neighbours */
+        post: operations["neighbours_api_embeddings_neighbours_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -177,6 +228,61 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AnalogyRequest */
+        AnalogyRequest: {
+            /**
+             * A
+             * @description a word as typed
+             */
+            a: string;
+            /**
+             * B
+             * @description a word as typed
+             */
+            b: string;
+            /**
+             * C
+             * @description a word as typed
+             */
+            c: string;
+            /** Expected */
+            expected?: string | null;
+            /**
+             * K
+             * @default 10
+             */
+            k: number;
+            /**
+             * Matrix
+             * @default W_E
+             * @enum {string}
+             */
+            matrix: "W_E" | "W_U";
+        };
+        /** AnalogyResponse */
+        AnalogyResponse: {
+            a: components["schemas"]["WordInfo"];
+            b: components["schemas"]["WordInfo"];
+            c: components["schemas"]["WordInfo"];
+            expected: components["schemas"]["WordInfo"] | null;
+            /** Expected Cosine */
+            expected_cosine: number | null;
+            /**
+             * Expected Rank
+             * @description 1-based rank of the expected word among all tokens
+             */
+            expected_rank: number | null;
+            /**
+             * Offset Cosine
+             * @description cos(a − b, expected − c)
+             */
+            offset_cosine: number | null;
+            /**
+             * Ranked
+             * @description a − b + c's nearest tokens by cosine; a, b, c left out
+             */
+            ranked: components["schemas"]["Neighbour"][];
+        };
         /** AttentionGridResponse */
         AttentionGridResponse: {
             /** Badges */
@@ -201,6 +307,12 @@ export interface components {
         };
         /** AttributionRequest */
         AttributionRequest: {
+            /**
+             * All Neurons
+             * @description also return every neuron's direct logit attribution (neuron_map)
+             * @default false
+             */
+            all_neurons: boolean;
             interventions?: components["schemas"]["InterventionSpec"];
             /**
              * Prompt
@@ -213,11 +325,26 @@ export interface components {
              */
             target?: string | null;
         };
-        /** AttributionResponse */
+        /**
+         * AttributionResponse
+         * @description neuroscope.analysis.residual.direct_logit_attribution and attribution.gradient_x_input at the last
+         *     position: components sum to ``actual``; each layer's heads plus ``attn_bias`` sum to its ``attn`` component
+         *     and its neurons plus ``mlp_bias`` to its ``mlp`` component (post-sublayer norms frozen on this run).
+         */
         AttributionResponse: {
             /**
+             * Actual
+             * @description the model's (pre-softcap) logit of the target at the last position
+             */
+            actual: number;
+            /**
+             * Attn Bias
+             * @description [layer] the attention output bias's term
+             */
+            attn_bias: number[];
+            /**
              * Components
-             * @description direct logit attribution of embed, each attn and MLP output
+             * @description direct logit attribution of embed (pos_embed), each attn and MLP output (attn{l}, mlp{l}), and the final norm's and unembedding's biases where the model has them
              */
             components: components["schemas"]["Component"][];
             /**
@@ -226,8 +353,18 @@ export interface components {
              */
             heads: number[][];
             /**
+             * Mlp Bias
+             * @description [layer] the MLP output bias's term
+             */
+            mlp_bias: number[];
+            /**
+             * Neuron Map
+             * @description [layer][neuron] every neuron's term, when all_neurons was asked for
+             */
+            neuron_map?: number[][] | null;
+            /**
              * Neurons
-             * @description MLP neurons with the largest direct logit attribution at the last position
+             * @description MLP neurons with the largest direct logit attribution at the last position (neurons of a whole-ablated MLP are left out)
              */
             neurons: components["schemas"]["NeuronScore"][];
             /** Target */
@@ -260,6 +397,46 @@ export interface components {
             negative: string[];
             /** Positive */
             positive: string[];
+        };
+        /** EmbeddingMapRequest */
+        EmbeddingMapRequest: {
+            /**
+             * Matrix
+             * @default W_E
+             * @enum {string}
+             */
+            matrix: "W_E" | "W_U";
+            /**
+             * Threshold
+             * @description cluster merge cosine (default: cut at the widest gap)
+             */
+            threshold?: number | null;
+            /** Words */
+            words: string[];
+        };
+        /** EmbeddingMapResponse */
+        EmbeddingMapResponse: {
+            /**
+             * Clusters
+             * @description similarity cluster of each word (average linkage)
+             */
+            clusters: number[];
+            /**
+             * Coords
+             * @description [word] -> [pc1, pc2, pc3]
+             */
+            coords: number[][];
+            /** Explained Variance Ratio */
+            explained_variance_ratio: number[];
+            /** Matrix */
+            matrix: string;
+            /**
+             * Similarity
+             * @description [word][word] cosine similarity
+             */
+            similarity: number[][];
+            /** Words */
+            words: components["schemas"]["WordInfo"][];
         };
         /** ErrorResponse */
         ErrorResponse: {
@@ -310,7 +487,7 @@ export interface components {
             head: number;
             /**
              * Kind
-             * @description previous-token | induction | duplicate-token | first-token | self (| broad)
+             * @description previous-token | induction | duplicate-token | first-token | self
              */
             kind: string;
             /** Layer */
@@ -319,7 +496,7 @@ export interface components {
             score: number;
             /**
              * Source
-             * @description classifier: the analysis library on random repeated tokens; prompt: this prompt's patterns
+             * @description classifier: neuroscope.analysis.attention on random repeated tokens; prompt: the same scores and thresholds on this prompt's patterns (used when the classifier labels no head)
              */
             source: string;
         };
@@ -439,6 +616,40 @@ export interface components {
             /** Name */
             name: string;
         };
+        /** Neighbour */
+        Neighbour: {
+            /** Cosine */
+            cosine: number;
+            /** Token */
+            token: string;
+            /** Token Id */
+            token_id: number;
+        };
+        /** NeighboursRequest */
+        NeighboursRequest: {
+            /**
+             * K
+             * @default 10
+             */
+            k: number;
+            /**
+             * Matrix
+             * @default W_E
+             * @enum {string}
+             */
+            matrix: "W_E" | "W_U";
+            /**
+             * Word
+             * @description a word as typed
+             */
+            word: string;
+        };
+        /** NeighboursResponse */
+        NeighboursResponse: {
+            /** Neighbours */
+            neighbours: components["schemas"]["Neighbour"][];
+            word: components["schemas"]["WordInfo"];
+        };
         /** NeuronScore */
         NeuronScore: {
             /** Activation */
@@ -449,7 +660,7 @@ export interface components {
             neuron: number;
             /**
              * Value
-             * @description direct effect on the target logit (activation x output . unembedding)
+             * @description direct effect on the target logit (activation x output row, through the frozen norms, . unembedding)
              */
             value: number;
         };
@@ -631,6 +842,20 @@ export interface components {
             token: string;
             /** Token Id */
             token_id: number;
+        };
+        /** WordInfo */
+        WordInfo: {
+            /** Multi Token */
+            multi_token: boolean;
+            /** Text */
+            text: string;
+            /** Token Ids */
+            token_ids: number[];
+            /**
+             * Tokens
+             * @description the token(s) that stand for the word (mean vector when several)
+             */
+            tokens: string[];
         };
         /** WsError */
         WsError: {
@@ -854,6 +1079,186 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AttributionResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    analogy_api_embeddings_analogy_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AnalogyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnalogyResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    embedding_map_api_embeddings_map_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EmbeddingMapRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EmbeddingMapResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    neighbours_api_embeddings_neighbours_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NeighboursRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NeighboursResponse"];
                 };
             };
             /** @description missing or wrong token */
