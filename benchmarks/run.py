@@ -13,6 +13,7 @@ SUITES = [
     ("benchmarks.analysis_bench", "analysis.json"),
     ("benchmarks.sae_bench", "sae.json"),
     ("benchmarks.latency_bench", "latency.json"),
+    ("benchmarks.scale_bench", "scale.json"),
     ("benchmarks.onnx_bench", "onnx.json"),
 ]
 

@@ -32,7 +32,7 @@ def _info(args: argparse.Namespace) -> int:
 
     imports = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, quantize=args.quantize)
     seconds = time.perf_counter() - t0
     info = {
         **model.cfg.to_dict(),
@@ -41,6 +41,7 @@ def _info(args: argparse.Namespace) -> int:
         "n_hook_points": len(model.hook_names()),
         "load_seconds": round(seconds, 3),
         "import_seconds": round(imports, 3),
+        "quantization": model.quantization.to_dict() if model.quantization else None,
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--hooks", action="store_true", help="list every hook name")
+    p.add_argument("--quantize", default=None, choices=["int8", "nf4"], help="load in 8 or 4 bits")
     p.set_defaults(func=_info)
     p = sub.add_parser("pull", help="prepare the local cache for a model (dequantise a GGUF once)")
     p.add_argument("model", nargs="?", default="smollm2-135m")

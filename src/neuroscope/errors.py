@@ -84,6 +84,27 @@ class EmptyCorpusError(NeuroscopeError, ValueError):
     """A corpus yields no text, or fewer tokens than one context needs; the message names the corpus."""
 
 
+class QuantizationUnavailableError(NeuroscopeError, ImportError):
+    """A quantized load was asked for but no backend that can do it is installed; the message says which."""
+
+
+class GradientsUnavailableError(NeuroscopeError, RuntimeError):
+    """An analysis needs gradients through the model, and this quantized model's layers give none."""
+
+    def __init__(self, what: str, mode: str, backend: str, reason: str = ""):
+        self.what, self.mode, self.backend = what, mode, backend
+        why = reason or "gives no gradient to its layers' inputs"
+        super().__init__(
+            f"{what} needs gradients through the model, but this {mode} model quantized by {backend} {why}. "
+            "Load it without quantize (or through neuroscope.load_model with bitsandbytes, whose int8 and nf4 "
+            "layers pass gradients) to run it."
+        )
+
+
+class RayUnavailableError(NeuroscopeError, ImportError):
+    """Distributed recording was asked for but Ray Data is not installed, or the cluster cannot be reached."""
+
+
 class ExportArchitectureError(UnsupportedArchitectureError):
     """The ONNX split exporter has not been tested on this architecture; the message lists those it has."""
 

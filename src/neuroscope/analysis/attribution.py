@@ -12,6 +12,7 @@ from neuroscope.analysis import figures
 from neuroscope.analysis._util import token_id, tolist
 from neuroscope.analysis.run import Run, as_run
 from neuroscope.errors import InvalidConfigError
+from neuroscope.models.quantize import require_gradients
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
@@ -83,6 +84,7 @@ def gradient_x_input(
     """
     run = as_run(model, prompt, ())
     m = run.model
+    require_gradients(m, "gradient × input")
     pos = run.position(position)
     answer_id = run.answer_id(answer, pos)
     f, name = _target_fn(m, answer_id, wrong, 0)
@@ -133,6 +135,7 @@ def integrated_gradients(
     """
     if steps < 1:
         raise InvalidConfigError(f"steps must be >= 1, got {steps}")
+    require_gradients(model, "integrated gradients")
     ids = model.to_tokens(prompt)
     f, name = _target_fn(model, answer, wrong, position)
     x = _embed(model, ids)[0]  # [pos, d]

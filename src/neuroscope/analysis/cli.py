@@ -11,7 +11,7 @@ from typing import Any
 def _model(args: argparse.Namespace):
     from neuroscope.models.loading import load_model
 
-    return load_model(args.model, device=args.device)
+    return load_model(args.model, device=args.device, quantize=getattr(args, "quantize", None))
 
 
 def _emit(args: argparse.Namespace, result: Any, lines: list[str]) -> int:
@@ -30,6 +30,12 @@ def _emit(args: argparse.Namespace, result: Any, lines: list[str]) -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="smollm2-135m", help="model spec (default: smollm2-135m)")
     p.add_argument("--device", default=None)
+    p.add_argument(
+        "--quantize",
+        default=None,
+        choices=["int8", "nf4"],
+        help="load the model in 8 or 4 bits (bitsandbytes)",
+    )
     p.add_argument("--json", metavar="OUT", default=None, help="write the result as JSON to OUT")
     p.add_argument("--html", metavar="OUT", default=None, help="write the figure as HTML to OUT")
 

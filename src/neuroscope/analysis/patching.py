@@ -22,6 +22,7 @@ from neuroscope.analysis import figures
 from neuroscope.analysis._util import token_id, tolist
 from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError, ShapeMismatchError
 from neuroscope.interventions import Patch
+from neuroscope.models.quantize import require_gradients
 from neuroscope.models.rowgrad import no_grad_rows
 
 if TYPE_CHECKING:
@@ -290,6 +291,7 @@ def attribution_patching(model: HookedModel, setup: PatchingSetup, site: Site = 
     read; the metric unembeds only its two tokens at the last position.
     """
     _check_site(model, site)
+    require_gradients(model, "attribution patching")
     t0 = time.perf_counter()
     n = model.cfg.n_layers
     names = [hook_for(site, l) for l in range(n)]

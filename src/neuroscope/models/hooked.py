@@ -35,6 +35,7 @@ from neuroscope.models.hooks import (
     hook_context,
     resolve_name,
 )
+from neuroscope.models.quantize import QuantInfo, dequantized_weight
 
 Input = Union[str, Sequence[str], torch.Tensor]
 NameFilter = Union[None, str, Sequence[str], Callable[[str], bool]]
@@ -77,6 +78,7 @@ class HookedModel:
         self._name_set = set(self._names)
         self._patch_layer_skipping()
         self.load_seconds = 0.0
+        self.quantization: QuantInfo | None = None  # set by load_model(..., quantize=...)
 
     def _bind_attention_sites(self) -> None:
         attn_path = self.adapter.sites["attn.hook_z"].module.rsplit(".", 1)[0]
@@ -147,9 +149,11 @@ class HookedModel:
     def _module(self, path: str) -> torch.nn.Module:
         return self.hf_model.get_submodule(path)
 
+    # weights are read through dequantized_weight: plain weights come back as they are (no copy), quantized
+    # ones dequantized, device_map-offloaded ones fetched
     @property
     def W_U(self) -> Float[torch.Tensor, "d_model d_vocab"]:
-        return cast(torch.Tensor, self._module(self.adapter.unembed).weight).T
+        return dequantized_weight(self._module(self.adapter.unembed)).T
 
     @property
     def b_U(self) -> Float[torch.Tensor, " d_vocab"] | None:
@@ -157,7 +161,7 @@ class HookedModel:
 
     @property
     def W_E(self) -> Float[torch.Tensor, "d_vocab d_model"]:
-        return cast(torch.Tensor, self._module(self.adapter.embed).weight)
+        return dequantized_weight(self._module(self.adapter.embed))
 
     def layer_module(self, layer: int, path: str = "") -> torch.nn.Module:
         self.check_layer(layer)
@@ -167,7 +171,7 @@ class HookedModel:
     def W_O(self, layer: int) -> Float[torch.Tensor, "head d_head d_model"]:
         """Each head's slice of the output projection (what ``hook_z`` is multiplied by)."""
         proj = self.layer_module(layer, self.adapter.sites["attn.hook_z"].module)
-        weight = cast(torch.Tensor, proj.weight)
+        weight = dequantized_weight(proj)
         w = weight if proj.__class__.__name__ == "Conv1D" else weight.T  # [h*d_head, d_model]
         return w.reshape(self.cfg.n_heads, self.cfg.d_head, self.cfg.d_model)
 
@@ -181,7 +185,7 @@ class HookedModel:
     def W_out(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]:
         """The MLP output projection (what ``mlp.hook_post`` is multiplied by)."""
         proj = self.layer_module(layer, self.adapter.sites["mlp.hook_post"].module)
-        weight = cast(torch.Tensor, proj.weight)
+        weight = dequantized_weight(proj)
         return weight if proj.__class__.__name__ == "Conv1D" else weight.T
 
     def check_layer(self, layer: int) -> None:

@@ -13,9 +13,10 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -190,18 +191,104 @@ def _load_own_cache(folder: Path, dtype: torch.dtype) -> Any:
     return model
 
 
-def load_model(spec: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype | str | None = None):
-    """Load ``spec`` as a :class:`~neuroscope.models.hooked.HookedModel` (offline; never downloads)."""
-    from neuroscope.models.hooked import HookedModel
+def _hf_folder(resolved: ResolvedSpec) -> tuple[Path, Path | None]:
+    """A folder ``from_pretrained`` can read for ``resolved``, and the temporary folder to delete once the
+    model no longer needs it (a tiny model is written to one; None otherwise)."""
+    if resolved.kind == "tiny":
+        from neuroscope.models.tiny import tiny_hf_model
 
+        model, tok = tiny_hf_model(resolved.location)
+        tmp = Path(tempfile.mkdtemp(prefix="neuroscope-tiny-"))
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        return tmp, tmp
+    if resolved.kind == "gguf":
+        return convert_gguf(Path(resolved.location)), None
+    return Path(resolved.location), None
+
+
+def load_placed(
+    resolved: ResolvedSpec,
+    device: str,
+    dtype: torch.dtype,
+    quantize: str | None,
+    device_map: str | dict[str, Any] | None,
+    backend: str | None = None,
+) -> tuple[Any, Any, Any]:
+    """Load through ``from_pretrained`` with a quantization config and/or a ``device_map`` (accelerate's
+    placement across devices, CPU and disk); returns the model, its tokenizer and its QuantInfo (or None)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from neuroscope.models import quantize as q
+
+    chosen = q.pick_backend(quantize, backend) if quantize else None
+    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
+    if chosen == "bitsandbytes":
+        q.quiet_bnb()
+        kwargs["quantization_config"] = q.bnb_config(cast(str, quantize), dtype)
+    placement = device_map if device_map is not None else device
+    offload = None
+    if isinstance(device_map, dict) and "disk" in device_map.values():
+        offload = tempfile.mkdtemp(prefix="neuroscope-offload-")
+        kwargs["offload_folder"] = offload
+    folder, temporary = _hf_folder(resolved)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), device_map=placement, **kwargs)
+        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except BaseException:
+        for path in (temporary, offload):
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+        raise
+    # weights offloaded to disk are read from the offload folder, or straight from the checkpoint's
+    # safetensors, for as long as the model lives
+    for path in (offload, temporary if offload is not None else None):
+        if path is not None:
+            weakref.finalize(model, shutil.rmtree, path, True)
+    if offload is None and temporary is not None:
+        shutil.rmtree(temporary, ignore_errors=True)
+    if chosen == "bitsandbytes":
+        q.keep_differentiable(model)
+    if chosen == "torchao":
+        q.torchao_int8(model)
+    info = q.quant_info(model, cast(str, quantize), chosen) if quantize and chosen else None
+    return model.eval(), tok, info
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    device: str | None = None,
+    dtype: torch.dtype | str | None = None,
+    quantize: str | None = None,
+    device_map: str | dict[str, Any] | None = None,
+    quantize_backend: str | None = None,
+):
+    """Load ``spec`` as a :class:`~neuroscope.models.hooked.HookedModel` (offline; never downloads).
+
+    ``quantize="int8"|"nf4"`` loads the linear layers in 8 or 4 bits (bitsandbytes, or torchao int8 where
+    bitsandbytes is missing; ``quantize_backend`` picks one); ``device_map`` (``"auto"`` or a dict of module
+    → device, ``"cpu"`` or ``"disk"``) spreads the model over several devices. ``model.quantization`` then
+    says how the model was quantized, how many bytes its weights take and whether gradients pass through.
+    """
+    from neuroscope.models.hooked import HookedModel
+    from neuroscope.models.quantize import check_mode
+
+    check_mode(quantize)
     torch_dtype: torch.dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
     device = device or default_device()
     t0 = time.perf_counter()
     resolved = resolve(spec)
-    hf_model, tokenizer = load_hf(resolved, device, torch_dtype)
+    info = None
+    if quantize is not None or device_map is not None:
+        hf_model, tokenizer, info = load_placed(
+            resolved, device, torch_dtype, quantize, device_map, quantize_backend
+        )
+    else:
+        hf_model, tokenizer = load_hf(resolved, device, torch_dtype)
     # an interpretability session differentiates activations and inputs, never weights: frozen weights keep
     # autograd from recording their half of every linear layer (model.hf_model.requires_grad_(True) undoes it)
     hf_model.requires_grad_(False)
     model = HookedModel(hf_model, tokenizer, name=resolved.name)
+    model.quantization = info
     model.load_seconds = time.perf_counter() - t0
     return model

@@ -23,7 +23,9 @@ def _trace(args: argparse.Namespace) -> int:
                 f"preparing the default corpus in {DEFAULT_CORPUS_DIR} (python3-doc prose) …", file=sys.stderr
             )
         data = str(ensure_default_corpus(DEFAULT_CORPUS_DIR))
-    model = load_model(args.model, device=args.device)
+    if args.ray or args.address:  # --address alone means --ray
+        return _trace_ray(args, data)
+    model = load_model(args.model, device=args.device, quantize=args.quantize)
     hooks = resolve_hooks(model, args.layer or [], args.hook or ["resid_post"])
     cfg = TraceConfig(
         hooks=hooks,
@@ -36,6 +38,35 @@ def _trace(args: argparse.Namespace) -> int:
         dtype=args.dtype,
     )
     result = record(model, cfg, args.out, progress=not args.no_progress)
+    print(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def _trace_ray(args: argparse.Namespace, data: str) -> int:
+    from neuroscope.record.distributed import ModelLoad, RayConfig, record_ray
+    from neuroscope.record.writer import TraceConfig
+
+    cfg = TraceConfig(
+        hooks=tuple(args.hook or ["resid_post"]),  # resolved by the worker that loads the model
+        data=data,
+        split=args.split,
+        tokens=args.tokens,
+        ctx_len=args.ctx_len,
+        batch_size=args.batch_size,
+        shard_tokens=args.shard_tokens,
+        dtype=args.dtype,
+    )
+    rcfg = RayConfig(
+        address=args.address,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        threads_per_worker=args.threads,
+    )
+    load = ModelLoad(args.model, device=args.device, quantize=args.quantize)
+    result = record_ray(
+        load, cfg, args.out, rcfg, layers=tuple(args.layer or ()), progress=not args.no_progress
+    )
     print(json.dumps(result.to_dict(), indent=2))
     return 0
 
@@ -85,8 +116,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--out", required=True, help="output folder (created; an existing recording is resumed)")
     p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--quantize",
+        default=None,
+        choices=["int8", "nf4"],
+        help="load the model in 8 or 4 bits (bitsandbytes)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (per worker with --ray)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r = p.add_argument_group("distributed recording (Ray Data; same shards and manifest, same resume)")
+    r.add_argument("--ray", action="store_true", help="record on Ray workers, one model per worker")
+    r.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join: 'auto' (the cluster this machine is part of) or HOST:PORT; "
+        "default: start a local Ray instance sized for --workers",
+    )
+    r.add_argument("--workers", type=int, default=2, help="recording actors (each loads the model once)")
+    r.add_argument("--cpus-per-worker", type=float, default=1.0)
+    r.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        help="GPUs per worker (default: 1 when the cluster has GPUs, else 0)",
+    )
     p.set_defaults(func=_trace)
 
     c = subparsers.add_parser("corpus", help="prepare the default offline English corpus")

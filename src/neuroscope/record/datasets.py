@@ -276,11 +276,14 @@ def iter_contexts(
     ctx_len: int,
     max_contexts: int | None = None,
     source: str = "The corpus",
+    skip: tuple[int, int] = (0, 0),
 ) -> Iterator[Int[torch.Tensor, " ctx"]]:
     """Pack documents (separated by EOS) into contexts of ``ctx_len`` tokens, each starting with BOS.
 
     Deterministic for a given corpus and tokenizer; context ``i`` is the same on every run, which is what
-    lets the recorder resume by context index.
+    lets the recorder resume by context index. ``skip=(d, t)`` starts at a cursor from
+    :func:`context_cursors`: documents before ``d`` are not tokenized, and the first ``t`` tokens of
+    document ``d`` are dropped, so a worker recording one shard reads only from where that shard begins.
     """
     if ctx_len < 2:
         raise InvalidConfigError(f"ctx_len must be >= 2, got {ctx_len}")
@@ -289,13 +292,12 @@ def iter_contexts(
     buf: list[int] = []
     n = 0
     any_text = False
-    for doc in docs:
-        if not doc.text.strip():
+    skip_docs, skip_tokens = skip
+    for i, doc in enumerate(docs):
+        if i < skip_docs or not doc.text.strip():
             continue
         any_text = True
-        buf.extend(tokenizer(doc.text, add_special_tokens=False)["input_ids"])
-        if sep is not None:
-            buf.append(sep)
+        buf.extend(_doc_tokens(tokenizer, doc, sep)[skip_tokens if i == skip_docs else 0 :])
         while len(buf) >= body:
             yield torch.tensor([bos] + buf[:body], dtype=torch.long)
             del buf[:body]
@@ -308,3 +310,33 @@ def iter_contexts(
         raise EmptyCorpusError(
             f"{source} has only {len(buf)} tokens, fewer than one context of {ctx_len}: add text or lower ctx_len."
         )
+
+
+def _doc_tokens(tokenizer: Any, doc: Document, sep: int | None) -> list[int]:
+    ids = list(tokenizer(doc.text, add_special_tokens=False)["input_ids"])
+    return ids + [sep] if sep is not None else ids
+
+
+def context_cursors(
+    docs: Iterable[Document], tokenizer: Any, ctx_len: int, starts: Iterable[int], n_contexts: int
+) -> tuple[dict[int, tuple[int, int]], int]:
+    """Where contexts ``starts`` begin in the corpus, as ``skip`` cursors for :func:`iter_contexts`
+    (document index, token offset in it), and how many whole contexts the corpus holds (counted up to
+    ``n_contexts``; fewer means the corpus is too short). One tokenization pass, stopping once both are known."""
+    _, sep = context_special_ids(tokenizer)
+    body = ctx_len - 1
+    wanted = sorted(set(starts))
+    cursors: dict[int, tuple[int, int]] = {}
+    pos = 0  # tokens of the packed stream (BOS excluded) before the current document
+    k = 0
+    for i, doc in enumerate(docs):
+        if k == len(wanted) and pos >= n_contexts * body:
+            break
+        if not doc.text.strip():
+            continue
+        n = len(_doc_tokens(tokenizer, doc, sep))
+        while k < len(wanted) and wanted[k] * body < pos + n:
+            cursors[wanted[k]] = (i, wanted[k] * body - pos)
+            k += 1
+        pos += n
+    return cursors, pos // body

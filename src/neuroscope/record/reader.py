@@ -176,6 +176,50 @@ class ActivationStore:
     def row_groups(self) -> list[tuple[str, int]]:
         return [(s["file"], g) for s in self.shards for g in range(self._file(s["file"]).num_row_groups)]
 
+    def _kept(self, table: pa.Table, special: np.ndarray) -> int:
+        ids = table.column("token_id").to_numpy()
+        return int((~np.isin(ids, special)).sum()) if special.size else len(ids)
+
+    def partition(
+        self, rank: int, world: int, exclude_special: bool = True
+    ) -> list[tuple[str, int, int, int | None]]:
+        """Rank ``rank`` of ``world``'s share of the store: ``(shard, row group, lo, hi)``, rows ``lo:hi`` of
+        the group's rows left after dropping special tokens (``hi`` None: to the end). The kept rows, in
+        recording order, are cut into ``world`` contiguous runs whose sizes differ by at most one, so every
+        token belongs to exactly one rank, and each rank reads only the shards its run touches (per-group
+        counts are read only in the shards where a run begins or ends)."""
+        if not 0 <= rank < world:
+            raise InvalidConfigError(f"rank must be in 0..{world - 1}, got {rank}")
+        special = np.array(self.special_token_ids if exclude_special else [], dtype=np.int64)
+        sizes = []
+        for s in self.shards:
+            if exclude_special and "special_rows" not in s:  # recorded before the manifest counted them
+                tokens = self._read(s["file"], None, ["token_id"])
+                sizes.append(self._kept(tokens, special))
+            else:
+                sizes.append(int(s["rows"]) - (int(s.get("special_rows", 0)) if exclude_special else 0))
+        total = sum(sizes)
+        lo_r, hi_r = total * rank // world, total * (rank + 1) // world
+        out: list[tuple[str, int, int, int | None]] = []
+        pos = 0
+        for s, n in zip(self.shards, sizes, strict=True):
+            name, begin, end = s["file"], pos, pos + n
+            pos = end
+            if end <= lo_r or begin >= hi_r:
+                continue
+            groups = range(self._file(name).num_row_groups)
+            if lo_r <= begin and end <= hi_r:
+                out += [(name, g, 0, None) for g in groups]
+                continue
+            g_pos = begin
+            for g in groups:
+                k = self._kept(self._read(name, g, ["token_id"]), special)
+                a, b = max(g_pos, lo_r), min(g_pos + k, hi_r)
+                if a < b:
+                    out.append((name, g, a - g_pos, b - g_pos))
+                g_pos += k
+        return out
+
     def iter_batches(
         self,
         batch_size: int,
@@ -185,14 +229,20 @@ class ActivationStore:
         buffer_tokens: int = 131_072,
         exclude_special: bool = True,
         drop_last: bool = False,
+        part: tuple[int, int] | None = None,
     ) -> Iterator[Batch]:
         """One pass over the store in batches. With ``shuffle``, row groups from all shards are visited in a
         seeded random order and mixed in a buffer of ``buffer_tokens`` rows, so memory stays bounded by the
-        buffer whatever the store's size. Special tokens (BOS/EOS/padding) are dropped unless asked for."""
+        buffer whatever the store's size. Special tokens (BOS/EOS/padding) are dropped unless asked for.
+        ``part=(rank, world)`` reads only that rank's share (:meth:`partition`)."""
         name = self.hook(hook)
         d = self.d(name)
         rng = np.random.default_rng(seed)
-        groups = self.row_groups()
+        groups: list[tuple[str, int, int, int | None]] = (
+            [(f, g, 0, None) for f, g in self.row_groups()]
+            if part is None
+            else self.partition(*part, exclude_special=exclude_special)
+        )
         if shuffle:
             groups = [groups[i] for i in rng.permutation(len(groups))]
         special = torch.tensor(self.special_token_ids, dtype=torch.long)
@@ -220,11 +270,13 @@ class ActivationStore:
             rest = Batch(cat.acts[stop:], cat.token_id[stop:], cat.doc_id[stop:], cat.pos[stop:])
             buf, buffered = ([rest], rest.acts.shape[0]) if rest.acts.shape[0] else ([], 0)
 
-        for shard, g in groups:
+        for shard, g, lo, hi in groups:
             b = self._to_batch(self._read(shard, g, cols), name, d)
             if exclude_special and special.numel():
                 keep = ~torch.isin(b.token_id, special)
                 b = Batch(b.acts[keep], b.token_id[keep], b.doc_id[keep], b.pos[keep])
+            if lo or hi is not None:
+                b = Batch(b.acts[lo:hi], b.token_id[lo:hi], b.doc_id[lo:hi], b.pos[lo:hi])
             buf.append(b)
             buffered += b.acts.shape[0]
             if buffered >= buffer_tokens:

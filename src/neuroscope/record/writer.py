@@ -15,14 +15,12 @@ has every ``(doc_id, pos)`` exactly once.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import itertools
 import math
 import os
 import re
 import time
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,15 +30,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from neuroscope.errors import CorruptDataError, InvalidConfigError
+from neuroscope.errors import InvalidConfigError
 from neuroscope.models.loading import file_sha256
 from neuroscope.record.datasets import context_special_ids, iter_contexts, load_documents, resolve_data
+from neuroscope.record.manifest import (  # noqa: F401  (re-exported: readers import them from here)
+    FORMAT_VERSION,
+    MANIFEST,
+    ModelHeader,
+    Recording,
+    count_special,
+    data_fingerprint,
+    footer_rows,
+    shard_name,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
 
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
 DTYPES = {"float16": (torch.float16, pa.float16()), "float32": (torch.float32, pa.float32())}
 INDEX_COLUMNS = ("doc_id", "pos", "token_id")
 _LAYER = re.compile(r"^blocks\.(\d+)\.")
@@ -103,36 +110,6 @@ class TraceResult:
         return asdict(self)
 
 
-def shard_name(start: int, end: int) -> str:
-    return f"shard-{start:08d}-{end:08d}.parquet"
-
-
-def footer_rows(path: Path) -> int:
-    """Row count from the Parquet footer; a truncated or garbled file raises an error naming it."""
-    try:
-        return pq.ParquetFile(path).metadata.num_rows
-    except (OSError, pa.ArrowException) as e:
-        raise CorruptDataError(f"Shard {path} is corrupt (its Parquet footer cannot be read: {e}).") from e
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def data_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(f.name.encode())
-        h.update(file_sha256(f).encode())
-    return h.hexdigest()
-
-
 def stop_layer_for(names: Sequence[str], n_layers: int) -> int | None:
     """Where the forward may stop: the first block nothing recorded needs (``n_layers`` skips only the final
     norm and unembedding), or None when a hook such as ``ln_final.hook_normalized`` needs the whole model."""
@@ -167,9 +144,9 @@ def resolve_hooks(model: HookedModel, layers: Sequence[int], hooks: Sequence[str
 class _ShardWriter:
     """One shard: streamed to a temp file row group by row group, renamed into place on close."""
 
-    def __init__(self, final: Path, schema: pa.Schema):
+    def __init__(self, final: Path, schema: pa.Schema, tag: str = ""):
         self.final = final
-        self.tmp = final.with_name(final.name + ".tmp")
+        self.tmp = final.with_name(final.name + (f".{tag}" if tag else "") + ".tmp")
         # dictionary encoding and min/max statistics on the activation columns cost ~4x the write time
         # and buy nothing for dense floats; the small index columns keep their statistics
         self.writer = pq.ParquetWriter(
@@ -193,83 +170,140 @@ class _ShardWriter:
         return self.rows, file_sha256(self.final), self.final.stat().st_size
 
 
-def _plan_fields(model: HookedModel, cfg: TraceConfig, data: Path) -> dict[str, Any]:
-    """What must match for a restart to continue an existing recording."""
+@dataclass(frozen=True)
+class ShardSpec:
+    """What every shard of one recording shares. Small and picklable: a Ray driver sends it to its workers,
+    so a shard written by a worker is byte for byte the one the single process writes."""
+
+    hooks: tuple[str, ...]
+    widths: tuple[int, ...]
+    dtype: str
+    ctx_len: int
+    batch_size: int
+    stop_layer: int | None
+    special_ids: tuple[int, ...]
+
+    @classmethod
+    def of(cls, cfg: TraceConfig, header: ModelHeader) -> ShardSpec:
+        return cls(
+            hooks=tuple(cfg.hooks),
+            widths=tuple(header.widths[h] for h in cfg.hooks),
+            dtype=cfg.dtype,
+            ctx_len=cfg.ctx_len,
+            batch_size=cfg.batch_size,
+            stop_layer=stop_layer_for(cfg.hooks, header.n_layers),
+            special_ids=tuple(header.special_ids),
+        )
+
+    def schema(self) -> pa.Schema:
+        pa_dtype = DTYPES[self.dtype][1]
+        return pa.schema(
+            [("doc_id", pa.int64()), ("pos", pa.int32()), ("token_id", pa.int32())]
+            + [(n, pa.list_(pa_dtype, d)) for n, d in zip(self.hooks, self.widths, strict=True)]
+        )
+
+
+class CorpusExhausted(Exception):
+    """The corpus ran out inside a shard (``seen``: contexts read in all); the caller words the error."""
+
+    def __init__(self, seen: int):
+        super().__init__(seen)
+        self.seen = seen
+
+
+def record_shard(
+    model: HookedModel,
+    spec: ShardSpec,
+    out: Path,
+    start: int,
+    end: int,
+    contexts: Iterable[torch.Tensor],
+    on_batch: Callable[[int], object] | None = None,
+    tag: str = "",
+) -> dict[str, Any]:
+    """Record contexts ``start..end`` (``contexts`` yields them in order) into their shard: written to a
+    temp file, renamed into place when whole; returns the shard's manifest entry. The single process and
+    every Ray worker call this, so the files do not depend on how the recording was run. ``tag`` goes into
+    the temp file's name (a Ray worker puts its pid there)."""
+    torch_dtype, pa_dtype = DTYPES[spec.dtype]
+    schema = spec.schema()
+    special = np.array(spec.special_ids, dtype=np.int64)
+    ctx_len = spec.ctx_len
+    writer = _ShardWriter(out / shard_name(start, end), schema, tag)
+    n_special = 0
+
+    def run_batch(batch: list[tuple[int, torch.Tensor]]) -> None:
+        nonlocal n_special
+        ids = torch.stack([t for _, t in batch]).to(model.device)
+        with torch.inference_mode():
+            _, cache = model.run_with_cache(ids, names=list(spec.hooks), stop_at_layer=spec.stop_layer)
+        n = ids.numel()
+        token_ids = ids.reshape(-1).cpu().numpy()
+        cols: dict[str, Any] = {
+            "doc_id": pa.array(np.repeat(np.array([i for i, _ in batch], dtype=np.int64), ctx_len)),
+            "pos": pa.array(np.tile(np.arange(ctx_len, dtype=np.int32), len(batch))),
+            "token_id": pa.array(token_ids.astype(np.int32)),
+        }
+        for name, d in zip(spec.hooks, spec.widths, strict=True):
+            flat = cache[name].reshape(n, -1).to(torch_dtype).cpu().numpy().reshape(-1)
+            cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa_dtype), d)
+        writer.write(pa.table(cols, schema=schema))
+        n_special += count_special(token_ids, special)
+        if on_batch is not None:
+            on_batch(n)
+
+    try:
+        batch: list[tuple[int, torch.Tensor]] = []
+        idx = start
+        for ctx in contexts:
+            if idx == end:
+                break
+            batch.append((idx, ctx))
+            idx += 1
+            if len(batch) == spec.batch_size or idx == end:
+                run_batch(batch)
+                batch = []
+        if idx < end:
+            raise CorpusExhausted(idx)
+        rows, sha, size = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
     return {
-        "format_version": FORMAT_VERSION,
-        "model": model.cfg.name,
-        "hooks": list(cfg.hooks),
-        "data_sha256": data_fingerprint(data),
-        "split": cfg.split,
-        "ctx_len": cfg.ctx_len,
-        "shard_contexts": cfg.shard_contexts,
-        "dtype": cfg.dtype,
+        "file": shard_name(start, end),
+        "start": start,
+        "end": end,
+        "rows": rows,
+        "special_rows": n_special,
+        "sha256": sha,
+        "bytes": size,
     }
 
 
-def _read_manifest(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CorruptDataError(
-            f"Manifest {path} is not valid JSON ({e}); delete the folder to record afresh."
-        ) from e
+def model_header(model: HookedModel, hooks: Sequence[str]) -> ModelHeader:
+    tok = model.tokenizer
+    bos, sep = context_special_ids(tok)
+    special_ids = sorted(
+        {int(i) for i in getattr(tok, "all_special_ids", [])} | {bos} | ({sep} if sep is not None else set())
+    )
+    return ModelHeader(
+        name=model.cfg.name,
+        config=model.cfg.to_dict() if hasattr(model.cfg, "to_dict") else {},
+        n_ctx=model.cfg.n_ctx,
+        n_layers=model.cfg.n_layers,
+        widths={n: _hook_width(model, n) for n in hooks},
+        bos=bos,
+        sep=sep,
+        special_ids=tuple(special_ids),
+    )
 
 
-def _count_special(token_ids: np.ndarray, special: np.ndarray) -> int:
-    return int(np.isin(token_ids, special).sum())
-
-
-def _adopt_shards(
-    out: Path,
-    ranges: list[tuple[int, int]],
-    listed: dict[str, dict[str, Any]],
-    ctx_len: int,
-    special: np.ndarray,
-) -> dict[str, dict[str, Any]]:
-    """Shards already on disk that can be trusted: the footer's row count must be that of a whole shard.
-    One renamed into place but killed before the manifest listed it is complete by construction (only whole
-    files are renamed), so it is adopted; a short or unreadable one is deleted and recorded again, and so is
-    one whose range is no longer planned (a later run asked for more or fewer tokens)."""
-    shards: dict[str, dict[str, Any]] = {}
-    planned = {shard_name(s, e) for s, e in ranges}
-    for stray in out.glob("shard-*.parquet"):
-        if stray.name not in planned:  # --tokens changed: the old last shard ends elsewhere
-            stray.unlink()
-    for start, end in ranges:
-        name = shard_name(start, end)
-        path = out / name
-        if not path.exists():
-            continue
-        expected = (end - start) * ctx_len
-        try:
-            rows = footer_rows(path)
-        except CorruptDataError as e:
-            warnings.warn(f"{e} Recording it again.", stacklevel=3)
-            rows = -1
-        entry = listed.get(name)
-        if rows == expected and entry is not None and entry.get("rows") == rows and "special_rows" in entry:
-            shards[name] = entry
-        elif rows == expected:
-            tokens = pq.read_table(path, columns=["token_id"]).column("token_id").to_numpy()
-            shards[name] = {
-                "file": name,
-                "start": start,
-                "end": end,
-                "rows": rows,
-                "special_rows": _count_special(tokens, special),
-                "sha256": file_sha256(path),
-                "bytes": path.stat().st_size,
-            }
-        else:
-            if rows >= 0:
-                warnings.warn(
-                    f"Shard {path} has {rows} rows, not {expected}; recording it again.", stacklevel=3
-                )
-            path.unlink()
-    return shards
+def short_corpus_error(data: Path, seen: int, cfg: TraceConfig) -> InvalidConfigError:
+    total = cfg.n_contexts * cfg.ctx_len
+    return InvalidConfigError(
+        f"The corpus {data} holds only {seen} contexts of {cfg.ctx_len} tokens ({seen * cfg.ctx_len} tokens); "
+        f"asked for {cfg.n_contexts} ({total} tokens). Ask for at most --tokens {seen * cfg.ctx_len} or add text."
+    )
 
 
 def record(
@@ -285,150 +319,42 @@ def record(
         raise InvalidConfigError(
             f"ctx_len {cfg.ctx_len} is longer than {model.cfg.name}'s context of {model.cfg.n_ctx}."
         )
-    out_path = Path(out)
     data = resolve_data(cfg.data, cfg.split)
-    out_path.mkdir(parents=True, exist_ok=True)
-    for stray in out_path.glob("*.tmp"):
-        stray.unlink()
-    plan = _plan_fields(model, cfg, data)
-    manifest_path = out_path / MANIFEST
-    old = _read_manifest(manifest_path)
-    if old is not None:
-        diff = [k for k, v in plan.items() if old.get(k) != v]
-        if diff:
-            raise InvalidConfigError(
-                f"{out_path} already holds a recording with different settings ({', '.join(diff)}); "
-                "use another --out folder or delete this one."
-            )
-    d_of = {n: _hook_width(model, n) for n in cfg.hooks}
-    torch_dtype, pa_dtype = DTYPES[cfg.dtype]
-    schema = pa.schema(
-        [("doc_id", pa.int64()), ("pos", pa.int32()), ("token_id", pa.int32())]
-        + [(n, pa.list_(pa_dtype, d_of[n])) for n in cfg.hooks]
-    )
-    ranges = cfg.shard_ranges()
-    ctx_len = cfg.ctx_len
-    tok = model.tokenizer
-    bos, sep = context_special_ids(tok)
-    special_ids = sorted(
-        {int(i) for i in getattr(tok, "all_special_ids", [])} | {bos} | ({sep} if sep is not None else set())
-    )
-    special = np.array(special_ids, dtype=np.int64)
-    listed = {s["file"]: s for s in (old or {}).get("shards", [])}
-    shards = _adopt_shards(out_path, ranges, listed, ctx_len, special)
-    reused = len(shards)
-    single = cfg.hooks[0] if len(cfg.hooks) == 1 else None
-    manifest = {
-        **plan,
-        "data": str(data),
-        "hook": single,
-        "d": d_of[single] if single else None,
-        "columns": {n: {"d": d_of[n]} for n in cfg.hooks},
-        "model_config": model.cfg.to_dict() if hasattr(model.cfg, "to_dict") else {},
-        "bos_token_id": bos,
-        "separator_token_id": sep,
-        "special_token_ids": special_ids,
-        "n_contexts": cfg.n_contexts,
-        "tokens_requested": cfg.tokens,
-    }
-
-    def flush_manifest(complete: bool = False) -> None:
-        done = [shards[shard_name(s, e)] for s, e in ranges if shard_name(s, e) in shards]
-        n_rows = sum(s["rows"] for s in done)
-        n_special = sum(s["special_rows"] for s in done)
-        write_json_atomic(
-            manifest_path,
-            {
-                **manifest,
-                "tokens": n_rows,
-                "n_special_tokens": n_special,
-                "n_usable_tokens": n_rows - n_special,
-                "complete": complete,
-                "shards": done,
-            },
-        )
-
-    flush_manifest()
-    pending = [(s, e) for s, e in ranges if shard_name(s, e) not in shards]
-    stop = stop_layer_for(cfg.hooks, model.cfg.n_layers)
-    total = cfg.n_contexts * ctx_len
-    pending_tokens = sum((e - s) * ctx_len for s, e in pending)
+    header = model_header(model, cfg.hooks)
+    rec = Recording.open(header, cfg, out, data)
+    spec = ShardSpec.of(cfg, header)
+    pending = rec.pending()
+    total = cfg.n_contexts * cfg.ctx_len
+    pending_tokens = sum((e - s) * cfg.ctx_len for s, e in pending)
     bar = _progress(progress, total, total - pending_tokens)
-    pending_iter = iter(pending)
-    current = next(pending_iter, None)
-    writer: _ShardWriter | None = None
-    batch: list[tuple[int, torch.Tensor]] = []
-    n_special_in_shard = 0
-    n_seen = 0
-
-    def run_batch() -> None:
-        nonlocal batch, n_special_in_shard
-        ids = torch.stack([t for _, t in batch]).to(model.device)
-        with torch.inference_mode():
-            _, cache = model.run_with_cache(ids, names=list(cfg.hooks), stop_at_layer=stop)
-        n = ids.numel()
-        token_ids = ids.reshape(-1).cpu().numpy()
-        cols: dict[str, Any] = {
-            "doc_id": pa.array(np.repeat(np.array([i for i, _ in batch], dtype=np.int64), ctx_len)),
-            "pos": pa.array(np.tile(np.arange(ctx_len, dtype=np.int32), len(batch))),
-            "token_id": pa.array(token_ids.astype(np.int32)),
-        }
-        for name in cfg.hooks:
-            flat = cache[name].reshape(n, -1).to(torch_dtype).cpu().numpy().reshape(-1)
-            cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa_dtype), d_of[name])
-        assert writer is not None
-        writer.write(pa.table(cols, schema=schema))
-        n_special_in_shard += _count_special(token_ids, special)
-        bar.update(n)
-        batch = []
-
-    contexts = iter_contexts(load_documents(data), tok, ctx_len, cfg.n_contexts, source=f"The corpus {data}")
+    contexts = iter_contexts(
+        load_documents(data), model.tokenizer, cfg.ctx_len, cfg.n_contexts, source=f"The corpus {data}"
+    )
+    position = 0  # contexts consumed from the iterator
     try:
-        for idx, ctx in enumerate(contexts):
-            n_seen = idx + 1
-            if current is None:
-                break
-            if idx < current[0]:
-                continue
-            if writer is None:
-                writer = _ShardWriter(out_path / shard_name(*current), schema)
-            batch.append((idx, ctx))
-            last_in_shard = idx == current[1] - 1
-            if len(batch) == cfg.batch_size or last_in_shard:
-                run_batch()
-            if last_in_shard:
-                rows, sha, size = writer.close()
-                name = shard_name(*current)
-                shards[name] = {
-                    "file": name,
-                    "start": current[0],
-                    "end": current[1],
-                    "rows": rows,
-                    "special_rows": n_special_in_shard,
-                    "sha256": sha,
-                    "bytes": size,
-                }
-                flush_manifest()
-                writer, n_special_in_shard = None, 0
-                current = next(pending_iter, None)
+        for start, end in pending:
+            skipped = sum(1 for _ in itertools.islice(contexts, start - position))
+            position += skipped
+            if position < start:
+                raise short_corpus_error(data, position, cfg)
+            try:
+                entry = record_shard(
+                    model, spec, rec.out, start, end, itertools.islice(contexts, end - start), bar.update
+                )
+            except CorpusExhausted as e:
+                raise short_corpus_error(data, e.seen, cfg) from None
+            position = end
+            rec.add(entry)
     finally:
         bar.close()
-        if writer is not None:
-            writer.abort()
-    if current is not None:
-        raise InvalidConfigError(
-            f"The corpus {data} holds only {n_seen} contexts of {ctx_len} tokens ({n_seen * ctx_len} tokens); "
-            f"asked for {cfg.n_contexts} ({total} tokens). Ask for at most --tokens {n_seen * ctx_len} or add text."
-        )
-    flush_manifest(complete=True)
+    n_tok = rec.finish()
     secs = time.perf_counter() - t0
-    n_tok = sum(s["rows"] for s in shards.values())
     return TraceResult(
-        str(out_path),
+        str(rec.out),
         n_tok,
-        len(shards),
-        len(shards) - reused,
-        reused,
+        len(rec.shards),
+        len(rec.shards) - rec.reused,
+        rec.reused,
         round(secs, 3),
         round(pending_tokens / secs, 1) if pending_tokens else 0.0,
         list(cfg.hooks),

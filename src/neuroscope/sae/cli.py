@@ -31,6 +31,10 @@ def _train(args: argparse.Namespace) -> int:
         hook=args.hook,
         lr_warmup_steps=args.warmup_steps,
         outlier_factor=args.outlier_factor or None,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        strategy=args.strategy,
+        accelerator=args.accelerator,
     )
     _, result = train_sae(
         args.acts,
@@ -41,9 +45,10 @@ def _train(args: argparse.Namespace) -> int:
         expansion=args.expansion,
         l1_coefficient=args.l1,
     )
-    summary = result.to_dict()
-    summary.pop("history")
-    print(json.dumps(summary, indent=2))
+    if result.rank == 0:  # the other ranks of a DDP run hold the same SAE; one summary is enough
+        summary = result.to_dict()
+        summary.pop("history")
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -162,8 +167,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="leave out tokens with norm > this × median (massive activations; 0 keeps them)",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (per process)")
     p.add_argument("--no-progress", action="store_true")
+    d = p.add_argument_group("data-parallel training (Lightning; --batch-size is per process)")
+    d.add_argument("--devices", type=int, default=1, help="processes per node (GPUs, or CPU processes)")
+    d.add_argument(
+        "--strategy", default="auto", choices=["auto", "ddp"], help="ddp for more than one process"
+    )
+    d.add_argument(
+        "--num-nodes",
+        type=int,
+        default=1,
+        help="nodes; start the same command on each with MASTER_ADDR, MASTER_PORT and NODE_RANK set",
+    )
+    d.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
     p.set_defaults(func=_train)
 
     e = subparsers.add_parser(

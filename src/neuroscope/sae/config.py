@@ -11,6 +11,7 @@ ARCHITECTURES = ("relu", "topk")
 # SAELens spells the ReLU + L1 architecture "standard"
 SAELENS_ARCH = {"relu": "standard", "topk": "topk"}
 B_DEC_INITS = ("geometric_median", "mean", "zeros")
+STRATEGIES = ("auto", "ddp")
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,26 @@ class TrainConfig:
     hook: str | None = None
     outlier_factor: float | None = 10.0
     train_on_outliers: bool = False
+    # data-parallel training through Lightning: ``devices`` processes per node on ``num_nodes`` nodes
+    # (``strategy="ddp"``; gloo on CPUs, NCCL on GPUs); ``batch_size`` is per process
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    accelerator: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.devices < 1 or self.num_nodes < 1:
+            raise InvalidConfigError(
+                f"devices and num_nodes must be >= 1, got devices={self.devices}, num_nodes={self.num_nodes}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise InvalidConfigError(
+                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
+        if self.world > 1 and self.strategy == "auto":
+            raise InvalidConfigError(
+                f"{self.devices} devices × {self.num_nodes} nodes need a distributed strategy: pass strategy='ddp'"
+            )
         if self.outlier_factor is not None and not self.outlier_factor > 1:
             raise InvalidConfigError(f"outlier_factor must be > 1 (or None), got {self.outlier_factor}")
         if self.lr is not None and not self.lr > 0:
@@ -95,6 +114,10 @@ class TrainConfig:
             raise InvalidConfigError(f"aux_k must be >= 1, got {self.aux_k}")
         if self.aux_coefficient < 0:
             raise InvalidConfigError(f"aux_coefficient must be >= 0, got {self.aux_coefficient}")
+
+    @property
+    def world(self) -> int:
+        return self.devices * self.num_nodes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,14 @@ class ActivationStream(IterableDataset):
     """Yields ``[batch_size, d]`` float32 batches, special tokens dropped (and, with ``max_norm``, rows whose
     raw norm exceeds it, so a batch can be a few rows short). Each pass over the store uses a
     new shuffle seed (``seed + pass``), so epochs see different orders; memory is bounded by the reader's
-    shuffle buffer, whatever the store's size."""
+    shuffle buffer, whatever the store's size.
+
+    Under data-parallel training (``world`` processes; by default read from ``torch.distributed`` when it
+    is initialised) each rank streams only its own contiguous share of the store
+    (:meth:`ActivationStore.partition`), so every token is seen by exactly one rank per epoch, and every
+    rank yields the same number of batches (:meth:`batches_per_pass`), which keeps their collectives in
+    step. As with one process's ``drop_last``, the rows past a share's last whole batch (fewer than a batch
+    plus one per rank) sit out that epoch; the next epoch's shuffle leaves out others."""
 
     def __init__(
         self,
@@ -25,7 +32,10 @@ class ActivationStream(IterableDataset):
         shuffle_buffer: int = 65_536,
         scale: float = 1.0,
         max_norm: float | None = None,
+        rank: int | None = None,
+        world: int | None = None,
     ):
+        self.rank, self.world = rank, world
         self.store = store if isinstance(store, ActivationStore) else ActivationStore(store)
         self.hook = self.store.hook(hook)
         self.batch_size = batch_size
@@ -35,17 +45,40 @@ class ActivationStream(IterableDataset):
         self.max_norm = max_norm
         self.passes = 0
 
+    def placement(self) -> tuple[int, int]:
+        """``(rank, world)``: as given, else from ``torch.distributed``, else ``(0, 1)``."""
+        if self.world is not None:
+            return self.rank or 0, self.world
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def batches_per_pass(self, world: int | None = None) -> int | None:
+        """Batches each rank yields per pass when ``world`` > 1 (None: one process, every whole batch)."""
+        world = world if world is not None else self.placement()[1]
+        if world <= 1:
+            return None
+        return (self.n_usable_tokens() // world) // self.batch_size
+
     def __iter__(self):
         seed = self.seed + self.passes
         self.passes += 1
-        for b in self.store.iter_batches(
+        rank, world = self.placement()
+        limit = self.batches_per_pass(world)
+        batches = self.store.iter_batches(
             self.batch_size,
             self.hook,
             shuffle=True,
             seed=seed,
             buffer_tokens=self.shuffle_buffer,
             drop_last=True,
-        ):
+            part=(rank, world) if world > 1 else None,
+        )
+        for i, b in enumerate(batches):
+            if limit is not None and i >= limit:
+                break
             x = b.acts
             if self.max_norm is not None:
                 x = x[x.float().norm(dim=-1) <= self.max_norm]

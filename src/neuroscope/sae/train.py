@@ -35,9 +35,27 @@ class TrainResult:
     final_fvu: float
     dead_fraction: float
     history: list[dict[str, float]] = field(default_factory=list)
+    rank: int = 0  # global rank of the process that returns it (0 in one process)
+    world: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _all_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks (identity in one process); every rank calls it at the same point of the step."""
+    if _world() > 1:
+        import torch.distributed as dist
+
+        t = t.clone()
+        dist.all_reduce(t)
+    return t
 
 
 class SAETrainingModule(L.LightningModule):
@@ -48,7 +66,12 @@ class SAETrainingModule(L.LightningModule):
       (decoder rows are unit norm, so this is SAELens's decoder-norm-weighted L1).
 
     AuxK (both architectures): the ``aux_k`` largest dead latents reconstruct the main residual error;
-    this keeps gradients flowing to latents that stopped firing (Gao et al. 2024)."""
+    this keeps gradients flowing to latents that stopped firing (Gao et al. 2024).
+
+    Under DDP the step is that of one process on the union of the ranks' batches: the batch variance, the
+    token count and which latents fired are summed over ranks, and each rank's loss is its share of the
+    global loss times the world size (DDP averages gradients), so every rank holds the parameters a single
+    process with the whole batch would hold."""
 
     def __init__(self, sae: SAE, tcfg: TrainConfig, lr: float, total_steps: int | None = None):
         super().__init__()
@@ -68,6 +91,7 @@ class SAETrainingModule(L.LightningModule):
     def _aux_loss(
         self, pre: torch.Tensor, err: torch.Tensor, total_var: torch.Tensor, xc: torch.Tensor | None = None
     ) -> torch.Tensor:
+        # every rank sees the same dead mask (its counters are summed over ranks), so all take this branch
         """``pre``: pre-activations (with their graph, or detached when ``xc`` is given, in which case the
         selected ones are recomputed with a sparse backward)."""
         dead = self.dead_mask()
@@ -82,10 +106,21 @@ class SAETrainingModule(L.LightningModule):
         # scaled down while few latents are dead, as in sparsify
         return min(n_dead / self.aux_k, 1.0) * (e_hat - err.detach()).pow(2).sum() / total_var
 
+    def _batch_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """(total variance, tokens, ranks) of the global batch: in one process the two-pass variance of
+        ``x``; across ranks the same, from the global mean (two small all-reduces)."""
+        world = _world()
+        if world == 1:
+            return (x - x.mean(0)).pow(2).sum().clamp_min(1e-8), x.shape[0], 1
+        sums = _all_sum(torch.cat([x.sum(0), x.new_tensor([x.shape[0]])]))
+        n = int(sums[-1].item())
+        mean = sums[:-1] / n
+        return _all_sum((x - mean).pow(2).sum()).clamp_min(1e-8), n, world
+
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         x = batch.float()
         sae = self.sae
-        total_var = (x - x.mean(0)).pow(2).sum().clamp_min(1e-8)
+        total_var, n_tokens, world = self._batch_stats(x)
         if sae.cfg.arch == "topk":
             xc = x - sae.b_dec
             with torch.no_grad():
@@ -95,7 +130,7 @@ class SAETrainingModule(L.LightningModule):
             x_hat = sae.decode_sparse(vals, idx)
             fired = torch.zeros(sae.d_sae, dtype=torch.bool, device=x.device)
             fired[idx[vals > 0]] = True
-            l0 = float((vals > 0).sum(-1).float().mean())
+            active = (vals > 0).sum()
             err = x - x_hat
             fvu = err.pow(2).sum() / total_var
             loss = fvu
@@ -104,19 +139,27 @@ class SAETrainingModule(L.LightningModule):
             z = pre = F.relu(sae.pre_acts(x))
             x_hat = sae.decode(z)
             fired = (z > 0).any(0)
-            l0 = float((z > 0).sum(-1).float().mean())
+            active = (z > 0).sum()
             err = x - x_hat
             fvu = err.pow(2).sum() / total_var
-            loss = err.pow(2).sum(-1).mean() + sae.cfg.l1_coefficient * z.sum(-1).mean()
+            loss = (err.pow(2).sum() + sae.cfg.l1_coefficient * z.sum()) / n_tokens
         aux = self._aux_loss(pre, err, total_var, xc)
         loss = loss + self.tcfg.aux_coefficient * aux
+        if world > 1:
+            # this rank's share of the global loss, and the global values for the log
+            fired = _all_sum(fired.to(torch.int32)) > 0
+            shown = _all_sum(torch.stack([loss.detach(), fvu.detach(), active.float()]))
+            loss_v, fvu_v, l0 = float(shown[0]), float(shown[1]), float(shown[2]) / n_tokens
+            loss = loss * world
+        else:
+            loss_v, fvu_v, l0 = float(loss.detach()), float(fvu.detach()), float(active) / n_tokens
         with torch.no_grad():
-            self.tokens_since_fired += x.shape[0]
+            self.tokens_since_fired += n_tokens
             self.tokens_since_fired[fired] = 0
-        self.tokens_seen += x.shape[0]
+        self.tokens_seen += n_tokens
         dead = float(self.dead_mask().float().mean())
         self.log_dict(
-            {"loss": loss.detach(), "fvu": fvu.detach(), "l0": l0, "dead": dead},
+            {"loss": loss_v, "fvu": fvu_v, "l0": l0, "dead": dead},
             prog_bar=True,
             on_step=True,
             logger=False,
@@ -126,8 +169,8 @@ class SAETrainingModule(L.LightningModule):
                 {
                     "step": float(self.global_step),
                     "tokens": float(self.tokens_seen),
-                    "loss": float(loss.detach()),
-                    "fvu": float(fvu.detach()),
+                    "loss": loss_v,
+                    "fvu": fvu_v,
                     "l0": l0,
                     "dead": dead,
                 }
@@ -186,8 +229,10 @@ def build_trainer(tcfg: TrainConfig, out: Path, max_steps: int, epochs: int) -> 
     return L.Trainer(
         max_epochs=epochs,
         max_steps=max_steps,
-        accelerator="auto",
-        devices=1,
+        accelerator=tcfg.accelerator,
+        devices=tcfg.devices,
+        num_nodes=tcfg.num_nodes,
+        strategy=tcfg.strategy,
         logger=False,
         enable_progress_bar=tcfg.progress,
         enable_model_summary=False,
@@ -198,20 +243,26 @@ def build_trainer(tcfg: TrainConfig, out: Path, max_steps: int, epochs: int) -> 
     )
 
 
-def train_sae(
-    acts: str | os.PathLike | ActivationStore,
-    cfg: SAEConfig | None = None,
-    tcfg: TrainConfig | None = None,
-    out: str | os.PathLike | None = None,
-    **sae_kwargs: Any,
-) -> tuple[SAE, TrainResult]:
-    """Train an SAE on a recorded store and (with ``out``) save it in SAELens's format plus
-    ``training.json``. ``cfg`` defaults to a TopK SAE on the store's hook: pass ``expansion=8`` and
-    SAEConfig fields (``arch``, ``k``, ...) as keywords instead of a config."""
-    from neuroscope.sae.io import save_sae
+@dataclass
+class TrainingSetup:
+    """Everything :func:`train_sae` decides before the loop: the initialised SAE, its training module,
+    the stream, the input scale and outlier cut, and the schedule (``max_steps`` per process)."""
 
-    tcfg = tcfg or TrainConfig()
-    store = acts if isinstance(acts, ActivationStore) else ActivationStore(acts)
+    store: ActivationStore
+    hook: str
+    sae: SAE
+    module: SAETrainingModule
+    stream: ActivationStream
+    scale: float
+    max_norm: float | None
+    max_steps: int
+    epochs: int
+    lr: float
+
+
+def setup_training(
+    store: ActivationStore, cfg: SAEConfig | None, tcfg: TrainConfig, **sae_kwargs: Any
+) -> TrainingSetup:
     hook = store.hook(tcfg.hook)
     d_in = store.d(hook)
     if cfg is None:
@@ -229,6 +280,7 @@ def train_sae(
         raise InvalidConfigError(
             f"SAE d_in={cfg.d_in} does not match {hook} in {store.path}, of width {d_in}."
         )
+    # every rank of a distributed run computes the same initialisation from the same seed and sample
     L.seed_everything(tcfg.seed, verbose=False)
     sae = SAE(cfg, seed=tcfg.seed)
     sample = store.sample(min(16_384, max(store.n_tokens, 1)), hook=hook, seed=tcfg.seed).float()
@@ -245,21 +297,57 @@ def train_sae(
         scale,
         max_norm=None if tcfg.train_on_outliers else max_norm,
     )
-    per_epoch = max(1, stream.n_usable_tokens() // tcfg.batch_size)
-    max_steps = -(-tcfg.max_tokens // tcfg.batch_size) if tcfg.max_tokens else per_epoch * tcfg.epochs
+    per_epoch = max(1, stream.batches_per_pass(tcfg.world) or stream.n_usable_tokens() // tcfg.batch_size)
+    global_batch = tcfg.batch_size * tcfg.world
+    max_steps = -(-tcfg.max_tokens // global_batch) if tcfg.max_tokens else per_epoch * tcfg.epochs
     epochs = tcfg.epochs if not tcfg.max_tokens else max(tcfg.epochs, -(-max_steps // per_epoch) + 1)
-    out_path = Path(out) if out is not None else Path(os.environ.get("TMPDIR", "/tmp")) / "neuroscope-sae"
     lr = tcfg.lr or default_lr(cfg)
     module = SAETrainingModule(sae, tcfg, lr, total_steps=max_steps)
-    trainer = build_trainer(tcfg, out_path, max_steps, epochs)
+    return TrainingSetup(store, hook, sae, module, stream, scale, max_norm, max_steps, epochs, lr)
+
+
+def train_sae(
+    acts: str | os.PathLike | ActivationStore,
+    cfg: SAEConfig | None = None,
+    tcfg: TrainConfig | None = None,
+    out: str | os.PathLike | None = None,
+    **sae_kwargs: Any,
+) -> tuple[SAE, TrainResult]:
+    """Train an SAE on a recorded store and (with ``out``) save it in SAELens's format plus
+    ``training.json``. ``cfg`` defaults to a TopK SAE on the store's hook: pass ``expansion=8`` and
+    SAEConfig fields (``arch``, ``k``, ...) as keywords instead of a config.
+
+    With ``tcfg.devices``/``num_nodes`` > 1 and ``strategy="ddp"``, Lightning starts one process per
+    device (re-running this program); each streams its own share of the store, and only global rank 0
+    writes ``out``. Every rank returns the same trained SAE."""
+    tcfg = tcfg or TrainConfig()
+    store = acts if isinstance(acts, ActivationStore) else ActivationStore(acts)
+    setup = setup_training(store, cfg, tcfg, **sae_kwargs)
+    out_path = Path(out) if out is not None else Path(os.environ.get("TMPDIR", "/tmp")) / "neuroscope-sae"
     if tcfg.lr_find:
-        lr = find_lr(module, stream, tcfg, out_path)
-        module = SAETrainingModule(sae, tcfg, lr, total_steps=max_steps)
-        trainer = build_trainer(tcfg, out_path, max_steps, epochs)
+        lr = find_lr(setup.module, setup.stream, tcfg, out_path)
+        setup.lr = lr
+        setup.module = SAETrainingModule(setup.sae, tcfg, lr, total_steps=setup.max_steps)
+    trainer = build_trainer(tcfg, out_path, setup.max_steps, setup.epochs)
+    return run_training(setup, trainer, setup.stream.loader(), out, tcfg)
+
+
+def run_training(
+    setup: TrainingSetup,
+    trainer: L.Trainer,
+    loader: Any,
+    out: str | os.PathLike | None,
+    tcfg: TrainConfig,
+) -> tuple[SAE, TrainResult]:
+    """Fit, fold the input scale into the SAE, and (on global rank 0, with ``out``) save it."""
+    from neuroscope.sae.io import save_sae
+
+    module, sae = setup.module, setup.sae
+    out_path = Path(out) if out is not None else Path(os.environ.get("TMPDIR", "/tmp")) / "neuroscope-sae"
     t0 = time.perf_counter()
-    trainer.fit(module, train_dataloaders=stream.loader())
+    trainer.fit(module, train_dataloaders=loader)
     seconds = time.perf_counter() - t0
-    sae.fold_input_scale(scale)
+    sae.fold_input_scale(setup.scale)
     h = module.history
     result = TrainResult(
         out=str(out_path),
@@ -267,17 +355,23 @@ def train_sae(
         tokens=module.tokens_seen,
         seconds=round(seconds, 3),
         tokens_per_s=round(module.tokens_seen / max(seconds, 1e-9), 1),
-        lr=lr,
-        input_scale=scale,
-        outlier_norm=max_norm,
+        lr=setup.lr,
+        input_scale=setup.scale,
+        outlier_norm=setup.max_norm,
         final_loss=h[-1]["loss"] if h else float("nan"),
         final_fvu=h[-1]["fvu"] if h else float("nan"),
         dead_fraction=float(module.dead_mask().float().mean()),
         history=h,
+        rank=trainer.global_rank,
+        world=trainer.world_size,
     )
-    if out is not None:
+    if out is not None and trainer.is_global_zero:
         save_sae(sae, out_path)
-        info = {"train": {**tcfg.to_dict(), "lr": lr}, "acts": str(store.path), "result": result.to_dict()}
+        info = {
+            "train": {**tcfg.to_dict(), "lr": setup.lr},
+            "acts": str(setup.store.path),
+            "result": result.to_dict(),
+        }
         (out_path / "training.json").write_text(json.dumps(info, indent=2))
     return sae, result
 
