@@ -178,7 +178,9 @@ def _path_patch(args, model, setup):
         senders = [_heads_arg(item, "--senders") for item in args.senders]
     else:  # every head on its own: a [layer, head] map
         senders = [[(l, h)] for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
-    receivers = [r for item in args.receivers for r in _heads_arg(item, "--receivers")] if args.receivers else None
+    receivers = (
+        [r for item in args.receivers for r in _heads_arg(item, "--receivers")] if args.receivers else None
+    )
     r = patching.path_patching(model, setup, senders, receivers, batch_size=args.batch_size)
     target = "the logits" if receivers is None else ", ".join(f"L{l}H{h}.{k}" for l, h, k in receivers)
     lines = [
@@ -191,7 +193,8 @@ def _path_patch(args, model, setup):
         lines += [f"{l:5d} " + " ".join(f"{v:7.3f}" for v in row) for l, row in enumerate(arr)]
     else:
         lines += [
-            f"{' '.join(f'L{l}H{h}' for l, h in s):>24} {v:+.4f}" for s, v in zip(r.senders, r.values, strict=True)
+            f"{' '.join(f'L{l}H{h}' for l, h in s):>24} {v:+.4f}"
+            for s, v in zip(r.senders, r.values, strict=True)
         ]
     return _emit(args, _PathFigure(r, model.cfg.n_layers, model.cfg.n_heads), lines)
 

@@ -86,7 +86,7 @@ def train_probe(
     seed: int = 0,
     steps: int = 200,
     weight_decay: float = 1e-3,
-    classes: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> ProbeResult:
     """Seeded train/test split, a probe on the real labels and the same probe on shuffled labels."""
     y = torch.as_tensor(labels, dtype=torch.long)
@@ -128,7 +128,7 @@ def train_probe(
         acc(control, test, shuffled),
         majority,
         seed,
-        list(classes) if classes is not None else None,
+        list(class_names) if class_names is not None else None,
     )
 
 
@@ -238,28 +238,32 @@ def read_labels(path: str | Path) -> list[LabelledText]:
     except json.JSONDecodeError as e:
         raise CorruptDataError(f"Label file {p} is not valid JSON: {e}") from e
     if not isinstance(rows, list) or not rows:
-        raise CorruptDataError(f"Label file {p} holds no examples (a list of objects, or one object per line).")
+        raise CorruptDataError(
+            f"Label file {p} holds no examples (a list of objects, or one object per line)."
+        )
     out = []
     for i, row in enumerate(rows):
         where = f"{p}, example {i}"
         text = row.get("text", row.get("prompt")) if isinstance(row, dict) else None
         if not isinstance(text, str) or not text:
-            raise CorruptDataError(f"{where}: needs a non-empty \"text\" (or \"prompt\") string.")
+            raise CorruptDataError(f'{where}: needs a non-empty "text" (or "prompt") string.')
         if "token_labels" in row:
             pairs = row["token_labels"]
             ok = isinstance(pairs, list) and all(
                 isinstance(q, list) and len(q) == 2 and _is_pos(q[0]) and _is_label(q[1]) for q in pairs
             )
             if not ok or not pairs:
-                raise CorruptDataError(f"{where}: \"token_labels\" must be a list of [position, label] pairs.")
+                raise CorruptDataError(f'{where}: "token_labels" must be a list of [position, label] pairs.')
             labels = tuple((int(q[0]), str(q[1])) for q in pairs)
         elif "label" in row:
             pos = row.get("position", -1)
             if not _is_pos(pos) or not _is_label(row["label"]):
-                raise CorruptDataError(f"{where}: \"label\" must be a string or integer, \"position\" an integer.")
+                raise CorruptDataError(
+                    f'{where}: "label" must be a string or integer, "position" an integer.'
+                )
             labels = ((int(pos), str(row["label"])),)
         else:
-            raise CorruptDataError(f"{where}: needs \"label\" or \"token_labels\".")
+            raise CorruptDataError(f'{where}: needs "label" or "token_labels".')
         out.append(LabelledText(text, labels))
     return out
 
@@ -314,5 +318,5 @@ def probe_labelled(
     if len(classes) < 2:
         raise InvalidConfigError(f"a probe needs at least two classes; the labels hold only {classes}")
     return train_probe(
-        x, y, hook=model.resolve_hook_name(hook), seed=seed, test_frac=test_frac, classes=classes
+        x, y, hook=model.resolve_hook_name(hook), seed=seed, test_frac=test_frac, class_names=classes
     )
