@@ -26,6 +26,7 @@ any other layer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ MODEL = "smollm2-135m"
 
 class _Stopped(Exception):
     """Raised by the forward hook that ends a plain forward after a given layer."""
+
 
 CTX_LEN = 128
 BATCH = 8
@@ -175,10 +177,8 @@ def throughput(data: str, contexts: int = 8, repeats: int = 5) -> dict:
             try:
                 with torch.inference_mode():
                     for b in batches:
-                        try:
+                        with contextlib.suppress(_Stopped):
                             model.hf_model(input_ids=b, use_cache=False)
-                        except _Stopped:
-                            pass
             finally:
                 handle.remove()
 
