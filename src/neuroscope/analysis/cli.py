@@ -153,11 +153,11 @@ def _patch(args):
     return _emit(args, r, lines)
 
 
-def _heads_arg(item: str, flag: str) -> list[tuple[int, ...]]:
+def _heads_arg(item: str, flag: str) -> list[tuple[Any, ...]]:
     """``"9.6,9.9"`` -> [(9, 6), (9, 9)]; receivers carry a third part, ``"9.6.q"``."""
     from neuroscope.errors import InvalidConfigError
 
-    out: list[tuple[int, ...]] = []
+    out: list[tuple[Any, ...]] = []
     for part in item.split(","):
         bits = part.strip().split(".")
         n = 3 if flag == "--receivers" else 2

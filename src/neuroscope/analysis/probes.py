@@ -229,6 +229,7 @@ def read_labels(path: str | Path) -> list[LabelledText]:
         raw = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise CorruptDataError(f"Label file {p} is not UTF-8 text: {e}") from e
+    rows: Any
     try:
         if p.suffix == ".jsonl":
             rows = [json.loads(ln) for ln in raw.splitlines() if ln.strip()]
