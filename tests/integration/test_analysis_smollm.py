@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 IOI = load_data("ioi")["prompts"][0]
 BANK = Path(__file__).resolve().parents[2] / "docs" / "analysis" / "bank_sense.jsonl"
-TOP3_DELTA_MIN = 0.0  # placeholder, set from the measured value below
+TOP3_DELTA_MIN = 3.0  # measured 3.39 (deterministic seeds; margin 0.39)
 
 
 @pytest.fixture(scope="module")
