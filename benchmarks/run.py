@@ -11,6 +11,7 @@ import traceback
 SUITES = [
     ("benchmarks.overhead", "overhead.json"),
     ("benchmarks.analysis_bench", "analysis.json"),
+    ("benchmarks.record_bench", "record.json"),
     ("benchmarks.sae_bench", "sae.json"),
     ("benchmarks.latency_bench", "latency.json"),
     ("benchmarks.scale_bench", "scale.json"),

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.browser
 
 PROMPT = "The Eiffel Tower is located in the city of"
 HEAD = (9, 4)
-DOCS_PNG = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
+# The README's image, written under test-artifacts/ (tests write no tracked file); `make screenshot` runs
+# this test and copies it to docs/screenshot.png.
+README_PNG = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser" / "readme-workbench.png"
 
 
 def show(tok: str) -> str:
@@ -124,8 +126,8 @@ def test_logit_lens_and_pca_render(page, smollm):
         wait_idle(page, panel)
     page.evaluate("() => window.scrollTo(0, 0)")
     page.wait_for_timeout(1000)  # plotly's resize on the new viewport
-    DOCS_PNG.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS_PNG), full_page=False)
+    README_PNG.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(README_PNG), full_page=False)
 
 
 def test_clicking_a_neuron_ablates_it_like_the_library(page, smollm):

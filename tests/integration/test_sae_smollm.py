@@ -55,6 +55,11 @@ def test_train_and_evaluate_on_the_real_model(smollm, real_corpus):
     root, sae, result = _pipeline(smollm, real_corpus)
     assert result.history[-1]["fvu"] < 0.6 * result.history[0]["fvu"]
     r = evaluate_sae(sae, root / "heldout", smollm, ce_contexts=8)
+    print(
+        f"SAE: train FVU {result.history[0]['fvu']:.3f} -> {result.history[-1]['fvu']:.3f}; held-out FVU "
+        f"{r.fvu:.4f}, CE recovered {r.ce_loss_recovered:.4f} (clean {r.ce_clean:.3f}, spliced {r.ce_spliced:.3f}, "
+        f"zero {r.ce_zero_ablation:.3f})"
+    )
     assert r.l0 == 16.0 and r.d_in == 576
     assert r.fvu < 0.5
     # the reconstruction is far better for the model than deleting the residual stream

@@ -81,6 +81,33 @@ def test_sae_lens_saes_load_in_ours(tmp_path, arch):
         torch.testing.assert_close(ours(x), lens.decode(lens.encode(x)), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout", ["training_rescaled", "no_b_dec_on_input"])
+def test_sae_lens_topk_variants_load_in_ours(tmp_path, layout):
+    """SAELens's TopK training SAE (latents scaled by decoder row norms, the default) saved as it trains, and
+    an SAE that does not subtract b_dec from its input: ours gives SAELens's own outputs for both."""
+    import_sae_lens()
+    from sae_lens import TopKSAE, TopKSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
+
+    torch.manual_seed(3)
+    if layout == "training_rescaled":
+        lens = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=16, d_sae=40, k=5))
+        assert lens.cfg.rescale_acts_by_decoder_norm
+    else:
+        lens = TopKSAE(TopKSAEConfig(d_in=16, d_sae=40, k=5, apply_b_dec_to_input=False))
+    with torch.no_grad():
+        for p in lens.parameters():
+            p.copy_(0.2 * torch.randn_like(p))
+        lens.W_dec.mul_(torch.rand(40, 1) * 3 + 0.1)  # decoder rows far from unit norm
+    lens.save_model(str(tmp_path))
+    ours = load_sae(tmp_path)
+    x = torch.randn(50, 16)
+    with torch.no_grad():
+        expect = lens.decode(lens.encode(x))
+        torch.testing.assert_close(ours(x), expect, rtol=1e-5, atol=1e-5)
+        # the same latents fire
+        assert torch.equal(ours.encode(x) > 0, lens.encode(x) > 0)
+
+
 def test_garbage_weights_file_gives_an_error_naming_it(tmp_path):
     save_sae(_random_sae("topk"), tmp_path)
     (tmp_path / "sae_weights.safetensors").write_bytes(b"\x00\x01not a safetensors file at all")

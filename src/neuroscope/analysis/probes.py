@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,6 +30,7 @@ class ProbeResult:
     control_test_accuracy: float
     majority_baseline: float
     seed: int
+    classes: list[str] | None = None  # class names, index = label id (labelled-file probes)
 
     @property
     def selectivity(self) -> float:
@@ -83,6 +86,7 @@ def train_probe(
     seed: int = 0,
     steps: int = 200,
     weight_decay: float = 1e-3,
+    class_names: Sequence[str] | None = None,
 ) -> ProbeResult:
     """Seeded train/test split, a probe on the real labels and the same probe on shuffled labels."""
     y = torch.as_tensor(labels, dtype=torch.long)
@@ -124,6 +128,7 @@ def train_probe(
         acc(control, test, shuffled),
         majority,
         seed,
+        list(class_names) if class_names is not None else None,
     )
 
 
@@ -193,3 +198,126 @@ def probe_hook(
 ) -> ProbeResult:
     x, y = token_dataset(model, texts, hook, label_fn, seed=seed)
     return train_probe(x, y, hook=model.resolve_hook_name(hook), seed=seed, test_frac=test_frac)
+
+
+@dataclass(frozen=True)
+class LabelledText:
+    """One text and the (token position, label) pairs it carries; positions index the model's tokens of the
+    text (BOS included where the model adds one), negative ones count from the end."""
+
+    text: str
+    labels: tuple[tuple[int, str], ...]
+
+
+MAX_LABEL_FILE_BYTES = 64 << 20
+
+
+def read_labels(path: str | Path) -> list[LabelledText]:
+    """Read a labelled token set: JSON Lines (one object per line) or a JSON list / ``{"examples": [...]}``.
+
+    Each object has ``"text"`` (or ``"prompt"``) and either ``"label"`` (the text's last token carries it;
+    ``"position"`` picks another token) or ``"token_labels"``: ``[[position, label], ...]``. Labels are
+    strings or integers; each distinct value is one class."""
+    from neuroscope.errors import CorruptDataError, ResourceNotFoundError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ResourceNotFoundError(f"Label file {p} does not exist.")
+    if p.stat().st_size > MAX_LABEL_FILE_BYTES:
+        raise CorruptDataError(f"Label file {p} is larger than {MAX_LABEL_FILE_BYTES >> 20} MiB.")
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise CorruptDataError(f"Label file {p} is not UTF-8 text: {e}") from e
+    rows: Any
+    try:
+        if p.suffix == ".jsonl":
+            rows = [json.loads(ln) for ln in raw.splitlines() if ln.strip()]
+        else:
+            blob = json.loads(raw)
+            rows = blob.get("examples") if isinstance(blob, dict) else blob
+    except json.JSONDecodeError as e:
+        raise CorruptDataError(f"Label file {p} is not valid JSON: {e}") from e
+    if not isinstance(rows, list) or not rows:
+        raise CorruptDataError(
+            f"Label file {p} holds no examples (a list of objects, or one object per line)."
+        )
+    out = []
+    for i, row in enumerate(rows):
+        where = f"{p}, example {i}"
+        text = row.get("text", row.get("prompt")) if isinstance(row, dict) else None
+        if not isinstance(text, str) or not text:
+            raise CorruptDataError(f'{where}: needs a non-empty "text" (or "prompt") string.')
+        if "token_labels" in row:
+            pairs = row["token_labels"]
+            ok = isinstance(pairs, list) and all(
+                isinstance(q, list) and len(q) == 2 and _is_pos(q[0]) and _is_label(q[1]) for q in pairs
+            )
+            if not ok or not pairs:
+                raise CorruptDataError(f'{where}: "token_labels" must be a list of [position, label] pairs.')
+            labels = tuple((int(q[0]), str(q[1])) for q in pairs)
+        elif "label" in row:
+            pos = row.get("position", -1)
+            if not _is_pos(pos) or not _is_label(row["label"]):
+                raise CorruptDataError(
+                    f'{where}: "label" must be a string or integer, "position" an integer.'
+                )
+            labels = ((int(pos), str(row["label"])),)
+        else:
+            raise CorruptDataError(f'{where}: needs "label" or "token_labels".')
+        out.append(LabelledText(text, labels))
+    return out
+
+
+def _is_pos(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_label(v: Any) -> bool:
+    return isinstance(v, str | int) and not isinstance(v, bool)
+
+
+def labelled_dataset(
+    model: HookedModel, examples: Sequence[LabelledText], hook: str, batch_size: int = 16
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Activations at ``hook`` for every labelled token; labels as class ids, with the class names (sorted)."""
+    from neuroscope.errors import IndexOutOfRangeError
+
+    name = model.resolve_hook_name(hook)
+    layer = int(name.split(".")[1]) + 1 if name.startswith("blocks.") else 0
+    classes = sorted({lab for ex in examples for _, lab in ex.labels})
+    index = {c: i for i, c in enumerate(classes)}
+    xs, ys = [], []
+    for i in range(0, len(examples), batch_size):
+        batch = examples[i : i + batch_size]
+        texts = [ex.text for ex in batch]
+        tokens = model.tokenize(texts)
+        with torch.no_grad():
+            _, cache = model.run_with_cache(texts, names=[name], stop_at_layer=min(layer, model.cfg.n_layers))
+        act = cache[name].flatten(2) if cache[name].ndim == 4 else cache[name]
+        for j, ex in enumerate(batch):
+            n = int(tokens.last_positions[j]) + 1
+            for pos, lab in ex.labels:
+                p = pos + n if pos < 0 else pos
+                if not 0 <= p < n:
+                    raise IndexOutOfRangeError(f"token position in example {i + j} ({n} tokens)", pos, n)
+                xs.append(act[j, p].float().cpu())
+                ys.append(index[lab])
+    return torch.stack(xs), torch.tensor(ys), classes
+
+
+def probe_labelled(
+    model: HookedModel,
+    examples: Sequence[LabelledText] | str | Path,
+    hook: str,
+    seed: int = 0,
+    test_frac: float = 0.3,
+) -> ProbeResult:
+    """A linear probe for any labelled token set (see :func:`read_labels`) at any hook."""
+    exs = read_labels(examples) if isinstance(examples, str | Path) else list(examples)
+    x, y, classes = labelled_dataset(model, exs, hook)
+    if len(classes) < 2:
+        raise InvalidConfigError(f"a probe needs at least two classes; the labels hold only {classes}")
+    return train_probe(
+        x, y, hook=model.resolve_hook_name(hook), seed=seed, test_frac=test_frac, class_names=classes
+    )

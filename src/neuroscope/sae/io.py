@@ -125,8 +125,21 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SAE
             raise CorruptDataError(
                 f"SAE weights {wfile}: {k} has shape {tuple(state[k].shape)}, expected {shape}."
             )
+    state = {k: state[k].float() for k in expected}
+    with torch.no_grad():
+        if cfg.arch == "topk" and raw.get("rescale_acts_by_decoder_norm"):
+            # SAELens's TopK training layout: latents are scaled by their decoder row norm before the top-k
+            # and in the decode. Folding the norms into the encoder (as SAELens does when it saves an
+            # inference SAE) gives the same top-k and the same output with unit-norm decoder rows.
+            norms = state["W_dec"].norm(dim=-1).clamp_min(1e-8)
+            state["W_dec"] = state["W_dec"] / norms[:, None]
+            state["W_enc"] = state["W_enc"] * norms[None, :]
+            state["b_enc"] = state["b_enc"] * norms
+        if raw.get("apply_b_dec_to_input", True) is False:
+            # we always encode x - b_dec; SAELens may encode x: move b_dec's share into b_enc
+            state["b_enc"] = state["b_enc"] + state["b_dec"] @ state["W_enc"]
     sae = SAE(cfg)
     with torch.no_grad():
         for k in expected:
-            getattr(sae, k).copy_(state[k].float())
+            getattr(sae, k).copy_(state[k])
     return sae.to(device)

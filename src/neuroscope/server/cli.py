@@ -19,7 +19,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cors-origin", action="append", default=None, help="origin allowed by CORS (repeatable)")
     p.add_argument("--max-prompt-tokens", type=int, default=None)
     p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads for the model worker")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads for the model worker (default: half the CPU cores, at least 1, which "
+        "keeps clicks fast on a busy machine; 0: torch's default, every core)",
+    )
     p.add_argument("--vectors-dir", default=None, help="folder of saved steering vectors (NAME.safetensors)")
     p.add_argument(
         "--onnx", default=None, help="ONNX split export for NeuroScope-Web at /web/ (export-onnx --out)"
@@ -43,7 +49,16 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "allowed_hosts": tuple(args.allow_host) if args.allow_host else None,
         "cors_origins": tuple(args.cors_origin) if args.cors_origin else None,
     }
-    return Settings(**{k: v for k, v in given.items() if v is not None})
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if args.threads == 0:  # torch's own default (every core) rather than ours
+        chosen["torch_threads"] = None
+    return Settings(**chosen)
+
+
+def ws_frame_cap(settings: Any) -> int:
+    """The transport's frame cap, above the handler's ``max_body_bytes``: a message between the two gets a
+    413 reply on an open connection; only a frame above the cap closes it (code 1009)."""
+    return max(16 * settings.max_body_bytes, 1 << 20)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -65,7 +80,7 @@ def serve(args: argparse.Namespace) -> int:
     url = f"http://{shown}:{settings.port}/" + (f"?token={settings.token}" if settings.token else "")
     print(f"NeuroScope workbench: {url}  (model {settings.model})", file=sys.stderr, flush=True)
     uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level="warning", ws_max_size=settings.max_body_bytes
+        app, host=settings.host, port=settings.port, log_level="warning", ws_max_size=ws_frame_cap(settings)
     )
     return 0
 

@@ -79,15 +79,31 @@ async def live(websocket: WebSocket) -> None:
     task = asyncio.create_task(pump())
     try:
         while True:
-            text = await websocket.receive_text()
+            # receive(), not receive_text(): any client may send a binary frame, and receive_text() would
+            # raise KeyError on it and drop the connection
+            message = await websocket.receive()
             received = time.perf_counter()
-            if len(text.encode()) > limit:
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            text, data = message.get("text"), message.get("bytes")
+            size = len(data) if text is None and data is not None else len((text or "").encode())
+            if size > limit:
                 await send(
                     {
                         "type": "error",
                         "id": None,
                         "status": 413,
                         "detail": f"Message is larger than {limit} bytes.",
+                    }
+                )
+                continue
+            if text is None:
+                await send(
+                    {
+                        "type": "error",
+                        "id": None,
+                        "status": 415,
+                        "detail": "Binary frames are not accepted: send each request as JSON in a text frame.",
                     }
                 )
                 continue
