@@ -298,7 +298,7 @@ def test_openapi_is_committed_and_fresh(client):
     spec = json.loads(text)
     assert {"WsRequest", "WsResult", "WsError", "WsSuperseded"} <= set(spec["components"]["schemas"])
     routes = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
-    assert len(routes) == 11 and Path(SPEC).name == "openapi.json"
+    assert len(routes) == 12 and Path(SPEC).name == "openapi.json"
 
 
 # Every route of the app -> the test that exercises it (the test's source must name the route's path).
@@ -315,6 +315,8 @@ ROUTE_TESTS = {
     ("GET", "/api/steering/vectors"): "test_server_api::test_steering_vectors",
     ("POST", "/api/steering/vectors"): "test_server_api::test_steering_vectors",
     ("WS", "/ws"): "test_server_ws::test_reply_matches_library",
+    ("WS", "/ws/attack"): "test_server_attack::test_a_search_streams_steps_and_equals_the_library",
+    ("GET", "/api/attack/status"): "test_server_attack::test_stop_ends_the_search_and_frees_the_slot",
     ("GET", "/openapi.json"): "test_server_api::test_openapi_is_committed_and_fresh",
     ("GET", "/"): "test_server_api::test_index_is_served",
 }
