@@ -286,17 +286,22 @@ def run() -> dict[str, Any]:
 
     rng = random.Random(0)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    # the two GCGs first, interleaved seed by seed in a shuffled order; the genetic search (reported beside
+    # them) after
+    order = []
     for seed in SEEDS:
-        sides = list(SIDES)
-        rng.shuffle(sides)
-        for side in sides:
-            if not (RUNS / f"{side}-{seed}.json").exists():
-                subprocess.run(
-                    [sys.executable, "-m", "benchmarks.attacks_bench", "one", side, str(seed)],
-                    cwd=ROOT,
-                    env=env,
-                    check=True,
-                )
+        pair = ["ours-gcg", "nanogcg"]
+        rng.shuffle(pair)
+        order += [(side, seed) for side in pair]
+    order += [("ours-genetic", seed) for seed in SEEDS]
+    for side, seed in order:
+        if not (RUNS / f"{side}-{seed}.json").exists():
+            subprocess.run(
+                [sys.executable, "-m", "benchmarks.attacks_bench", "one", side, str(seed)],
+                cwd=ROOT,
+                env=env,
+                check=True,
+            )
     runs = [json.loads((RUNS / f"{side}-{seed}.json").read_text()) for seed in SEEDS for side in SIDES]
     summary = summarise(runs)
     prompt, target = _example()
@@ -312,7 +317,8 @@ def run() -> dict[str, Any]:
             "success": "greedy decode of the re-tokenised rendered prompt starts with the target",
             "peer": "nanogcg 0.3.0, use_prefix_cache=False, early_stop=False, verified after every step; "
             "tokenizer copy with bos_token unset (it would strip every <|im_start|> otherwise)",
-            "order": "each run its own process; per seed the three sides in a shuffled order",
+            "order": "each run its own process, one at a time; the GCGs seed by seed (shuffled within a seed), "
+            "then the genetic seeds",
         },
         "summary": summary,
         "runs": runs,

@@ -17,6 +17,11 @@ BASE = "http://127.0.0.1:8000"
 WS_ATTACK = "ws://127.0.0.1:8000/ws/attack"
 START = {"type": "start", "prompt": "Hello", "target": "a", "width": 32, "suffix_len": 8, "topk": 16}
 START["max_new_tokens"] = 8
+# this module's routes -> the test that requests each (collected by test_server_api's route walk)
+ROUTE_TESTS = {
+    ("WS", "/ws/attack"): "test_server_attack::test_a_search_streams_steps_and_equals_the_library",
+    ("GET", "/api/attack/status"): "test_server_attack::test_stop_ends_the_search_and_frees_the_slot",
+}
 
 
 @pytest.fixture
