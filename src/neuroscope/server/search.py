@@ -1,35 +1,43 @@
-"""An adversarial search inside the server: one at a time, as short low-priority jobs on the model worker.
+"""An adversarial search inside the server: one at a time, on its own thread, behind every live request.
 
-A search step takes seconds on a CPU; run as one job it would hold the model while live clicks wait. So each
-step is split at the library's phase boundaries (:class:`neuroscope.attacks.Attack`: propose, score in chunks,
-observe) and every piece is its own worker job at ``PRIORITY``, behind live next-token requests (priority 0)
-and the other views (1). The rows per scoring job adapt so that one job takes about ``JOB_BUDGET_MS``: a click
-waits at most one such job. A stopped or abandoned search runs nothing more: queued jobs see the cancel flag
-and return at once, and the slot is freed in ``finally``.
+A search step costs seconds of CPU. Run as jobs on the model worker's queue (even split into ~150 ms pieces)
+a click still waits for the piece in progress, and pieces that cannot be split (the gradient pass, a greedy
+decode) take much longer on a loaded machine: measured here, click-to-logits p50 went from 0.5 s to 2.0 s.
+So the search runs on a thread of its own with one torch thread and a lower CPU priority (nice ``NICE``, where
+the OS allows it): the model worker's thread, which answers clicks, never waits for it, and where the two share
+a core the kernel gives the worker about three quarters of it. (Not nice 19: on a machine busy with other
+work a nice-19 thread all but stops.) Sharing the model is safe: hooks are dispatched per context (a ``ContextVar``), weights are
+read-only, and the search touches none of the worker's caches.
+
+The thread checks the stop and cancel flags between the library's phases (:class:`~neuroscope.attacks.Attack`:
+propose, score in chunks of ``config.batch_size`` rows, observe), so a stop or a disconnect ends it within
+one chunk; messages reach the event loop through ``call_soon_threadsafe``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import threading
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from neuroscope.attacks import Attack, AttackConfig, verify
 from neuroscope.attacks.scorer import Scores
 from neuroscope.attacks.verify import check_budget
-from neuroscope.errors import SearchBusyError
+from neuroscope.errors import NeuroscopeError, SearchBusyError
+from neuroscope.server.compute import PromptLimitError, check_ids
+from neuroscope.server.errors import error_status
 
-PRIORITY = 2
-JOB_BUDGET_MS = 150.0
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+NICE = 5
 
 
 class Cancelled(Exception):
-    """A queued job of a search that has been abandoned."""
+    """The search was abandoned (its client left): stop at the next phase boundary."""
 
 
 @dataclass
@@ -40,7 +48,7 @@ class Search:
     stop_requested: bool = False
     cancelled: bool = False
     attack: Attack | None = None
-    rows_per_job: int = 4
+    thread: threading.Thread | None = None
     started: float = field(default_factory=time.perf_counter)
 
     def status(self) -> dict[str, Any]:
@@ -51,6 +59,10 @@ class Search:
             "step": a.step_index if a else 0,
             "steps": self.config.steps,
         }
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise Cancelled()
 
 
 class SearchSlot:
@@ -72,84 +84,111 @@ class SearchSlot:
         return self.active.status() if self.active else {"running": False}
 
 
-async def run_search(worker: Any, slot: SearchSlot, search: Search, send: Send) -> None:
-    """Run ``search`` (already holding ``slot``: claim it synchronously before starting this task) to its end
-    (verified success, budget or stop), sending one message per step."""
+def _lower_priority() -> None:
+    torch.set_num_threads(1)  # per calling thread: this thread's ops then run on it alone
+    with contextlib.suppress(AttributeError, OSError):  # Linux applies nice per thread; elsewhere skip
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+
+
+def _build(worker: Any, search: Search) -> Attack:
+    """The Attack, within the server's prompt limits: the prompt with its suffix must stay a prompt the
+    workbench accepts, since Apply puts it there."""
+    if len(search.prompt) > worker.max_prompt_chars:
+        raise PromptLimitError("chars", len(search.prompt), worker.max_prompt_chars)
+    attack = Attack(worker.model, search.prompt, search.target, search.config)
+    p = attack.problem
+    check_ids(torch.cat([p.before_ids, p.init_ids, p.after_ids]), worker.max_prompt_tokens)
+    return attack
+
+
+def _search_thread(worker: Any, search: Search, emit: Any) -> None:
+    """The whole search, on its own thread; ``emit(message)`` hands each message to the event loop."""
+    _lower_priority()
     try:
-        await _run(worker, search, send)
-    finally:
-        search.cancelled = True  # jobs still queued (after a disconnect) return without touching the model
-        slot.release(search)
-
-
-async def _job(worker: Any, search: Search, fn: Callable[..., Any], *args: Any) -> Any:
-    def guarded() -> Any:
-        if search.cancelled:
-            raise Cancelled()
-        return fn(*args)
-
-    return await worker.call(guarded, priority=PRIORITY)
-
-
-async def _run(worker: Any, search: Search, send: Send) -> None:
-    model = worker.model
-    out = await _job(worker, search, Attack, model, search.prompt, search.target, search.config)
-    attack: Attack = out.value
-    search.attack = attack
-    problem = attack.problem
-    init = problem.init_ids
-    await send(
-        {
-            "type": "started",
-            "config": search.config.to_dict(),
-            "chat": problem.chat,
-            "init_loss": attack.init_loss,
-            "init_suffix": problem.decode(init),
-            "rendered_prompt": problem.render(init),
-        }
-    )
-    shown: str | None = None
-    budget = check_budget(problem, search.config.max_new_tokens)
-    while not attack.done and not search.stop_requested:
-        candidates = (await _job(worker, search, attack.propose)).value
-        parts = []
-        i = 0
-        while i < len(candidates):
-            n = search.rows_per_job
-            timed = await _job(worker, search, attack.score, candidates[i : i + n])
-            parts.append(timed.value)
-            rows = len(candidates[i : i + n])
-            i += rows
-            per_row = max(timed.compute_ms / rows, 1e-3)
-            search.rows_per_job = int(max(1, min(search.config.batch_size, JOB_BUDGET_MS // per_row)))
-        scores = Scores.cat(parts)
-        record = (await _job(worker, search, attack.observe, candidates, scores)).value
-        output = None
-        if record.best_suffix != shown:
-            v = (await _job(worker, search, verify, model, problem, record.best_suffix, budget)).value
-            output, shown = v.output, record.best_suffix
-        await send(
+        attack = search.attack = _build(worker, search)
+        problem, model = attack.problem, worker.model
+        init = problem.init_ids
+        emit(
             {
-                "type": "step",
-                **record.to_dict(),
-                "rendered_prompt": problem.render(record.best_suffix),
-                "output": output,
-                "rows_per_job": search.rows_per_job,
+                "type": "started",
+                "config": search.config.to_dict(),
+                "chat": problem.chat,
+                "init_loss": attack.init_loss,
+                "init_suffix": problem.decode(init),
+                "rendered_prompt": problem.render(init),
             }
         )
-    result = (await _job(worker, search, attack.result)).value
-    reason = "success" if result.success else ("stopped" if search.stop_requested else "budget")
-    await send({"type": "done", "reason": reason, "result": result.to_dict()})
+        shown: str | None = None
+        budget = check_budget(problem, search.config.max_new_tokens)
+        b = search.config.batch_size
+        while not attack.done and not search.stop_requested:
+            search.check()
+            candidates = attack.propose()
+            parts = []
+            for i in range(0, len(candidates), b):
+                search.check()
+                parts.append(attack.score(candidates[i : i + b]))
+            record = attack.observe(candidates, Scores.cat(parts))
+            output = None
+            if record.best_suffix != shown:
+                output, shown = verify(model, problem, record.best_suffix, budget).output, record.best_suffix
+            emit(
+                {
+                    "type": "step",
+                    **record.to_dict(),
+                    "rendered_prompt": problem.render(record.best_suffix),
+                    "output": output,
+                }
+            )
+        search.check()
+        result = attack.result()
+        reason = "success" if result.success else ("stopped" if search.stop_requested else "budget")
+        emit({"type": "done", "reason": reason, "result": result.to_dict()})
+    except Cancelled:
+        return
+    except NeuroscopeError as e:
+        emit({"type": "error", "status": 422, "detail": str(e), "_error": e})
+    except Exception as e:  # a bug, not bad input: say so
+        emit({"type": "error", "status": 500, "detail": f"internal error: {type(e).__name__}: {e}"})
 
 
-async def cancel(task: asyncio.Task[None] | None, search: Search | None, slot: SearchSlot) -> None:
-    """Abandon a search (its client is gone): no further jobs run and the slot is free again (also when the
-    task was cancelled before it started, so its own ``finally`` never ran)."""
+async def run_search(worker: Any, slot: SearchSlot, search: Search, send: Any) -> None:
+    """Run ``search`` (already holding ``slot``: claim it synchronously before starting this task) to its end
+    (verified success, budget or stop), forwarding each message to ``send``. Cancelling this task abandons the
+    search: the thread stops at its next phase boundary and then releases the slot itself, so the slot is free
+    exactly when nothing of the search runs any more."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    def on_loop(fn: Any, *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server is shutting down
+            loop.call_soon_threadsafe(fn, *args)
+
+    def body() -> None:
+        try:
+            _search_thread(worker, search, lambda msg: on_loop(queue.put_nowait, msg))
+        finally:
+            on_loop(queue.put_nowait, None)
+            on_loop(slot.release, search)
+
+    search.thread = threading.Thread(target=body, name="neuroscope-search", daemon=True)
+    search.thread.start()
+    try:
+        while (msg := await queue.get()) is not None:
+            error = msg.pop("_error", None)
+            if error is not None:
+                msg["status"] = error_status(error)
+            await send(msg)
+    finally:
+        search.cancelled = True  # a no-op after a normal end; after a disconnect, the thread stops
+
+
+def cancel(task: asyncio.Task[None] | None, search: Search | None, slot: SearchSlot) -> None:
+    """Abandon a search (its client is gone): nothing more runs for it. A started search's thread releases the
+    slot when it stops (within one chunk of work); one whose task never ran is released here."""
     if search is not None:
         search.cancelled = True
     if task is not None and not task.done():
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):  # the client is gone: no one to tell
-            await task
-    if search is not None:
+    if search is not None and search.thread is None:
         slot.release(search)

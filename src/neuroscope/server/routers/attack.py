@@ -108,4 +108,4 @@ async def attack_ws(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        await cancel(task, search, slot)
+        cancel(task, search, slot)

@@ -56,7 +56,6 @@ class AttackStep(BaseModel):
     matched: int
     verified: bool
     seconds: float
-    rows_per_job: int = Field(description="candidate rows per model job (sized to keep live clicks fast)")
 
 
 class AttackDone(BaseModel):
