@@ -193,3 +193,22 @@ def test_result_figure_has_the_loss_curve(tiny_llama):
     r = run_attack(tiny_llama, PROMPT, TARGET, AttackConfig(**SMALL))
     fig = r.figure()
     assert list(fig.data[0].y) == r.losses
+
+
+def test_mellowmax_is_a_soft_maximum_of_the_token_losses(tiny_llama):
+    ce = Attack(tiny_llama, PROMPT, "abc", AttackConfig(suffix_len=5))
+    cands = ce.problem.init_ids.repeat(2, 1)
+    cands[1, 2] = 90
+    seqs = torch.stack([ce.problem.sequence(c) for c in cands])
+    logp = torch.log_softmax(tiny_llama(seqs)[:, -4:-1].float(), -1)
+    nll = -logp.gather(-1, ce.problem.target_ids.expand(2, -1)[..., None]).squeeze(-1)
+    for alpha in (0.5, 4.0):
+        mm = Attack(
+            tiny_llama, PROMPT, "abc", AttackConfig(suffix_len=5, loss="mellowmax", mellowmax_alpha=alpha)
+        )
+        got = mm.scorer.scores(cands).losses
+        want = (torch.logsumexp(alpha * nll, -1) - torch.log(torch.tensor(3.0))) / alpha
+        torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
+        assert bool((got >= nll.mean(-1) - 1e-6).all() and (got <= nll.max(-1).values + 1e-6).all())
+    r = run_attack(tiny_llama, PROMPT, TARGET, AttackConfig(**{**SMALL, "loss": "mellowmax"}))
+    assert r.success and r.best_loss < r.init_loss

@@ -39,7 +39,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--topk", type=int, default=d.topk)
     p.add_argument("--n-replace", type=int, default=d.n_replace)
+    p.add_argument("--n-replace-steps", type=int, default=d.n_replace_steps, help="steps until 1 position")
     p.add_argument("--buffer", type=int, default=d.buffer_size)
+    p.add_argument(
+        "--combine", type=int, default=d.combine, help="gcg: merged-substitution candidates per step"
+    )
+    p.add_argument("--elites", type=int, default=d.elites, help="genetic: members kept unchanged")
+    p.add_argument("--mutation-rate", type=float, default=d.mutation_rate)
+    p.add_argument("--crossover-rate", type=float, default=d.crossover_rate)
+    p.add_argument(
+        "--explore", type=float, default=d.explore, help="gradient-free: share of single substitutions"
+    )
     p.add_argument(
         "--mellowmax", action="store_true", help="mellowmax of per-token losses instead of the mean"
     )
@@ -80,8 +90,15 @@ def _attack(args: argparse.Namespace) -> int:
         seed=args.seed,
         topk=args.topk,
         n_replace=args.n_replace,
+        n_replace_steps=args.n_replace_steps,
         buffer_size=args.buffer,
+        combine=args.combine,
+        elites=args.elites,
+        mutation_rate=args.mutation_rate,
+        crossover_rate=args.crossover_rate,
+        explore=args.explore,
         loss="mellowmax" if args.mellowmax else "ce",
+        mellowmax_alpha=args.mellowmax_alpha,
         prefix_cache=not args.no_prefix_cache,
         retokenize_filter=not args.no_filter,
         early_stop=not args.no_early_stop,
