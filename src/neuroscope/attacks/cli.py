@@ -53,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--mellowmax", action="store_true", help="mellowmax of per-token losses instead of the mean"
     )
+    p.add_argument("--mellowmax-alpha", type=float, default=d.mellowmax_alpha)
     p.add_argument("--no-prefix-cache", action="store_true")
     p.add_argument("--no-filter", action="store_true", help="skip the re-tokenisation filter")
     p.add_argument(
