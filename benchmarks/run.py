@@ -14,6 +14,7 @@ SUITES = [
     ("benchmarks.sae_bench", "sae.json"),
     ("benchmarks.latency_bench", "latency.json"),
     ("benchmarks.attacks_bench", "attacks.json"),
+    ("benchmarks.attack_latency", "attack_latency.json"),
 ]
 
 
