@@ -4,6 +4,7 @@ budget, checked by an independent greedy decode of the re-tokenised prompt."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from neuroscope.attacks.cli import example
 from neuroscope.cli import main
 
 pytestmark = pytest.mark.integration
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 # The documented CI budget (README "Adversarial suffixes"): 60 steps of 64 candidates; seed 0 succeeds well
 # inside it here, and the budget leaves room for another CPU's rounding to take a different path.
@@ -31,8 +33,8 @@ def greedy(model, text: str, n: int) -> str:
     return model.tokenizer.decode(new)
 
 
-def test_gcg_makes_the_model_start_with_the_target(smollm, tmp_path, capsys):
-    out = tmp_path / "attack.json"
+def test_gcg_makes_the_model_start_with_the_target(smollm, capsys):
+    out = ARTIFACTS / "attack_smollm.json"  # kept for a look at the run
     assert main(["attack", "--method", "gcg", *BUDGET, "--no-progress", "--json", str(out)]) == 0
     run = json.loads(out.read_text())
     ex = example()
