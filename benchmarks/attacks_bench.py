@@ -19,7 +19,8 @@ One adjustment, noted in the results: nanoGCG strips ``tokenizer.bos_token`` fro
 optimises; it gets a copy of the tokenizer with ``bos_token`` unset, so it optimises the prompt it is judged on.
 
 ``python -m benchmarks.attacks_bench`` runs what is missing and writes the summary;
-``python -m benchmarks.attacks_bench one SIDE SEED`` runs one (SIDE: ours-gcg, nanogcg, ours-genetic).
+``python -m benchmarks.attacks_bench one SIDE SEED`` runs one (SIDE: ours-gcg, nanogcg, ours-genetic);
+``python -m benchmarks.attacks_bench summarise [RUNS_DIR]`` writes the summary from the runs finished so far.
 """
 
 from __future__ import annotations
@@ -282,8 +283,6 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run() -> dict[str, Any]:
-    from benchmarks.common import write
-
     rng = random.Random(0)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     # the two GCGs first, interleaved seed by seed in a shuffled order; the genetic search (reported beside
@@ -302,9 +301,19 @@ def run() -> dict[str, Any]:
                 env=env,
                 check=True,
             )
-    runs = [json.loads((RUNS / f"{side}-{seed}.json").read_text()) for seed in SEEDS for side in SIDES]
+    return write_summary()
+
+
+def write_summary(runs_dir: Path = RUNS) -> dict[str, Any]:
+    """``attacks.json`` from the finished runs in ``runs_dir`` (missing ones are listed, not invented)."""
+    from benchmarks.common import write
+
+    paths = {(side, seed): runs_dir / f"{side}-{seed}.json" for seed in SEEDS for side in SIDES}
+    runs = [json.loads(p.read_text()) for p in paths.values() if p.exists()]
+    missing = [f"{side}-{seed}" for (side, seed), p in paths.items() if not p.exists()]
     summary = summarise(runs)
     prompt, target = _example()
+    loads = [x for r in runs for x in (r["load_average_start"][0], r["load_average_end"][0])]
     payload = {
         "setup": {
             "model": "smollm2-135m (float32, CPU, 1 torch thread per run)",
@@ -317,10 +326,14 @@ def run() -> dict[str, Any]:
             "success": "greedy decode of the re-tokenised rendered prompt starts with the target",
             "peer": "nanogcg 0.3.0, use_prefix_cache=False, early_stop=False, verified after every step; "
             "tokenizer copy with bos_token unset (it would strip every <|im_start|> otherwise)",
-            "order": "each run its own process, one at a time; the GCGs seed by seed (shuffled within a seed), "
-            "then the genetic seeds",
+            "order": "each run its own process; the GCGs one at a time, seed by seed (shuffled within a seed); "
+            "the genetic seeds in a second process alongside them (compare its CPU seconds)",
+            "load_average_1min_range": [min(loads), max(loads)] if loads else None,
+            "note": "a shared 2-core machine: wall times depend on the load; CPU seconds (time.process_time, one "
+            "torch thread) are the load-robust measure of work",
         },
         "summary": summary,
+        "missing_runs": missing,
         "runs": runs,
     }
     write("attacks", payload)
@@ -330,5 +343,9 @@ def run() -> dict[str, Any]:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "one":
         print(one(sys.argv[2], int(sys.argv[3])))
+    elif len(sys.argv) in (2, 3) and sys.argv[1] == "summarise":
+        print(
+            json.dumps(write_summary(Path(sys.argv[2]) if len(sys.argv) == 3 else RUNS)["summary"], indent=1)
+        )
     else:
         print(json.dumps(run()["summary"], indent=1))
