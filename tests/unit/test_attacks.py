@@ -28,6 +28,16 @@ SMALL = dict(width=32, suffix_len=8, steps=40, topk=16, elites=4, max_new_tokens
 METHODS = ("gcg", "genetic", "gradient-free")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny forwards on one torch thread: with two, OpenMP's spinning threads on a busy 2-core machine make
+    them many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def greedy(model: ns.HookedModel, text: str, n: int) -> str:
     """An independent greedy decoder (full forward per token, no KV cache) to check the library's verdict."""
     ids = model.to_tokens(text)
