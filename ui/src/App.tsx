@@ -26,6 +26,9 @@ export function App() {
     return () => live.current?.close();
   }, [setModel, setRun, setConnected]);
 
+  // a view may set the prompt (the attack panel's Apply): show it in the prompt bar too
+  useEffect(() => setDraft((d) => (prompt && prompt !== d ? prompt : d)), [prompt]);
+
   const key = JSON.stringify(toSpec(iv));
   useEffect(() => {
     writeUrl(prompt, iv);

@@ -15,8 +15,9 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from neuroscope.errors import NeuroscopeError
 from neuroscope.server.errors import error_status, validation_message
-from neuroscope.server.routers import attention, embeddings, residual, run, steering, web, ws
+from neuroscope.server.routers import attack, attention, embeddings, residual, run, steering, web, ws
 from neuroscope.server.routers import model as model_router
+from neuroscope.server.schemas.attack import ATTACK_WS_MODELS
 from neuroscope.server.schemas.common import ErrorResponse
 from neuroscope.server.schemas.run import WsError, WsRequest, WsResult, WsSuperseded
 from neuroscope.server.security import SecurityMiddleware
@@ -38,7 +39,7 @@ CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
     "connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-WS_MODELS = (WsRequest, WsResult, WsError, WsSuperseded)
+WS_MODELS = (WsRequest, WsResult, WsError, WsSuperseded, *ATTACK_WS_MODELS)
 
 
 def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
         residual,
         steering,
         embeddings,
+        attack,
     ):
         app.include_router(r.router, responses=ERRORS)
     app.include_router(ws.router)

@@ -1,7 +1,24 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: 898b63d9ec01233c
+// openapi-sha256: 476d304a1fdf82df
 
 export interface paths {
+    "/api/attack/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Status */
+        get: operations["status_api_attack_status_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/attention": {
         parameters: {
             query?: never;
@@ -282,6 +299,179 @@ export interface components {
              * @description a − b + c's nearest tokens by cosine; a, b, c left out
              */
             ranked: components["schemas"]["Neighbour"][];
+        };
+        /** AttackDone */
+        AttackDone: {
+            /**
+             * Reason
+             * @enum {string}
+             */
+            reason: "success" | "budget" | "stopped";
+            /**
+             * Result
+             * @description AttackResult.to_dict(): best_suffix, verified_output, ...
+             */
+            result: {
+                [key: string]: unknown;
+            };
+            /**
+             * Type
+             * @default done
+             * @constant
+             */
+            type: "done";
+        };
+        /** AttackError */
+        AttackError: {
+            /** Detail */
+            detail: string;
+            /** Status */
+            status: number;
+            /**
+             * Type
+             * @default error
+             * @constant
+             */
+            type: "error";
+        };
+        /** AttackStart */
+        AttackStart: {
+            /**
+             * Chat
+             * @description suffix in the chat template's user turn (null: auto)
+             * @default null
+             */
+            chat: boolean | null;
+            /**
+             * Max New Tokens
+             * @default 24
+             */
+            max_new_tokens: number;
+            /**
+             * Method
+             * @default gcg
+             * @enum {string}
+             */
+            method: "gcg" | "genetic" | "gradient-free";
+            /**
+             * Prompt
+             * @description the user message the suffix is appended to
+             */
+            prompt: string;
+            /**
+             * Seed
+             * @default 0
+             */
+            seed: number;
+            /**
+             * Steps
+             * @default 100
+             */
+            steps: number;
+            /**
+             * Suffix Len
+             * @default 20
+             */
+            suffix_len: number;
+            /**
+             * Target
+             * @description what the model's answer must start with
+             */
+            target: string;
+            /**
+             * Topk
+             * @default 64
+             */
+            topk: number;
+            /**
+             * Type
+             * @constant
+             */
+            type: "start";
+            /**
+             * Width
+             * @description candidates per step (genetic: population)
+             * @default 64
+             */
+            width: number;
+        };
+        /** AttackStarted */
+        AttackStarted: {
+            /** Chat */
+            chat: boolean;
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /** Init Loss */
+            init_loss: number;
+            /** Init Suffix */
+            init_suffix: string;
+            /** Rendered Prompt */
+            rendered_prompt: string;
+            /**
+             * Type
+             * @default started
+             * @constant
+             */
+            type: "started";
+        };
+        /** AttackStatus */
+        AttackStatus: {
+            /** Method */
+            method?: string | null;
+            /** Running */
+            running: boolean;
+            /** Step */
+            step?: number | null;
+            /** Steps */
+            steps?: number | null;
+        };
+        /** AttackStep */
+        AttackStep: {
+            /** Best Loss */
+            best_loss: number;
+            /** Best Suffix */
+            best_suffix: string;
+            /** Candidates */
+            candidates: number;
+            /**
+             * Loss
+             * @description lowest loss among this step's candidates
+             */
+            loss: number;
+            /** Matched */
+            matched: number;
+            /**
+             * Output
+             * @description greedy output for the best suffix (null: unchanged since last step)
+             */
+            output: string | null;
+            /**
+             * Rendered Prompt
+             * @description the full prompt text with the best suffix (what Apply uses)
+             */
+            rendered_prompt: string;
+            /** Seconds */
+            seconds: number;
+            /** Step */
+            step: number;
+            /**
+             * Type
+             * @default step
+             * @constant
+             */
+            type: "step";
+            /** Verified */
+            verified: boolean;
+        };
+        /** AttackStop */
+        AttackStop: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "stop";
         };
         /** AttentionGridResponse */
         AttentionGridResponse: {
@@ -939,6 +1129,62 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    status_api_attack_status_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttackStatus"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     grid_api_attention_post: {
         parameters: {
             query?: never;

@@ -1,6 +1,7 @@
 // The workbench's views: one line each. A view is a component that reads the shared session (store.ts) and
 // gets the route's extra segments (``#/view/a/b`` → rest = ["a", "b"]). Heavy views can be React.lazy.
 import type { ComponentType } from "react";
+import { Attack } from "./Attack";
 import { Embeddings } from "./Embeddings";
 import { Workbench } from "./Workbench";
 
@@ -15,4 +16,5 @@ export interface ViewDef {
 export const VIEWS: ViewDef[] = [
   { id: "workbench", title: "Workbench", component: Workbench, usesPrompt: true },
   { id: "embeddings", title: "Embeddings", component: Embeddings, usesPrompt: false },
+  { id: "attack", title: "Attack", component: Attack, usesPrompt: true },
 ];
