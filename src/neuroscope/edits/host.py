@@ -122,6 +122,8 @@ class EditHost:
             # peft warns that a tied embedding is targeted; it matters only when merging, which is never
             # done on a live model (export_merged unties the pair first)
             warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
+            # every edit after the first is a further named adapter on purpose
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
             inject_adapter_in_model(cfg, self.model.hf_model, adapter_name=adapter)
         dev = self.model.device
         with torch.no_grad():
@@ -145,9 +147,12 @@ class EditHost:
             self.model.refresh_sites()
 
     def _delete(self, adapter: str) -> None:
-        for m in self.model.hf_model.modules():
-            if _is_lora_layer(m) and (adapter in m.lora_A or adapter in m.lora_embedding_A):
-                m.delete_adapter(adapter)
+        with warnings.catch_warnings():
+            # peft's "active adapter" is never used here: rows always name their adapter
+            warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
+            for m in self.model.hf_model.modules():
+                if _is_lora_layer(m) and (adapter in m.lora_A or adapter in m.lora_embedding_A):
+                    m.delete_adapter(adapter)
 
     def add(self, name: str, edit: LoraEdit, replace: bool = False) -> None:
         """Attach ``edit`` under ``name`` (validated first; on any failure nothing stays attached)."""
