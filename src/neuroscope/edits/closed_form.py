@@ -49,7 +49,7 @@ def orthonormal_directions(sae: SAE, features: Sequence[int]) -> torch.Tensor:
     Q, R = torch.linalg.qr(D)
     diag = R.diagonal().abs()
     keep = diag > 1e-6 * float(diag.max())
-    return Q[:, keep].float()
+    return Q[:, keep]
 
 
 def ablation_reference(model: HookedModel, hook: str, Q: torch.Tensor) -> list[Intervention]:
@@ -91,11 +91,13 @@ def ablation_edit(
         )
     paths = writer_paths(model, hook)
     tgts = targets(model, paths)
-    Qp = torch.zeros(model.cfg.d_model, rank)
+    # factors in float64: attached to a float64 model the LoRA then equals the hooked ablation to ~1e-12,
+    # and cast to float32 (the saved adapter) they carry no error beyond float32's own rounding
+    Qp = torch.zeros(model.cfg.d_model, rank, dtype=torch.float64)
     Qp[:, : Q.shape[1]] = Q
     modules: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for t in tgts:
-        W = weight_out_in(model, t.path).cpu()  # [d_model, in]
+        W = weight_out_in(model, t.path).cpu().double()  # [d_model, in]
         modules[t.path] = ((Qp.T @ W).contiguous(), (-Qp).contiguous())
     reasons = inexact_reasons(model, paths)
     L, _ = parse_hook(model, hook)

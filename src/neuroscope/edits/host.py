@@ -130,11 +130,11 @@ class EditHost:
             for path, (A, B) in edit.modules.items():
                 layer = self.model.hf_model.get_submodule(path)
                 if path in edit.embedding:
-                    layer.lora_embedding_A[adapter].copy_(A.to(dev))
-                    layer.lora_embedding_B[adapter].copy_(B.to(dev))
+                    a, b = layer.lora_embedding_A[adapter], layer.lora_embedding_B[adapter]
                 else:
-                    layer.lora_A[adapter].weight.copy_(A.to(dev))
-                    layer.lora_B[adapter].weight.copy_(B.to(dev))
+                    a, b = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
+                a.copy_(A.to(dev, a.dtype))
+                b.copy_(B.to(dev, b.dtype))
         for name, p in self.model.hf_model.named_parameters():
             if "lora_" in name:
                 p.requires_grad_(False)
@@ -281,10 +281,10 @@ def combine(edits: Sequence[LoraEdit]) -> LoraEdit:
                     embedding.add(path)
             else:
                 ref = next(x for x in edits if path in x.modules).modules[path]
-                A = torch.zeros(e.rank, ref[0].shape[1])
-                B = torch.zeros(ref[1].shape[0], e.rank)
-            As.append(A.float())
-            Bs.append(B.float())
+                A = torch.zeros(e.rank, ref[0].shape[1], dtype=ref[0].dtype)
+                B = torch.zeros(ref[1].shape[0], e.rank, dtype=ref[1].dtype)
+            As.append(A.double())
+            Bs.append(B.double())
         modules[path] = (torch.cat(As, 0), torch.cat(Bs, 1))
     return LoraEdit(rank, modules, frozenset(embedding), {"method": "combined"})
 

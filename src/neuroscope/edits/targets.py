@@ -107,9 +107,9 @@ def targets(model: HookedModel, paths: list[str]) -> list[Target]:
 
 
 def weight_out_in(model: HookedModel, path: str) -> torch.Tensor:
-    """The writer as a map ``W [out, in]`` (the embedding: ``Eᵀ [d_model, vocab]``), detached float32."""
+    """The writer as a map ``W [out, in]`` (the embedding: ``Eᵀ [d_model, vocab]``), detached."""
     m = base_module(model.hf_model.get_submodule(path))
-    w = cast(torch.Tensor, m.weight).detach().float()
+    w = cast(torch.Tensor, m.weight).detach()
     kind = module_kind(m)
     return w.T if kind in ("embedding", "conv1d") else w
 
