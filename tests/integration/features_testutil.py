@@ -20,8 +20,14 @@ HOOK = "blocks.15.hook_resid_post"
 def small_sae(model, corpus: Path):
     root = Path(tempfile.mkdtemp(prefix="features-int-"))
     cfg = TraceConfig(
-        hooks=(HOOK,), data=str(corpus), split="train", tokens=6144, ctx_len=64, batch_size=8,
-        shard_tokens=2048, dtype="float32",
+        hooks=(HOOK,),
+        data=str(corpus),
+        split="train",
+        tokens=6144,
+        ctx_len=64,
+        batch_size=8,
+        shard_tokens=2048,
+        dtype="float32",
     )
     record(model, cfg, root / "acts", progress=False)
     torch.manual_seed(0)

@@ -84,7 +84,9 @@ def test_ablate_lora_equals_project_out_and_plain_peft(smollm, real_corpus, tmp_
                 lora = smollm(ids)
         assert float((lora - hooked).abs().max()) <= 2e-4
         assert float((lora - base).abs().max()) > 0.5
-        bundle = export_bundle(smollm, BundleContents(saes={"l15": sae}, edits={"ablate": edit}), tmp_path / "b")
+        bundle = export_bundle(
+            smollm, BundleContents(saes={"l15": sae}, edits={"ablate": edit}), tmp_path / "b"
+        )
         plain = PeftModel.from_pretrained(
             AutoModelForCausalLM.from_pretrained(_hf_folder()), str(bundle / "lora" / "ablate")
         )
@@ -117,11 +119,44 @@ def test_bens_journey_across_processes(smollm, real_corpus, tmp_path):
     contexts = corpus_contexts(smollm, real_corpus, 32, 32, split="heldout")
     feats = ",".join(map(str, _features(smollm, sae, contexts)))
     cli = [sys.executable, "-m", "neuroscope.cli"]
-    _run([*cli, "lora-patch", "--model", "smollm2-135m", "--sae", str(root / "sae"), "--features", feats,
-          "--rank", "8", "--data", str(real_corpus), "--contexts", "8", "--threads", "1",
-          "--out", str(tmp_path / "colleague" / "lora" / "quiet")], tmp_path)
-    _run([*cli, "export", "--model", "smollm2-135m", "--sae", str(root / "sae"), "--lora",
-          str(tmp_path / "colleague" / "lora" / "quiet"), "--out", str(tmp_path / "from-colleague")], tmp_path)
+    _run(
+        [
+            *cli,
+            "lora-patch",
+            "--model",
+            "smollm2-135m",
+            "--sae",
+            str(root / "sae"),
+            "--features",
+            feats,
+            "--rank",
+            "8",
+            "--data",
+            str(real_corpus),
+            "--contexts",
+            "8",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "colleague" / "lora" / "quiet"),
+        ],
+        tmp_path,
+    )
+    _run(
+        [
+            *cli,
+            "export",
+            "--model",
+            "smollm2-135m",
+            "--sae",
+            str(root / "sae"),
+            "--lora",
+            str(tmp_path / "colleague" / "lora" / "quiet"),
+            "--out",
+            str(tmp_path / "from-colleague"),
+        ],
+        tmp_path,
+    )
     script = textwrap.dedent(f"""
         import json, torch
         from safetensors.torch import save_file
@@ -143,7 +178,8 @@ def test_bens_journey_across_processes(smollm, real_corpus, tmp_path):
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"quiet": "quiet"}
     ben = load_file(str(tmp_path / "ben.safetensors"))
     plain = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(_hf_folder()), str(tmp_path / "for-production" / "lora" / "quiet")
+        AutoModelForCausalLM.from_pretrained(_hf_folder()),
+        str(tmp_path / "for-production" / "lora" / "quiet"),
     )
     with torch.no_grad():
         theirs = plain(input_ids=ben["ids"]).logits
@@ -166,7 +202,13 @@ def test_clamp_distillation_reports_heldout_kl(smollm, real_corpus):
     density = (z.amax(1) > 0).float().mean(0)
     f = int((density - 0.5).abs().argmin())
     edit = build_edit(
-        smollm, sae, [f], "clamp", value=2 * float(z[..., f].max()), rank=4, contexts=contexts,
+        smollm,
+        sae,
+        [f],
+        "clamp",
+        value=2 * float(z[..., f].max()),
+        rank=4,
+        contexts=contexts,
         cfg=DistillConfig(steps=8, batch_size=4, layers_back=2, lr=5e-3),
     )
     d = edit.info["distill"]

@@ -17,10 +17,16 @@ def fresh(model_type: str = "llama") -> ns.HookedModel:
     return ns.load_model(f"tiny:{model_type}", device="cpu")
 
 
-def random_sae(model: ns.HookedModel, layer: int | None = None, site: str = "resid_post", seed: int = 0) -> SAE:
+def random_sae(
+    model: ns.HookedModel, layer: int | None = None, site: str = "resid_post", seed: int = 0
+) -> SAE:
     layer = model.cfg.n_layers - 1 if layer is None else layer
     cfg = SAEConfig(
-        d_in=model.cfg.d_model, d_sae=4 * model.cfg.d_model, arch="topk", k=8, hook_name=f"blocks.{layer}.hook_{site}"
+        d_in=model.cfg.d_model,
+        d_sae=4 * model.cfg.d_model,
+        arch="topk",
+        k=8,
+        hook_name=f"blocks.{layer}.hook_{site}",
     )
     sae = SAE(cfg, seed=seed)
     with torch.no_grad():  # a non-zero encoder bias so some latents fire on tiny random models

@@ -44,7 +44,9 @@ def _bundle(tmp_path: Path, model=None) -> tuple[Path, object]:
     model = model or fresh("llama")
     sae = random_sae(model)
     edit = build_edit(model, sae, [3, 7], "ablate", rank=4, contexts=tokens(model))
-    contents = BundleContents(saes={"l1": sae}, edits={"no-3-7": edit}, labels={"l1": {3: "three", 7: "seven"}})
+    contents = BundleContents(
+        saes={"l1": sae}, edits={"no-3-7": edit}, labels={"l1": {3: "three", 7: "seven"}}
+    )
     return export_bundle(model, contents, tmp_path / "bundle"), model
 
 
@@ -69,7 +71,9 @@ def _nothing_attached(model) -> None:
     assert EditHost.of(model).names() == []
     from peft.tuners.lora import LoraLayer
 
-    live = [m for m in model.hf_model.modules() if isinstance(m, LoraLayer) and (m.lora_A or m.lora_embedding_A)]
+    live = [
+        m for m in model.hf_model.modules() if isinstance(m, LoraLayer) and (m.lora_A or m.lora_embedding_A)
+    ]
     assert live == []
 
 
@@ -127,10 +131,42 @@ def test_cli_export_import_and_peft(tmp_path):
     text = tmp_path / "text.txt"
     text.write_text("The residual stream of a model carries features between layers. " * 40)
     args = ["--model", str(hf)]
-    assert main(["lora-patch", *args, "--sae", str(tmp_path / "saes/l1"), "--features", "3,7", "--rank", "4",
-                 "--data", str(text), "--contexts", "8", "--out", str(tmp_path / "lora/x")]) == 0
-    assert main(["export", *args, "--sae", str(tmp_path / "saes/l1"), "--lora", str(tmp_path / "lora/x"),
-                 "--out", str(tmp_path / "b1")]) == 0
+    assert (
+        main(
+            [
+                "lora-patch",
+                *args,
+                "--sae",
+                str(tmp_path / "saes/l1"),
+                "--features",
+                "3,7",
+                "--rank",
+                "4",
+                "--data",
+                str(text),
+                "--contexts",
+                "8",
+                "--out",
+                str(tmp_path / "lora/x"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "export",
+                *args,
+                "--sae",
+                str(tmp_path / "saes/l1"),
+                "--lora",
+                str(tmp_path / "lora/x"),
+                "--out",
+                str(tmp_path / "b1"),
+            ]
+        )
+        == 0
+    )
     assert main(["import", str(tmp_path / "b1"), *args, "--export", str(tmp_path / "b2")]) == 0
     edit = json.loads((tmp_path / "lora/x/edit.json").read_text())
     assert edit["exact"] and edit["rank"] == 4 and edit["features"] == [3, 7]
@@ -184,7 +220,10 @@ def _tamper_model_hash(b: Path, model) -> None:
 
 
 def _tamper_sae_width(b: Path, model) -> None:
-    save_sae(SAE(SAEConfig(d_in=32, d_sae=128, arch="topk", k=4, hook_name="blocks.1.hook_resid_post")), b / "saes" / "l1")
+    save_sae(
+        SAE(SAEConfig(d_in=32, d_sae=128, arch="topk", k=4, hook_name="blocks.1.hook_resid_post")),
+        b / "saes" / "l1",
+    )
     _rehash(b)
 
 
@@ -284,5 +323,9 @@ def test_export_refuses_an_edit_without_its_sae(tmp_path):
     model = fresh("llama")
     edit = build_edit(model, random_sae(model), [3], "ablate", rank=4)
     with pytest.raises(InvalidConfigError, match="not in the bundle"):
-        export_bundle(model, BundleContents(saes={"other": random_sae(model, seed=5)}, edits={"e": edit}), tmp_path / "b")
+        export_bundle(
+            model,
+            BundleContents(saes={"other": random_sae(model, seed=5)}, edits={"e": edit}),
+            tmp_path / "b",
+        )
     assert not (tmp_path / "b").exists() and list(tmp_path.iterdir()) == []

@@ -25,6 +25,7 @@ from neuroscope.edits.host import combine
 from neuroscope.errors import RankOutOfRangeError, UnknownFeatureError, UnsafeFormatError
 from neuroscope.models.tiny import TINY_TYPES
 
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     n = torch.get_num_threads()
@@ -49,7 +50,9 @@ def test_ablation_edit_equals_hooked_project_out(model_type):
         base = model(t)
         with host.use(["a"]):
             lora = model(t)
-        hooked = model(t, interventions=ablation_reference(model, edit.info["hook"], orthonormal_directions(sae, FEATS)))
+        hooked = model(
+            t, interventions=ablation_reference(model, edit.info["hook"], orthonormal_directions(sae, FEATS))
+        )
         after = model(t)
     assert torch.equal(after, base)  # nothing leaks out of the context
     assert (lora - base).abs().max() > 0.1  # the edit does something
@@ -233,5 +236,7 @@ def test_clamp_distillation_gets_closer_than_doing_nothing(tmp_path):
     assert edit.info["method"] == "clamp" and edit.info["value"] == value
     assert EditHost.of(model).names() == []  # the training adapter is gone
     assert set(edit.modules) == {
-        f"model.layers.{l}.{m}" for l in range(model.cfg.n_layers) for m in ("self_attn.o_proj", "mlp.down_proj")
+        f"model.layers.{l}.{m}"
+        for l in range(model.cfg.n_layers)
+        for m in ("self_attn.o_proj", "mlp.down_proj")
     }

@@ -12,7 +12,23 @@ from neuroscope.sae import save_sae
 from neuroscope.sae.contrast import ContrastConfig, auroc, contrast_features, max_activations
 
 POS = [f"the number {n} is written with digits {n * 7}" for n in range(12)]
-NEG = [f"a sentence about {w} and nothing numeric" for w in ("cats", "rivers", "music", "trees", "bread", "snow", "glass", "wind", "salt", "rope", "wool", "clay")]
+NEG = [
+    f"a sentence about {w} and nothing numeric"
+    for w in (
+        "cats",
+        "rivers",
+        "music",
+        "trees",
+        "bread",
+        "snow",
+        "glass",
+        "wind",
+        "salt",
+        "rope",
+        "wool",
+        "clay",
+    )
+]
 
 
 def test_auroc_matches_pair_counting():
@@ -68,8 +84,30 @@ def test_contrast_finds_a_planted_feature_on_held_out_prompts(tmp_path):
     neg_file.write_text("\n".join(NEG))
     save_sae(sae, tmp_path / "sae")  # the same planted SAE through the CLI
     out = tmp_path / "c.json"
-    assert main(["features", "contrast", "--model", "tiny:llama", "--sae", str(tmp_path / "sae"), "--positive",
-                 str(pos_file), "--negative", str(neg_file), "--top", "20", "--boot", "200", "--heldout", "0.34",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "features",
+                "contrast",
+                "--model",
+                "tiny:llama",
+                "--sae",
+                str(tmp_path / "sae"),
+                "--positive",
+                str(pos_file),
+                "--negative",
+                str(neg_file),
+                "--top",
+                "20",
+                "--boot",
+                "200",
+                "--heldout",
+                "0.34",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     cli = json.loads(out.read_text())
     assert [f["feature"] for f in cli["features"]] == [f.feature for f in r.features]

@@ -69,9 +69,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i = subparsers.add_parser("import", help="verify a bundle and attach its SAEs and edits (all or none)")
     i.add_argument("bundle")
     i.add_argument("--model", default="smollm2-135m")
-    i.add_argument("--force", action="store_true", help="attach even if the bundle was made for other weights")
-    i.add_argument("--merge", default=None, metavar="OUT", help="also write a merged model folder (all edits)")
-    i.add_argument("--export", default=None, metavar="OUT", help="re-export the verified bundle with our writers")
+    i.add_argument(
+        "--force", action="store_true", help="attach even if the bundle was made for other weights"
+    )
+    i.add_argument(
+        "--merge", default=None, metavar="OUT", help="also write a merged model folder (all edits)"
+    )
+    i.add_argument(
+        "--export", default=None, metavar="OUT", help="re-export the verified bundle with our writers"
+    )
     i.add_argument("--device", default=None)
     i.add_argument("--threads", type=int, default=None)
     i.set_defaults(func=_import)

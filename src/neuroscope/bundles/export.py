@@ -114,9 +114,7 @@ def export_bundle(
         for name, (e, sae_name) in edits.items():
             e.save(tmp / "lora" / name, with_info=False)
             edit_entries[name] = edit_entry(name, e, sae_name)
-        files = {
-            p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
-        }
+        files = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,

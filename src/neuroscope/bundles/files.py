@@ -65,7 +65,9 @@ def check_format(path: Path, rel: str) -> None:
     with open(path, "rb") as f:
         head = f.read(4)
     if path.suffix == ".safetensors" and head.startswith(_PICKLE_MAGIC):
-        raise UnsafeFormatError(f"{rel} is named .safetensors but holds a pickle/torch.save archive: refused.")
+        raise UnsafeFormatError(
+            f"{rel} is named .safetensors but holds a pickle/torch.save archive: refused."
+        )
 
 
 def check_safetensors(path: Path, rel: str) -> dict:

@@ -54,7 +54,11 @@ def export_merged(model: HookedModel, edits: Sequence[LoraEdit], out: str | os.P
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file(
+            {k: v.contiguous() for k, v in state.items()},
+            str(tmp / "model.safetensors"),
+            metadata={"format": "pt"},
+        )
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
         model.tokenizer.save_pretrained(str(tmp))
         tmp.rename(out)

@@ -62,7 +62,9 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CorruptDataError(f"{f} is not valid JSON: {e}") from e
     if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise BundleVersionError(f"{f} is not a {FORMAT} manifest (format {m.get('format') if isinstance(m, dict) else None!r}).")
+        raise BundleVersionError(
+            f"{f} is not a {FORMAT} manifest (format {m.get('format') if isinstance(m, dict) else None!r})."
+        )
     if m.get("version") not in SUPPORTED_VERSIONS:
         raise BundleVersionError(
             f"{f} has manifest version {m.get('version')!r}; this NeuroScope reads versions "
@@ -134,13 +136,19 @@ def verify_bundle(path: str | os.PathLike, model: HookedModel, force: bool = Fal
         folder = confined(root, entry["path"])
         sae = load_sae(folder)
         hook = model.resolve_hook_name(sae.cfg.hook_name or str(entry.get("hook", "")))
-        width = model.cfg.d_model if hook.split(".")[-1].startswith(("hook_resid", "hook_attn_out", "hook_mlp_out", "hook_embed")) else None
+        width = (
+            model.cfg.d_model
+            if hook.split(".")[-1].startswith(("hook_resid", "hook_attn_out", "hook_mlp_out", "hook_embed"))
+            else None
+        )
         if width is not None and sae.d_in != width:
             raise HookWidthMismatchError(
                 f"SAE {name!r} reads {sae.d_in}-wide activations but {hook} of {model.cfg.name} is {width} wide."
             )
         if entry.get("width") not in (None, sae.d_sae):
-            raise HookWidthMismatchError(f"SAE {name!r}: the manifest says width {entry['width']}, its file {sae.d_sae}.")
+            raise HookWidthMismatchError(
+                f"SAE {name!r}: the manifest says width {entry['width']}, its file {sae.d_sae}."
+            )
         contents.saes[name] = sae
         if (folder / "features" / "features.parquet").exists():
             contents.features[name] = folder / "features"
@@ -148,11 +156,15 @@ def verify_bundle(path: str | os.PathLike, model: HookedModel, force: bool = Fal
     for name, entry in m["edits"].items():
         edit = load_edit(confined(root, entry["path"]))
         if entry.get("rank") not in (None, edit.rank):
-            raise RankOutOfRangeError(f"edit {name!r}: the manifest says rank {entry['rank']}, its adapter {edit.rank}.")
+            raise RankOutOfRangeError(
+                f"edit {name!r}: the manifest says rank {entry['rank']}, its adapter {edit.rank}."
+            )
         sae_name = entry.get("sae")
         if sae_name is not None:
             if sae_name not in contents.saes:
-                raise CorruptDataError(f"edit {name!r} names SAE {sae_name!r}, which the bundle does not hold.")
+                raise CorruptDataError(
+                    f"edit {name!r} names SAE {sae_name!r}, which the bundle does not hold."
+                )
             try:
                 check_features(contents.saes[sae_name], entry.get("features") or [])
             except UnknownFeatureError as e:

@@ -56,7 +56,9 @@ def corpus_contexts(
     from neuroscope.record.datasets import iter_contexts, load_documents, resolve_data
 
     path = resolve_data(data, split)
-    ctxs = list(iter_contexts(load_documents(path), model.tokenizer, ctx_len, max_contexts=n, source=str(path)))
+    ctxs = list(
+        iter_contexts(load_documents(path), model.tokenizer, ctx_len, max_contexts=n, source=str(path))
+    )
     return torch.stack(ctxs)
 
 

@@ -72,10 +72,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sae", required=True, help="SAE folder (SAELens layout)")
     p.add_argument("--features", required=True, help="comma-separated feature ids, e.g. 12,345")
     p.add_argument("--method", choices=["ablate", "clamp"], default="ablate")
-    p.add_argument("--value", type=float, default=None, help="clamp: the value the feature is set to where it fires")
-    p.add_argument("--scale", type=float, default=None, help="clamp: multiply the feature by this where it fires")
+    p.add_argument(
+        "--value", type=float, default=None, help="clamp: the value the feature is set to where it fires"
+    )
+    p.add_argument(
+        "--scale", type=float, default=None, help="clamp: multiply the feature by this where it fires"
+    )
     p.add_argument("--rank", type=int, default=8, help="LoRA rank, 4..16 (at least the number of features)")
-    p.add_argument("--distill", action="store_true", help="ablate: distil toward the hooked ablation (inexact architectures)")
+    p.add_argument(
+        "--distill",
+        action="store_true",
+        help="ablate: distil toward the hooked ablation (inexact architectures)",
+    )
     p.add_argument("--hook", default=None, help="default: the SAE's own hook")
     p.add_argument("--data", default=None, help="text to measure and distil on (default: data/corpus)")
     p.add_argument("--contexts", type=int, default=256, help="contexts read from --data")

@@ -66,7 +66,9 @@ class DistillReport:
         import plotly.graph_objects as go
 
         fig = go.Figure(go.Scatter(y=self.loss_history, mode="lines", name="train KL"))
-        fig.update_layout(title="Distillation: KL(hooked ‖ LoRA) per step", xaxis_title="step", yaxis_title="nats")
+        fig.update_layout(
+            title="Distillation: KL(hooked ‖ LoRA) per step", xaxis_title="step", yaxis_title="nats"
+        )
         return fig
 
 
@@ -100,7 +102,9 @@ def split_contexts(
     return out
 
 
-def _kl(model: HookedModel, host: EditHost, name: str, ref: Sequence[Intervention], t: torch.Tensor) -> torch.Tensor:
+def _kl(
+    model: HookedModel, host: EditHost, name: str, ref: Sequence[Intervention], t: torch.Tensor
+) -> torch.Tensor:
     with torch.no_grad():
         target = model(t, interventions=list(ref)).float()
     with host.use([name]):
@@ -189,5 +193,8 @@ def distill_edit(
         edit = host.read_back(name)
     finally:
         host.remove(name)
-    edit.info = {**(info or {}), "distill": {k: v for k, v in report.to_dict().items() if k != "loss_history"}}
+    edit.info = {
+        **(info or {}),
+        "distill": {k: v for k, v in report.to_dict().items() if k != "loss_history"},
+    }
     return edit, report

@@ -152,8 +152,8 @@ def load_edit(folder: str | os.PathLike) -> LoraEdit:
     if str(cfg.get("peft_type", "LORA")).upper() != "LORA":
         raise CorruptDataError(f"{p / ADAPTER_CONFIG}: peft_type {cfg.get('peft_type')!r} is not LORA.")
     r, alpha = cfg.get("r"), cfg.get("lora_alpha", cfg.get("r"))
-    if not isinstance(r, int):
-        raise CorruptDataError(f"{p / ADAPTER_CONFIG} lacks an integer 'r'.")
+    if not isinstance(r, int) or not isinstance(alpha, (int, float)):
+        raise CorruptDataError(f"{p / ADAPTER_CONFIG} lacks an integer 'r' or a numeric 'lora_alpha'.")
     check_rank(r)
     wfile = p / ADAPTER_WEIGHTS
     if not wfile.exists():
@@ -181,7 +181,9 @@ def load_edit(folder: str | os.PathLike) -> LoraEdit:
                     embedding.add(path)
                 break
         else:
-            raise CorruptDataError(f"{wfile}: {key!r} is not a LoRA factor (lora_A/lora_B/lora_embedding_A|B).")
+            raise CorruptDataError(
+                f"{wfile}: {key!r} is not a LoRA factor (lora_A/lora_B/lora_embedding_A|B)."
+            )
     for path, ab in parts.items():
         if set(ab) != {"A", "B"}:
             raise CorruptDataError(f"{wfile}: {path} has only lora_{''.join(ab)}.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -25,7 +25,7 @@ def _update(h: Any, name: str, t: torch.Tensor) -> None:
 def model_sha256(model: HookedModel | torch.nn.Module) -> str:
     """Over every parameter of the base model (name-sorted; peft's wrappers and LoRA factors ignored, a
     tied pair counted once); memoised per model object."""
-    hf = getattr(model, "hf_model", model)
+    hf = cast(torch.nn.Module, getattr(model, "hf_model", model))
     if hf in _MODEL_HASHES:
         return _MODEL_HASHES[hf]
     named = {}

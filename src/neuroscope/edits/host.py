@@ -174,7 +174,9 @@ class EditHost:
     def remove(self, name: str) -> None:
         with self._lock:
             if name not in self.edits:
-                raise InvalidConfigError(f"no edit named {name!r} is attached (attached: {sorted(self.edits)})")
+                raise InvalidConfigError(
+                    f"no edit named {name!r} is attached (attached: {sorted(self.edits)})"
+                )
             self._delete(self._ids.pop(name))
             del self.edits[name]
             for key in [k for k in self._combos if name in k]:
@@ -287,4 +289,3 @@ def combine(edits: Sequence[LoraEdit]) -> LoraEdit:
             Bs.append(B.double())
         modules[path] = (torch.cat(As, 0), torch.cat(Bs, 1))
     return LoraEdit(rank, modules, frozenset(embedding), {"method": "combined"})
-

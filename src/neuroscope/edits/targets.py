@@ -119,18 +119,18 @@ def module_shape(model: HookedModel, path: str) -> tuple[int, int]:
     m = base_module(model.hf_model.get_submodule(path))
     w = cast(torch.Tensor, m.weight)
     kind = module_kind(m)
-    return (int(w.shape[1]), int(w.shape[0])) if kind in ("embedding", "conv1d") else tuple(w.shape)  # type: ignore[return-value]
+    a, b = int(w.shape[0]), int(w.shape[1])
+    return (b, a) if kind in ("embedding", "conv1d") else (a, b)
 
 
 def inexact_reasons(model: HookedModel, paths: list[str]) -> list[str]:
     """Why orthogonalising these writers is not the same as projecting the direction out of the stream."""
     reasons = []
-    biased = [
-        p
-        for p in paths
-        if getattr(base_module(model.hf_model.get_submodule(p)), "bias", None) is not None
-        and bool(base_module(model.hf_model.get_submodule(p)).bias.detach().abs().max() > 0)  # type: ignore[union-attr]
-    ]
+    biased = []
+    for p in paths:
+        bias = getattr(base_module(model.hf_model.get_submodule(p)), "bias", None)
+        if isinstance(bias, torch.Tensor) and bool(bias.detach().abs().max() > 0):
+            biased.append(p)
     if biased:
         reasons.append(
             f"{len(biased)} output projections have biases (e.g. {biased[0]}); a LoRA delta cannot remove "

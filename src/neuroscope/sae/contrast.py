@@ -66,7 +66,10 @@ class ContrastResult:
     features: list[FeatureContrast] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**{k: v for k, v in asdict(self).items() if k != "features"}, "features": [asdict(f) for f in self.features]}
+        return {
+            **{k: v for k, v in asdict(self).items() if k != "features"},
+            "features": [asdict(f) for f in self.features],
+        }
 
     def figure(self) -> Any:
         import plotly.graph_objects as go
