@@ -6,6 +6,7 @@ kept to the few lines each view needs, on tensors the worker already cached.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,9 +41,10 @@ class Spec:
     neurons: tuple[tuple[int, int], ...] = ()
     mlps: tuple[int, ...] = ()
     steer: tuple[str, int | None, float] | None = None  # (vector name, layer or None, alpha)
+    edits: tuple[str, ...] = ()  # prepared edits (neuroscope.lab.live), by name
 
     def is_empty(self) -> bool:
-        return not (self.heads or self.neurons or self.mlps or self.steer)
+        return not (self.heads or self.neurons or self.mlps or self.steer or self.edits)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Spec:
@@ -55,6 +57,7 @@ class Spec:
             steer=None
             if not steer
             else (str(steer["vector"]), steer.get("layer"), float(steer.get("alpha", 1.0))),
+            edits=tuple(sorted({str(e) for e in d.get("edits", ())})),
         )
 
 
@@ -86,7 +89,24 @@ def build_interventions(
         layers.append(layer)
     for iv in ivs:  # validate indices now so a bad request fails before any forward
         iv.bind(model)
+    if spec.edits:
+        from neuroscope.lab.live import LiveEdits
+
+        live = LiveEdits.of(model)
+        ivs += live.hooked(spec.edits)  # hooked edits after the ablations, as run_with_edits orders them
+        first = live.first_layer(spec.edits)
+        assert first is not None
+        layers.append(first)
     return ivs, (min(layers) if layers else None)
+
+
+def edit_context(model: Any, spec: Spec) -> Any:
+    """The LoRA edits of ``spec`` active for the forwards inside (a no-op without edits)."""
+    if not spec.edits:
+        return contextlib.nullcontext()
+    from neuroscope.lab.live import LiveEdits
+
+    return LiveEdits.of(model).use(spec.edits)
 
 
 @dataclass
@@ -435,10 +455,19 @@ def rerun_batch(
         hooks.append((name, lambda x, hook, _m=m: x * _m.to(x.dtype)))
     for name, a in add.items():
         hooks.append((name, lambda x, hook, _a=a: x + _a.to(x.dtype)))
+    rows_ctx: Any = contextlib.nullcontext()
+    if any(spec.edits for spec in specs):
+        from neuroscope.lab.live import LiveEdits
+
+        live = LiveEdits.of(model)
+        per_row = [spec.edits for spec in specs]
+        hooks += live.row_hooks(per_row)  # hooked edits after ablations and steering, as in one request
+        rows_ctx = live.rows(per_row)
     last = model.final_resid_name
-    _, cache = model.run_with_cache(
-        ids, names=[last], stop_at_layer=n, fwd_hooks=hooks, attention_mask=mask, skip_below=first
-    )
+    with rows_ctx:
+        _, cache = model.run_with_cache(
+            ids, names=[last], stop_at_layer=n, fwd_hooks=hooks, attention_mask=mask, skip_below=first
+        )
     final = cache[last]
     rows = final[torch.arange(b), torch.tensor(lengths, device=final.device) - 1]
     logits = model.unembed(model.apply_ln_final(rows)).float()

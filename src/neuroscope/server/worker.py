@@ -193,7 +193,8 @@ class ModelWorker:
                 if len(pending) == 1:
                     i, run, cached, first = pending[0]
                     ivs, _ = compute.build_interventions(self.model, batch[i].spec, self.vectors)
-                    new = compute.rerun(self.model, run, ivs, first)
+                    with compute.edit_context(self.model, batch[i].spec):
+                        new = compute.rerun(self.model, run, ivs, first)
                     outcome[i] = (run, cached, new.logits, first, new.recomputed_layers)
                 elif pending:
                     logits = compute.rerun_batch(
@@ -228,6 +229,12 @@ class ModelWorker:
                 timed.batch_size = len(pending) if first is not None else 1
                 job.settle(timed, None)
 
+    def check_prompt(self, prompt: str) -> None:
+        """The server's prompt limits, checked before a request is queued."""
+        if len(prompt) > self.max_prompt_chars:
+            raise compute.PromptLimitError("chars", len(prompt), self.max_prompt_chars)
+        compute.check_ids(self.model.to_tokens(prompt)[0], self.max_prompt_tokens)
+
     def plain(self, prompt: str) -> tuple[PlainRun, bool]:
         """The cached plain run of ``prompt`` (computed on a miss); the bool says whether it was cached."""
         if prompt in self._runs:
@@ -252,7 +259,8 @@ class ModelWorker:
         if first is None:
             return None, None
         self.stats["forwards"] += 1
-        return compute.rerun(self.model, run, ivs, first, full=full), first
+        with compute.edit_context(self.model, spec):
+            return compute.rerun(self.model, run, ivs, first, full=full), first
 
     def next_token(self, prompt: str, spec: Spec, top_k: int) -> Timed:
         run, cached = self.plain(prompt)
@@ -374,7 +382,8 @@ class ModelWorker:
         )
         neurons = compute.neuron_attribution(self.model, resid[-1, -1], src.post, tid, k=24)
         ivs, _ = compute.build_interventions(self.model, spec, self.vectors)
-        grads = compute.token_gradients(self.model, run.ids, ivs, tid)
+        with compute.edit_context(self.model, spec):
+            grads = compute.token_gradients(self.model, run.ids, ivs, tid)
         result = {
             "target": self.model.tokenizer.decode([tid]),
             "target_id": tid,
@@ -392,7 +401,8 @@ class ModelWorker:
         compute.check_ids(self.model.to_tokens(prompt)[0], self.max_prompt_tokens)
         ivs, first = compute.build_interventions(self.model, spec, self.vectors)
         kw = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
-        text = self.model.generate(prompt, interventions=ivs, **kw)
+        with compute.edit_context(self.model, spec):
+            text = self.model.generate(prompt, interventions=ivs, **kw)
         baseline = None if first is None else self.model.generate(prompt, **kw)
         return Timed({"text": text, "baseline": baseline}, 0, 0, False, first, 0)
 
