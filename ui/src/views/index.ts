@@ -2,6 +2,7 @@
 // gets the route's extra segments (``#/view/a/b`` → rest = ["a", "b"]). Heavy views can be React.lazy.
 import type { ComponentType } from "react";
 import { Embeddings } from "./Embeddings";
+import { Features } from "./Features";
 import { Workbench } from "./Workbench";
 
 export interface ViewDef {
@@ -15,4 +16,5 @@ export interface ViewDef {
 export const VIEWS: ViewDef[] = [
   { id: "workbench", title: "Workbench", component: Workbench, usesPrompt: true },
   { id: "embeddings", title: "Embeddings", component: Embeddings, usesPrompt: false },
+  { id: "features", title: "Features", component: Features, usesPrompt: true },
 ];
