@@ -58,6 +58,7 @@ def setup(sae_dir, tmp_path):
 
 
 def test_sae_list_and_table(setup, sae_dir):
+    # routes: /api/features, /api/features/{sae}/table
     client, _, lab = setup
     saes = client.get("/api/features").json()["saes"]
     assert [s["name"] for s in saes] == ["tiny-l1"] and saes[0]["has_features"] and saes[0]["width"] == 256
@@ -73,6 +74,7 @@ def test_sae_list_and_table(setup, sae_dir):
 
 
 def test_feature_detail(setup, sae_dir):
+    # route: /api/features/{sae}/feature/{feature}
     client, model, lab = setup
     store = FeatureStore(sae_dir / "features")
     f = int(store.page(0, 1, "max_activation", True)[0][0]["id"])
@@ -93,6 +95,7 @@ def test_feature_detail(setup, sae_dir):
 
 
 def test_prompt_activations(setup):
+    # route: /api/features/{sae}/prompt
     client, model, lab = setup
     out = client.post("/api/features/tiny-l1/prompt", json={"prompt": PROMPT, "feature": 5, "position": 4}).json()
     sae = lab.get("tiny-l1").sae
@@ -108,6 +111,7 @@ def test_prompt_activations(setup):
 
 
 def test_labels_are_saved_and_searchable(setup, tmp_path):
+    # route: /api/features/{sae}/label
     client, _, lab = setup
     r = client.put("/api/features/tiny-l1/label", json={"feature": 17, "label": "Residual words"}).json()
     assert r == {"sae": "tiny-l1", "feature": 17, "label": "Residual words"}
@@ -119,6 +123,7 @@ def test_labels_are_saved_and_searchable(setup, tmp_path):
 
 
 def test_contrast_route(setup):
+    # route: /api/features/{sae}/contrast
     client, model, lab = setup
     pos = [f"the model carries features {i}" for i in range(6)]
     neg = [f"a sparse autoencoder splits it apart {i}" for i in range(6)]
@@ -129,6 +134,7 @@ def test_contrast_route(setup):
 
 
 def test_edits_change_only_this_request(setup):
+    # routes: /api/edits (GET, POST)
     client, model, lab = setup
     ablate = client.post("/api/edits", json={"sae": "tiny-l1", "features": [3, 5], "method": "ablate", "rank": 4}).json()
     assert ablate["kind"] == "lora" and ablate["first_layer"] == 0 and ablate["exact"]
@@ -152,6 +158,7 @@ def test_edits_change_only_this_request(setup):
 
 
 def test_export_and_download(setup, tmp_path):
+    # routes: /api/export, /api/export/{name}.zip
     client, model, lab = setup
     client.put("/api/features/tiny-l1/label", json={"feature": 3, "label": "three"})
     e = client.post("/api/edits", json={"sae": "tiny-l1", "features": [3], "rank": 4}).json()

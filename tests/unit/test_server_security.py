@@ -45,7 +45,7 @@ def test_wildcard_host_without_token_refuses_to_start(capsys):
 def test_every_rest_route_needs_the_token(token_client):
     spec = token_client.get("/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     routes = [(m, p) for p, ops in spec["paths"].items() for m in ops]
-    assert len(routes) == 11
+    assert len(routes) >= 11  # every route of the spec, whatever other views add
     for method, path in [*routes, ("get", "/"), ("get", "/openapi.json")]:
         r = token_client.request(method.upper(), path, json={"prompt": "hi"})
         assert r.status_code == 401, (method, path)

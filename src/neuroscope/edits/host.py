@@ -118,26 +118,30 @@ class EditHost:
             lora_dropout=0.0,
             bias="none",
         )
-        with warnings.catch_warnings():
+        # adapters are built outside inference mode even when asked from inside it (the server's model thread
+        # runs there): peft later toggles requires_grad on them, which inference tensors refuse
+        with warnings.catch_warnings(), torch.inference_mode(False):
             # peft warns that a tied embedding is targeted; it matters only when merging, which is never
             # done on a live model (export_merged unties the pair first)
             warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
             # every edit after the first is a further named adapter on purpose
             warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
             inject_adapter_in_model(cfg, self.model.hf_model, adapter_name=adapter)
-        dev = self.model.device
-        with torch.no_grad():
-            for path, (A, B) in edit.modules.items():
-                layer = self.model.hf_model.get_submodule(path)
-                if path in edit.embedding:
-                    a, b = layer.lora_embedding_A[adapter], layer.lora_embedding_B[adapter]
-                else:
-                    a, b = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
-                a.copy_(A.to(dev, a.dtype))
-                b.copy_(B.to(dev, b.dtype))
-        for name, p in self.model.hf_model.named_parameters():
-            if "lora_" in name:
-                p.requires_grad_(False)
+            dev = self.model.device
+            with torch.no_grad():
+                for path, (A, B) in edit.modules.items():
+                    layer = self.model.hf_model.get_submodule(path)
+                    if path in edit.embedding:
+                        a, b = layer.lora_embedding_A[adapter], layer.lora_embedding_B[adapter]
+                    else:
+                        a, b = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
+                    a.copy_(A.to(dev, a.dtype).clone())
+                    b.copy_(B.to(dev, b.dtype).clone())
+        for path in edit.modules:  # frozen: only distillation trains an adapter (``trainable``)
+            layer = self.model.hf_model.get_submodule(path)
+            for d in (layer.lora_A, layer.lora_B, layer.lora_embedding_A, layer.lora_embedding_B):
+                if adapter in d:
+                    d[adapter].requires_grad_(False)
         new = [m for m in self.model.hf_model.modules() if _is_lora_layer(m) and id(m) not in before]
         for m in new:
             if id(m) not in self._hooked:
