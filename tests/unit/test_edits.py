@@ -79,7 +79,7 @@ def test_hooks_see_the_edited_stream():
     sae = random_sae(model)
     host = EditHost.of(model)
     host.add("a", ablation_edit(model, sae, FEATS, rank=4))
-    Q = orthonormal_directions(sae, FEATS)
+    Q = orthonormal_directions(sae, FEATS).float()
     L = model.cfg.n_layers - 1
     with torch.no_grad(), host.use(["a"]):
         _, cache = model.run_with_cache(tokens(model), names=["hook_embed", f"blocks.{L}.hook_resid_post"])
