@@ -48,13 +48,22 @@ def _sae_with_store(model: Any, root: Path, corpus: str, tokens: int) -> Path:
     from neuroscope.sae import SAE, SAEConfig, save_sae
     from neuroscope.sae.features import FeatureConfig, compute_features
 
-    cfg = TraceConfig(hooks=(HOOK,), data=corpus, split="heldout", tokens=tokens, ctx_len=128, batch_size=8, dtype="float32")
+    cfg = TraceConfig(
+        hooks=(HOOK,), data=corpus, split="heldout", tokens=tokens, ctx_len=128, batch_size=8, dtype="float32"
+    )
     record(model, cfg, root / "acts", progress=False)
-    sae = SAE(SAEConfig(d_in=model.cfg.d_model, d_sae=16_384, arch="topk", k=64, hook_name=HOOK, model_name=model.cfg.name), seed=0)
+    sae = SAE(
+        SAEConfig(
+            d_in=model.cfg.d_model, d_sae=16_384, arch="topk", k=64, hook_name=HOOK, model_name=model.cfg.name
+        ),
+        seed=0,
+    )
     with torch.no_grad():
         sae.W_enc.copy_(sae.W_dec.T)  # tied: latents respond to their own directions
     folder = save_sae(sae, root / "l15-16k")
-    compute_features(sae, root / "acts", model, folder / "features", FeatureConfig(top_contexts=10, n_examples=32))
+    compute_features(
+        sae, root / "acts", model, folder / "features", FeatureConfig(top_contexts=10, n_examples=32)
+    )
     return folder
 
 
@@ -76,10 +85,18 @@ def _table(base: str, search_words: list[str], rounds: int, seed: int) -> dict[s
     rng = random.Random(seed)
     calls = {
         "page_by_id": lambda: f"{base}/api/features/l15-16k/table?offset=0&limit=50&sort=id",
-        "deep_page": lambda: f"{base}/api/features/l15-16k/table?offset={rng.randrange(0, 16_000)}&limit=50&sort=id",
-        "sort_by_density": lambda: f"{base}/api/features/l15-16k/table?offset=0&limit=50&sort=density&descending=true",
-        "sort_by_max_activation": lambda: f"{base}/api/features/l15-16k/table?offset=0&limit=50&sort=max_activation&descending=true",
-        "search_top_tokens": lambda: f"{base}/api/features/l15-16k/table?offset=0&limit=50&search={urllib.request.quote(rng.choice(search_words))}",
+        "deep_page": lambda: (
+            f"{base}/api/features/l15-16k/table?offset={rng.randrange(0, 16_000)}&limit=50&sort=id"
+        ),
+        "sort_by_density": lambda: (
+            f"{base}/api/features/l15-16k/table?offset=0&limit=50&sort=density&descending=true"
+        ),
+        "sort_by_max_activation": lambda: (
+            f"{base}/api/features/l15-16k/table?offset=0&limit=50&sort=max_activation&descending=true"
+        ),
+        "search_top_tokens": lambda: (
+            f"{base}/api/features/l15-16k/table?offset=0&limit=50&search={urllib.request.quote(rng.choice(search_words))}"
+        ),
     }
     times: dict[str, list[float]] = {k: [] for k in calls}
     keys = list(calls)
@@ -128,11 +145,14 @@ def run(
     folder = _sae_with_store(model, root, corpus, record_tokens)
     prep_s = time.perf_counter() - t0
     store = FeatureStore(folder / "features")
-    words = sorted({t.strip() for row in store.top_tokens[:2000] for t in row[:3] if len(t.strip()) >= 3})[:200]
+    words = sorted({t.strip() for row in store.top_tokens[:2000] for t in row[:3] if len(t.strip()) >= 3})[
+        :200
+    ]
     app = create_app(
-        Settings(model=model_name, saes=(str(folder),), workspace=str(root / "ws"), torch_threads=threads), model=model
+        Settings(model=model_name, saes=(str(folder),), workspace=str(root / "ws"), torch_threads=threads),
+        model=model,
     )
-    worker, lab = app.state.worker, app.state.lab
+    lab = app.state.lab
     sae = lab.get("l15-16k").sae
     rng = random.Random(seed)
     load = [round(__import__("os").getloadavg()[0], 2)]
@@ -155,13 +175,22 @@ def run(
         for i in range(n_toggles):
             # a new feature (the edit is built and attached on the toggle), then an already prepared one
             t0 = time.perf_counter()
-            _, e = _post(base + "/api/edits", {"sae": "l15-16k", "features": [rng.randrange(16_384)], "rank": 8})
+            _, e = _post(
+                base + "/api/edits", {"sae": "l15-16k", "features": [rng.randrange(16_384)], "rank": 8}
+            )
             r = ask([e["name"]])
             toggles_new.append((time.perf_counter() - t0) * 1e3)
             server_ms.append(r["timings"]["compute_ms"])
             prepared.append(e["name"])
             t0 = time.perf_counter()
-            _, e2 = _post(base + "/api/edits", {"sae": "l15-16k", "features": [int(prepared[rng.randrange(len(prepared))].split(":")[2])], "rank": 8})
+            _, e2 = _post(
+                base + "/api/edits",
+                {
+                    "sae": "l15-16k",
+                    "features": [int(prepared[rng.randrange(len(prepared))].split(":")[2])],
+                    "rank": 8,
+                },
+            )
             ask([e2["name"]])
             toggles_prepared.append((time.perf_counter() - t0) * 1e3)
             if i % 4 == 0:
@@ -207,7 +236,12 @@ def run(
         "model": model_name,
         "prompt_tokens": int(ids.shape[1]),
         "torch_threads": threads,
-        "sae": {"width": 16_384, "hook": HOOK, "store_tokens": record_tokens, "prepare_seconds": round(prep_s, 1)},
+        "sae": {
+            "width": 16_384,
+            "hook": HOOK,
+            "store_tokens": record_tokens,
+            "prepare_seconds": round(prep_s, 1),
+        },
         "machine_info": machine_info(),
         "load_average_1min_before_after": load,
         "toggle_new_feature_to_logits": _summary(toggles_new, 1),

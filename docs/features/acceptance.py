@@ -49,8 +49,12 @@ def main() -> None:
     # ablate: the two features that fire in the most held-out contexts (so the edit visibly matters)
     feats = [int(f) for f in density.topk(2).indices]
     edit = build_edit(model, sae, feats, "ablate", rank=8, contexts=held[:16])
-    out["ablate"] = {"features": feats, "context_density": [round(float(density[f]), 3) for f in feats],
-                     "float32_measured_on_16_contexts": edit.info["measured"], "exact": edit.info["exact"]}
+    out["ablate"] = {
+        "features": feats,
+        "context_density": [round(float(density[f]), 3) for f in feats],
+        "float32_measured_on_16_contexts": edit.info["measured"],
+        "exact": edit.info["exact"],
+    }
     # float64: the identity itself
     m64 = ns.load_model("smollm2-135m", device="cpu", dtype="float64")
     e64 = build_edit(m64, sae, feats, "ablate", rank=8)
@@ -67,7 +71,10 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="features-acceptance-"))
     bundle = export_bundle(model, BundleContents(saes={"l15": sae}, edits={"ablate": edit}), tmp / "bundle")
-    plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(gguf_cache_dir(alias_path("smollm2-135m"))), str(bundle / "lora" / "ablate"))
+    plain = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(gguf_cache_dir(alias_path("smollm2-135m"))),
+        str(bundle / "lora" / "ablate"),
+    )
     host = EditHost.of(model)
     host.add("ablate", edit)
     with torch.no_grad():
@@ -89,10 +96,16 @@ def main() -> None:
     t0 = time.perf_counter()
     cfg = DistillConfig(steps=a.steps, batch_size=8, lr=2e-3, layers_back=4)
     clamp = build_edit(model, sae, [f], "clamp", value=value, rank=8, contexts=train, cfg=cfg)
-    out["clamp"] = {"feature": f, "value": value, "context_density": round(float(dens_t[f]), 3),
-                    "seconds": round(time.perf_counter() - t0, 1), "config": cfg.__dict__,
-                    "distill": clamp.info["distill"], "measured_on_heldout_fire": clamp.info["measured"],
-                    "target_modules": clamp.target_modules}
+    out["clamp"] = {
+        "feature": f,
+        "value": value,
+        "context_density": round(float(dens_t[f]), 3),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "config": cfg.__dict__,
+        "distill": clamp.info["distill"],
+        "measured_on_heldout_fire": clamp.info["measured"],
+        "target_modules": clamp.target_modules,
+    }
     # contrast
     pos, neg = read_prompts(HERE / "prompts" / "errors.txt"), read_prompts(HERE / "prompts" / "prose.txt")
     r = contrast_features(model, sae, pos, neg, ContrastConfig(top=10))

@@ -28,7 +28,9 @@ def lab_server(smollm, real_corpus, tmp_path_factory):
     root, sae = small_sae(smollm, real_corpus)
     folder = tmp_path_factory.mktemp("lab") / "l15-small"
     save_sae(sae, folder)
-    compute_features(sae, root / "acts", smollm, folder / "features", FeatureConfig(top_contexts=8, n_examples=32))
+    compute_features(
+        sae, root / "acts", smollm, folder / "features", FeatureConfig(top_contexts=8, n_examples=32)
+    )
     ws = tmp_path_factory.mktemp("workspace")
     settings = Settings(model="smollm2-135m", saes=(str(folder),), workspace=str(ws), max_prompt_tokens=64)
     app = create_app(settings, model=smollm)
@@ -68,7 +70,9 @@ def test_search_open_hover_patch_and_export(lab_server, browser, smollm):
         assert total == 1152
         # search: the table filters on the server
         page.fill("[data-testid=feature-search]", tok.strip())
-        page.wait_for_function(f"() => document.querySelector('[data-testid=feature-total]').innerText.split(' ')[0] !== '{total}'")
+        page.wait_for_function(
+            f"() => document.querySelector('[data-testid=feature-total]').innerText.split(' ')[0] !== '{total}'"
+        )
         hits = int(page.inner_text("[data-testid=feature-total]").split()[0])
         assert 0 < hits < total
         page.wait_for_selector(f"[data-testid=feature-row][data-feature='{fid}']").click()
@@ -91,13 +95,20 @@ def test_search_open_hover_patch_and_export(lab_server, browser, smollm):
         # click a prompt token: the features active there, strongest first
         page.locator(f"[data-testid=prompt-token][data-token='{tok}']").first.click()
         page.wait_for_selector("[data-testid=active-feature]")
-        strengths = page.eval_on_selector_all("[data-testid=active-features] tbody tr td:nth-child(2)", "els => els.map(e => +e.innerText)")
+        strengths = page.eval_on_selector_all(
+            "[data-testid=active-features] tbody tr td:nth-child(2)", "els => els.map(e => +e.innerText)"
+        )
         assert strengths == sorted(strengths, reverse=True) and fid in [
-            int(x) for x in page.eval_on_selector_all("[data-testid=active-feature]", "els => els.map(e => e.dataset.feature)")
+            int(x)
+            for x in page.eval_on_selector_all(
+                "[data-testid=active-feature]", "els => els.map(e => e.dataset.feature)"
+            )
         ]
         # patch: the next-token chart changes over the WebSocket
         page.wait_for_selector("[data-testid=next-token-row]", state="attached")
-        before = page.eval_on_selector_all("[data-testid=next-token-row]", "els => els.map(e => [e.dataset.tokenId, +e.dataset.prob])")
+        before = page.eval_on_selector_all(
+            "[data-testid=next-token-row]", "els => els.map(e => [e.dataset.tokenId, +e.dataset.prob])"
+        )
         page.click("[data-testid=patch-toggle]")
         page.wait_for_selector("[data-testid=patch-toggle][aria-pressed=true]")
         page.wait_for_function(

@@ -156,8 +156,13 @@ def test_attached_edits_leave_the_unedited_model_and_its_hooks_alone(any_tiny):
     for l in range(c.n_layers - 1):
         assert torch.allclose(cache["resid_post", l], cache["resid_pre", l + 1])
     total = torch.einsum("bphd,hdm->bpm", cache["z", 0], model.W_O(0)) + model.b_O(0)
-    if model.adapter.sites["hook_attn_out"].module != model.adapter.sites["attn.hook_z"].module.rsplit(".", 1)[0]:
-        total = model.layer_module(0, model.adapter.sites["hook_attn_out"].module)(total)  # Gemma 2/3 post-norm
+    if (
+        model.adapter.sites["hook_attn_out"].module
+        != model.adapter.sites["attn.hook_z"].module.rsplit(".", 1)[0]
+    ):
+        total = model.layer_module(0, model.adapter.sites["hook_attn_out"].module)(
+            total
+        )  # Gemma 2/3 post-norm
     torch.testing.assert_close(total, cache["attn_out", 0], atol=1e-5, rtol=1e-4)
     with EditHost.of(model).use(["e"]):
         assert (model(PROMPTS) - ref).abs().max().item() > 1e-3

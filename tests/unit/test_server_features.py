@@ -43,7 +43,9 @@ def sae_dir(tmp_path_factory):
     sae, _, folder = trained()
     out = tmp_path_factory.mktemp("sae") / "tiny-l1"
     shutil.copytree(folder, out)
-    compute_features(sae, stores()[1], fresh("llama"), out / "features", FeatureConfig(top_contexts=5, n_examples=16))
+    compute_features(
+        sae, stores()[1], fresh("llama"), out / "features", FeatureConfig(top_contexts=5, n_examples=16)
+    )
     return out
 
 
@@ -51,7 +53,9 @@ def sae_dir(tmp_path_factory):
 def setup(sae_dir, tmp_path):
     torch.set_num_threads(1)
     model = fresh("llama")
-    settings = Settings(model="tiny:llama", saes=(str(sae_dir),), workspace=str(tmp_path / "ws"), max_prompt_tokens=64)
+    settings = Settings(
+        model="tiny:llama", saes=(str(sae_dir),), workspace=str(tmp_path / "ws"), max_prompt_tokens=64
+    )
     app = create_app(settings, model=model)
     with TestClient(app, base_url=BASE) as c:
         yield c, model, app.state.lab
@@ -63,7 +67,9 @@ def test_sae_list_and_table(setup, sae_dir):
     saes = client.get("/api/features").json()["saes"]
     assert [s["name"] for s in saes] == ["tiny-l1"] and saes[0]["has_features"] and saes[0]["width"] == 256
     store = FeatureStore(sae_dir / "features")
-    page = client.get("/api/features/tiny-l1/table", params={"sort": "density", "descending": True, "limit": 7, "offset": 3}).json()
+    page = client.get(
+        "/api/features/tiny-l1/table", params={"sort": "density", "descending": True, "limit": 7, "offset": 3}
+    ).json()
     rows, total = store.page(3, 7, "density", True)
     assert total == 256 == page["total"] and [r["id"] for r in page["rows"]] == [r["id"] for r in rows]
     word = store.top_tokens[int(rows[0]["id"])][0].strip()
@@ -87,7 +93,9 @@ def test_feature_detail(setup, sae_dir):
     assert [t["value"] for t in d["logits"]["promoted"]] == pytest.approx(top.values.tolist(), abs=1e-5)
     assert len(d["contexts"]) == len(store.contexts(f)) > 0
     c0 = d["contexts"][0]
-    assert len(c0["acts"]) == len(c0["tokens"]) and c0["activation"] == pytest.approx(store.contexts(f)[0]["activation"], abs=1e-5)
+    assert len(c0["acts"]) == len(c0["tokens"]) and c0["activation"] == pytest.approx(
+        store.contexts(f)[0]["activation"], abs=1e-5
+    )
     assert max(c0["acts"]) > 0  # the feature fires in its own top context when re-run
     h = d["histogram"]
     assert sum(h["counts"]) + h["dead"] == 256 and h["bin"] is not None
@@ -97,7 +105,9 @@ def test_feature_detail(setup, sae_dir):
 def test_prompt_activations(setup):
     # route: /api/features/{sae}/prompt
     client, model, lab = setup
-    out = client.post("/api/features/tiny-l1/prompt", json={"prompt": PROMPT, "feature": 5, "position": 4}).json()
+    out = client.post(
+        "/api/features/tiny-l1/prompt", json={"prompt": PROMPT, "feature": 5, "position": 4}
+    ).json()
     sae = lab.get("tiny-l1").sae
     _, cache = model.run_with_cache(PROMPT, names=[sae.cfg.hook_name])
     z = sae.encode(cache[sae.cfg.hook_name])[0]
@@ -118,8 +128,13 @@ def test_labels_are_saved_and_searchable(setup, tmp_path):
     saved = json.loads((tmp_path / "ws" / "labels.json").read_text())
     assert saved == {"tiny-l1": {"17": "Residual words"}}
     hit = client.get("/api/features/tiny-l1/table", params={"search": "residual WORDS"}).json()
-    assert 17 in [row["id"] for row in hit["rows"]] and hit["rows"][[row["id"] for row in hit["rows"]].index(17)]["label"] == "Residual words"
-    assert client.put("/api/features/tiny-l1/label", json={"feature": 17, "label": ""}).json()["label"] is None
+    assert (
+        17 in [row["id"] for row in hit["rows"]]
+        and hit["rows"][[row["id"] for row in hit["rows"]].index(17)]["label"] == "Residual words"
+    )
+    assert (
+        client.put("/api/features/tiny-l1/label", json={"feature": 17, "label": ""}).json()["label"] is None
+    )
 
 
 def test_contrast_route(setup):
@@ -127,7 +142,9 @@ def test_contrast_route(setup):
     client, model, lab = setup
     pos = [f"the model carries features {i}" for i in range(6)]
     neg = [f"a sparse autoencoder splits it apart {i}" for i in range(6)]
-    out = client.post("/api/features/tiny-l1/contrast", json={"positive": pos, "negative": neg, "top": 5}).json()
+    out = client.post(
+        "/api/features/tiny-l1/contrast", json={"positive": pos, "negative": neg, "top": 5}
+    ).json()
     ref = contrast_features(model, lab.get("tiny-l1").sae, pos, neg, ContrastConfig(top=5, n_boot=500))
     assert [f["feature"] for f in out["features"]] == [f.feature for f in ref.features]
     assert [f["auroc"] for f in out["features"]] == [f.auroc for f in ref.features]
@@ -136,16 +153,22 @@ def test_contrast_route(setup):
 def test_edits_change_only_this_request(setup):
     # routes: /api/edits (GET, POST)
     client, model, lab = setup
-    ablate = client.post("/api/edits", json={"sae": "tiny-l1", "features": [3, 5], "method": "ablate", "rank": 4}).json()
+    ablate = client.post(
+        "/api/edits", json={"sae": "tiny-l1", "features": [3, 5], "method": "ablate", "rank": 4}
+    ).json()
     assert ablate["kind"] == "lora" and ablate["first_layer"] == 0 and ablate["exact"]
-    clamp = client.post("/api/edits", json={"sae": "tiny-l1", "features": [7], "method": "clamp", "value": 4.0}).json()
+    clamp = client.post(
+        "/api/edits", json={"sae": "tiny-l1", "features": [7], "method": "clamp", "value": 4.0}
+    ).json()
     assert clamp["kind"] == "hooked" and clamp["first_layer"] == 1
     names = {e["name"] for e in client.get("/api/edits").json()["edits"]}
     assert names == {ablate["name"], clamp["name"]}
     with torch.no_grad():
         plain = model(PROMPT)[0, -1]
         for edits in ([ablate["name"]], [clamp["name"]], [ablate["name"], clamp["name"]]):
-            out = client.post("/api/run", json={"prompt": PROMPT, "interventions": {"edits": edits}, "top_k": 5}).json()
+            out = client.post(
+                "/api/run", json={"prompt": PROMPT, "interventions": {"edits": edits}, "top_k": 5}
+            ).json()
             ref = run_with_edits(model, PROMPT, edits)[0, -1]
             for t in out["top"]:
                 assert t["logit"] == pytest.approx(float(ref[t["token_id"]]), abs=1e-4)
@@ -168,11 +191,16 @@ def test_export_and_download(setup, tmp_path):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["labels"] == {"tiny-l1": {"3": "three"}} and len(manifest["edits"]) == 1
     z = zipfile.ZipFile(io.BytesIO(client.get("/api/export/my-edit.zip").content))
-    assert "my-edit/manifest.json" in z.namelist() and "my-edit/saes/tiny-l1/features/features.parquet" in z.namelist()
+    assert (
+        "my-edit/manifest.json" in z.namelist()
+        and "my-edit/saes/tiny-l1/features/features.parquet" in z.namelist()
+    )
     # names from the UI stay inside the workspace
     assert client.post("/api/export", json={"name": "../out", "edits": [e["name"]]}).status_code == 422
     assert client.get("/api/export/..%2Fetc.zip").status_code in (404, 422)
     assert client.get("/api/export/absent.zip").status_code == 404
-    hooked = client.post("/api/edits", json={"sae": "tiny-l1", "features": [7], "method": "clamp", "value": 2.0}).json()
+    hooked = client.post(
+        "/api/edits", json={"sae": "tiny-l1", "features": [7], "method": "clamp", "value": 2.0}
+    ).json()
     refused = client.post("/api/export", json={"name": "b2", "edits": [hooked["name"]]})
     assert refused.status_code == 422 and "distil it into a LoRA" in refused.json()["detail"]

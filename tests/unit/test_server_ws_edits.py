@@ -52,8 +52,21 @@ def test_twenty_clients_with_their_own_edits_for_thirty_seconds(tmp_path):
     _, _, sae_dir = trained()
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "neuroscope.server.cli", "--model", "tiny:llama", "--port", str(port),
-           "--threads", "1", "--sae", str(sae_dir), "--workspace", str(tmp_path / "ws")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "neuroscope.server.cli",
+        "--model",
+        "tiny:llama",
+        "--port",
+        str(port),
+        "--threads",
+        "1",
+        "--sae",
+        str(sae_dir),
+        "--workspace",
+        str(tmp_path / "ws"),
+    ]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     sae_name = sae_dir.resolve().name
@@ -93,9 +106,14 @@ def test_twenty_clients_with_their_own_edits_for_thirty_seconds(tmp_path):
                         if reply["type"] != "result" or reply["id"] != seq:
                             errors.append(f"client {k}: {reply}")
                             return
-                        got = (tuple(t["token_id"] for t in reply["top"]), tuple(t["prob"] for t in reply["top"]))
+                        got = (
+                            tuple(t["token_id"] for t in reply["top"]),
+                            tuple(t["prob"] for t in reply["top"]),
+                        )
                         with lock:
-                            seen.setdefault((prompt, tuple(spec["edits"]), tuple(map(tuple, spec["heads"]))), set()).add(got)
+                            seen.setdefault(
+                                (prompt, tuple(spec["edits"]), tuple(map(tuple, spec["heads"]))), set()
+                            ).add(got)
                             counts[k] += 1
             except Exception as e:  # any failure is a test failure, reported below
                 errors.append(f"client {k}: {e!r}")
@@ -116,7 +134,10 @@ def test_twenty_clients_with_their_own_edits_for_thirty_seconds(tmp_path):
         model = fresh("llama")
         lab = Lab(model, tmp_path / "lib-ws")
         lab.attach_folder(sae_dir)
-        assert [lab.prepare_edit(sae_name, e["features"], e["method"], e.get("value"), e.get("rank", 8)).name for e in EDITS] == names
+        assert [
+            lab.prepare_edit(sae_name, e["features"], e["method"], e.get("value"), e.get("rank", 8)).name
+            for e in EDITS
+        ] == names
         multi = 0
         with torch.no_grad():
             for (prompt, edits, heads), replies in seen.items():
@@ -130,4 +151,6 @@ def test_twenty_clients_with_their_own_edits_for_thirty_seconds(tmp_path):
     finally:
         torch.set_num_threads(before)
     assert multi > 0  # clients ran several edits at once
-    print(f"{sum(counts)} replies from {N_CLIENTS} clients in {SECONDS:.0f} s; {len(seen)} distinct (prompt, edits, heads) checked")
+    print(
+        f"{sum(counts)} replies from {N_CLIENTS} clients in {SECONDS:.0f} s; {len(seen)} distinct (prompt, edits, heads) checked"
+    )

@@ -61,7 +61,9 @@ class Lab:
         self._load_labels()
 
     # --- attaching -------------------------------------------------------------------------------------
-    def attach_sae(self, name: str, sae: SAE, features: str | os.PathLike | None = None, source: str = "") -> AttachedSAE:
+    def attach_sae(
+        self, name: str, sae: SAE, features: str | os.PathLike | None = None, source: str = ""
+    ) -> AttachedSAE:
         from neuroscope.sae.features import FeatureStore
 
         check_name(name, "SAE")
@@ -69,10 +71,14 @@ class Lab:
             raise InvalidConfigError(f"an SAE named {name!r} is already attached")
         hook = self.model.resolve_hook_name(sae.cfg.hook_name)
         if sae.d_in != self.model.cfg.d_model:
-            raise InvalidConfigError(f"SAE {name!r} reads {sae.d_in}-wide activations; {hook} is {self.model.cfg.d_model} wide")
+            raise InvalidConfigError(
+                f"SAE {name!r} reads {sae.d_in}-wide activations; {hook} is {self.model.cfg.d_model} wide"
+            )
         store = FeatureStore(features) if features is not None else None
         if store is not None and len(store) != sae.d_sae:
-            raise InvalidConfigError(f"the feature store of {name!r} has {len(store)} features, the SAE {sae.d_sae}")
+            raise InvalidConfigError(
+                f"the feature store of {name!r} has {len(store)} features, the SAE {sae.d_sae}"
+            )
         att = AttachedSAE(name, sae.to(self.model.device).eval(), hook, store, source)
         self.saes[name] = att
         return att
@@ -82,7 +88,9 @@ class Lab:
 
         p = Path(path)
         feats = p / "features"
-        return self.attach_sae(p.resolve().name, load_sae(p), feats if (feats / "features.parquet").exists() else None, str(p))
+        return self.attach_sae(
+            p.resolve().name, load_sae(p), feats if (feats / "features.parquet").exists() else None, str(p)
+        )
 
     def attach_bundle(self, path: str | os.PathLike, force: bool = False) -> dict[str, Any]:
         """Verify and attach a bundle: its SAEs, edits (as live LoRA edits) and labels; all or nothing."""
@@ -104,7 +112,9 @@ class Lab:
 
     def get(self, name: str) -> AttachedSAE:
         if name not in self.saes:
-            raise ResourceNotFoundError(f"No SAE named {name!r} is attached; attached: {', '.join(self.saes) or 'none'}.")
+            raise ResourceNotFoundError(
+                f"No SAE named {name!r} is attached; attached: {', '.join(self.saes) or 'none'}."
+            )
         return self.saes[name]
 
     # --- labels ----------------------------------------------------------------------------------------
@@ -126,16 +136,34 @@ class Lab:
                 table.pop(feature, None)
             self.workspace.mkdir(parents=True, exist_ok=True)
             tmp = self.workspace / f".{LABELS_FILE}.tmp"
-            tmp.write_text(json.dumps({s: {str(k): v for k, v in sorted(t.items())} for s, t in self.labels.items()}, indent=1))
+            tmp.write_text(
+                json.dumps(
+                    {s: {str(k): v for k, v in sorted(t.items())} for s, t in self.labels.items()}, indent=1
+                )
+            )
             tmp.replace(self.workspace / LABELS_FILE)
 
     # --- the table and a feature's detail --------------------------------------------------------------------
-    def table(self, sae: str, offset: int, limit: int, sort: str, descending: bool, search: str | None) -> dict[str, Any]:
+    def table(
+        self, sae: str, offset: int, limit: int, sort: str, descending: bool, search: str | None
+    ) -> dict[str, Any]:
         att = self.get(sae)
         labels = self.labels.get(sae, {})
         if att.store is None:
-            ids = [f for f in range(att.sae.d_sae) if not search or search.lower() in labels.get(f, "").lower()]
-            rows = [{"id": f, "density": None, "mean_activation": None, "max_activation": None, "top_tokens": [], "label": labels.get(f)} for f in ids[offset : offset + limit]]
+            ids = [
+                f for f in range(att.sae.d_sae) if not search or search.lower() in labels.get(f, "").lower()
+            ]
+            rows: list[dict[str, Any]] = [
+                {
+                    "id": f,
+                    "density": None,
+                    "mean_activation": None,
+                    "max_activation": None,
+                    "top_tokens": [],
+                    "label": labels.get(f),
+                }
+                for f in ids[offset : offset + limit]
+            ]
             return {"rows": rows, "total": len(ids), "offset": offset}
         rows, total = att.store.page(offset, limit, sort, descending, search, labels)
         return {"rows": rows, "total": total, "offset": offset}
@@ -145,22 +173,34 @@ class Lab:
 
         att = self.get(sae)
         views.check_feature(att.sae, f)
-        out: dict[str, Any] = {"sae": sae, "id": f, "label": self.labels.get(sae, {}).get(f), "hook": att.hook}
+        out: dict[str, Any] = {
+            "sae": sae,
+            "id": f,
+            "label": self.labels.get(sae, {}).get(f),
+            "hook": att.hook,
+        }
         out["logits"] = views.logit_effects(self.model, att.sae, f)
         if att.store is None:
             out.update(stats=None, cloud=[], contexts=[], histogram=None)
             return out
         row = att.store.feature(f)
         out["stats"] = {k: row[k] for k in ("density", "mean_activation", "max_activation")}
-        out["cloud"] = [{"token": t, "weight": float(w)} for t, w in zip(row["top_tokens"], row["top_token_scores"], strict=False)]
+        out["cloud"] = [
+            {"token": t, "weight": float(w)}
+            for t, w in zip(row["top_tokens"], row["top_token_scores"], strict=False)
+        ]
         key = (sae, f)
         if key not in self._context_cache:
-            self._context_cache[key] = views.contexts_with_acts(self.model, att.sae, att.hook, att.store, f, context_bos_id(self.model.tokenizer))
+            self._context_cache[key] = views.contexts_with_acts(
+                self.model, att.sae, att.hook, att.store, f, context_bos_id(self.model.tokenizer)
+            )
         out["contexts"] = self._context_cache[key]
         out["histogram"] = views.density_histogram(att.store, f)
         return out
 
-    def on_prompt(self, sae: str, prompt: str, feature: int | None = None, position: int | None = None, k: int = 20) -> dict[str, Any]:
+    def on_prompt(
+        self, sae: str, prompt: str, feature: int | None = None, position: int | None = None, k: int = 20
+    ) -> dict[str, Any]:
         """The prompt's tokens; a feature's activation on each token; the features active at a position."""
         att = self.get(sae)
         tokens, z = views.prompt_acts(self.model, att.sae, att.hook, prompt)
@@ -173,13 +213,20 @@ class Lab:
                 raise InvalidConfigError(f"position {position} is outside the prompt's {len(tokens)} tokens")
             labels = self.labels.get(sae, {})
             out["active"] = [
-                {"feature": fid, "activation": v, "label": labels.get(fid), "top_tokens": att.store.top_tokens[fid][:5] if att.store else []}
+                {
+                    "feature": fid,
+                    "activation": v,
+                    "label": labels.get(fid),
+                    "top_tokens": att.store.top_tokens[fid][:5] if att.store else [],
+                }
                 for fid, v in views.active_features(z[position], k)
             ]
         return out
 
     # --- edits, contrast, export -----------------------------------------------------------------------
-    def prepare_edit(self, sae: str, features: list[int], method: str, value: float | None, rank: int) -> LiveEdit:
+    def prepare_edit(
+        self, sae: str, features: list[int], method: str, value: float | None, rank: int
+    ) -> LiveEdit:
         """``ablate``: the closed-form LoRA (an exact peft adapter); ``clamp``: the exact hooked clamp (its
         LoRA is distilled offline, see ``neuroscope lora-patch --method clamp``)."""
         from neuroscope.edits.build import reference_for
@@ -202,7 +249,15 @@ class Lab:
             ivs = reference_for(self.model, att.sae, feats, "clamp", value=value, hook=att.hook)
             # the hook sits in block L (resid_post is its output), so block L is the first to recompute
             layer = int(att.hook.split(".")[1])
-            info = {"method": "clamp", "features": feats, "value": value, "sae": sae, "hook": att.hook, "exact": True, "hooked": True}
+            info = {
+                "method": "clamp",
+                "features": feats,
+                "value": value,
+                "sae": sae,
+                "hook": att.hook,
+                "exact": True,
+                "hooked": True,
+            }
             return live.add_hooked(name, ivs, layer, info)
         raise InvalidConfigError(f"method must be 'ablate' or 'clamp', got {method!r}")
 
@@ -210,7 +265,9 @@ class Lab:
         from neuroscope.sae.contrast import ContrastConfig, contrast_features
 
         att = self.get(sae)
-        r = contrast_features(self.model, att.sae, positive, negative, ContrastConfig(top=top, n_boot=500), att.hook)
+        r = contrast_features(
+            self.model, att.sae, positive, negative, ContrastConfig(top=top, n_boot=500), att.hook
+        )
         d = r.to_dict()
         labels = self.labels.get(sae, {})
         for row in d["features"]:
@@ -230,7 +287,10 @@ class Lab:
                 raise InvalidConfigError(
                     f"edit {e.name!r} is a hooked clamp: distil it into a LoRA with `neuroscope lora-patch --method clamp` to export it"
                 )
-            safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in e.name)[:64].strip("-.") or "edit"
+            safe = (
+                "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in e.name)[:64].strip("-.")
+                or "edit"
+            )
             contents.edits[safe] = e.edit
             if e.info.get("sae"):
                 wanted.add(str(e.info["sae"]))
@@ -256,4 +316,3 @@ class Lab:
                 if p.is_file() and not p.is_symlink():
                     z.write(p, f"{name}/{p.relative_to(root).as_posix()}")
         return buf.getvalue()
-

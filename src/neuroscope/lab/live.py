@@ -77,11 +77,15 @@ class LiveEdits:
             host = EditHost.of(self.model)
             if name not in host.edits:
                 host.add(name, edit)
-            live = LiveEdit(name, "lora", lora_first_layer(self.model, edit), {**edit.info, **(info or {})}, edit=edit)
+            live = LiveEdit(
+                name, "lora", lora_first_layer(self.model, edit), {**edit.info, **(info or {})}, edit=edit
+            )
             self.edits[name] = live
             return live
 
-    def add_hooked(self, name: str, interventions: list[Intervention], first_layer: int, info: dict[str, Any]) -> LiveEdit:
+    def add_hooked(
+        self, name: str, interventions: list[Intervention], first_layer: int, info: dict[str, Any]
+    ) -> LiveEdit:
         with self._lock:
             if name not in self.edits:
                 for iv in interventions:  # validate against the model now, not in the first request

@@ -22,7 +22,9 @@ def check_feature(sae: SAE, f: int) -> None:
 
 
 @torch.no_grad()
-def sae_acts(model: HookedModel, sae: SAE, hook: str, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def sae_acts(
+    model: HookedModel, sae: SAE, hook: str, ids: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """``[batch, pos, d_sae]`` latents at ``hook`` (the forward stops after the hook's layer)."""
     layer = int(hook.split(".")[1])
     _, cache = model.run_with_cache(ids, names=[hook], stop_at_layer=layer + 1, attention_mask=mask)
@@ -35,9 +37,12 @@ def logit_effects(model: HookedModel, sae: SAE, f: int, k: int = 10) -> dict[str
     top, bottom = logits.topk(k), (-logits).topk(k)
     dec = model.tokenizer.decode
     return {
-        "promoted": [{"token": dec([int(i)]), "value": float(v)} for v, i in zip(top.values, top.indices, strict=True)],
+        "promoted": [
+            {"token": dec([int(i)]), "value": float(v)} for v, i in zip(top.values, top.indices, strict=True)
+        ],
         "suppressed": [
-            {"token": dec([int(i)]), "value": -float(v)} for v, i in zip(bottom.values, bottom.indices, strict=True)
+            {"token": dec([int(i)]), "value": -float(v)}
+            for v, i in zip(bottom.values, bottom.indices, strict=True)
         ],
     }
 
@@ -49,12 +54,24 @@ def density_histogram(store: FeatureStore, f: int, bins: int = 30) -> dict[str, 
     logd = np.log10(d[live]) if live.any() else np.array([-6.0])
     counts, edges = np.histogram(logd, bins=bins)
     own = float(d[f])
-    own_bin = int(np.clip(np.searchsorted(edges, np.log10(own), side="right") - 1, 0, bins - 1)) if own > 0 else None
-    return {"edges": edges.round(4).tolist(), "counts": counts.tolist(), "dead": int((~live).sum()), "bin": own_bin, "density": own}
+    own_bin = (
+        int(np.clip(np.searchsorted(edges, np.log10(own), side="right") - 1, 0, bins - 1))
+        if own > 0
+        else None
+    )
+    return {
+        "edges": edges.round(4).tolist(),
+        "counts": counts.tolist(),
+        "dead": int((~live).sum()),
+        "bin": own_bin,
+        "density": own,
+    }
 
 
 @torch.no_grad()
-def contexts_with_acts(model: HookedModel, sae: SAE, hook: str, store: FeatureStore, f: int, bos: int | None) -> list[dict[str, Any]]:
+def contexts_with_acts(
+    model: HookedModel, sae: SAE, hook: str, store: FeatureStore, f: int, bos: int | None
+) -> list[dict[str, Any]]:
     """The stored top contexts with the feature's activation on every token of each window. The windows were
     cut from longer recorded contexts, so they are re-run here behind the token that starts every context;
     the recorded activation of the centre token is kept as ``activation``."""

@@ -21,10 +21,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads for the model worker")
     p.add_argument("--vectors-dir", default=None, help="folder of saved steering vectors (*.pt)")
-    p.add_argument("--sae", action="append", default=None, help="SAE folder for the Features view (repeatable)")
+    p.add_argument(
+        "--sae", action="append", default=None, help="SAE folder for the Features view (repeatable)"
+    )
     p.add_argument("--bundle", default=None, help="a bundle to verify and attach (SAEs, edits, labels)")
     p.add_argument("--force", action="store_true", help="attach a bundle made for other weights")
-    p.add_argument("--workspace", default=None, help="folder for labels and exported bundles (default ./workspace)")
+    p.add_argument(
+        "--workspace", default=None, help="folder for labels and exported bundles (default ./workspace)"
+    )
     p.set_defaults(func=serve)
 
 

@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     bundle: str | None = Field(default=None, description="a bundle (saes/ + lora/ + manifest.json) to attach")
     force_bundle: bool = Field(default=False, description="attach a bundle made for other weights")
     workspace: str = Field(
-        default="workspace", description="folder for labels and exported bundles (paths from the UI stay inside)"
+        default="workspace",
+        description="folder for labels and exported bundles (paths from the UI stay inside)",
     )
 
     @model_validator(mode="after")

@@ -58,7 +58,9 @@ def table(
 
 
 @router.get("/api/features/{sae}/feature/{feature}", response_model=FeatureDetail)
-async def detail(sae: Name, feature: Annotated[int, Path(ge=0, le=10_000_000)], lab: LabDep, worker: WorkerDep) -> dict[str, Any]:
+async def detail(
+    sae: Name, feature: Annotated[int, Path(ge=0, le=10_000_000)], lab: LabDep, worker: WorkerDep
+) -> dict[str, Any]:
     return (await worker.call(lab.detail, sae, feature)).value
 
 

@@ -178,7 +178,9 @@ class ContrastResponse(BaseModel):
 
 class ExportRequest(Strict):
     name: Name
-    edits: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(default_factory=list, max_length=32)
+    edits: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=list, max_length=32
+    )
     saes: list[Name] = Field(default_factory=list, max_length=16)
 
 
