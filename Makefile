@@ -29,7 +29,7 @@ model: $(STAMP)
 
 ui: $(STAMP)
 	@if [ -f ui/package.json ]; then \
-	  if [ ! -f src/neuroscope/server/static/index.html ] || [ -n "$$(find ui/src ui/package.json ui/package-lock.json ui/index.html ui/vite.config.ts ui/tsconfig.json -newer src/neuroscope/server/static/index.html 2>/dev/null | head -1)" ]; then \
+	  if [ ! -f src/neuroscope/server/static/index.html ] || [ -n "$$(find ui/src ui/package.json ui/package-lock.json ui/index.html ui/web.html ui/vite.config.ts ui/vite.web.config.ts ui/tsconfig.json -newer src/neuroscope/server/static/index.html 2>/dev/null | head -1)" ]; then \
 	    (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build); \
 	  fi; \
 	fi

@@ -14,6 +14,7 @@ SUITES = [
     ("benchmarks.sae_bench", "sae.json"),
     ("benchmarks.latency_bench", "latency.json"),
     ("benchmarks.features_bench", "features.json"),
+    ("benchmarks.onnx_bench", "onnx.json"),
 ]
 
 

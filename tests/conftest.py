@@ -60,3 +60,25 @@ def real_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("corpus")
     prepare_corpus(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def smollm_onnx(smollm, tmp_path_factory) -> Path:
+    """smollm2-135m exported once per session, split after block 15, with the sentiment steering vector made
+    at blocks.16.hook_resid_pre (the boundary); shared by the ONNX integration and browser tests."""
+    import json
+    from importlib import resources
+
+    from neuroscope.analysis.steering import steering_vector
+    from neuroscope.export.onnx_split import ExportConfig, export_split
+    from neuroscope.export.vectors import save_vector, select_vectors
+
+    root = tmp_path_factory.mktemp("onnx-smollm2")
+    sets = json.loads(resources.files("neuroscope.data").joinpath("sentiment.json").read_text())
+    vector = steering_vector(smollm, sets["positive"], sets["negative"], 16)
+    save_vector(root / "vectors", "sentiment", 16, vector)
+    out = root / "export"
+    export_split(
+        smollm, ExportConfig(split=15, max_length=512), out, select_vectors(root / "vectors", ["sentiment"])
+    )
+    return out

@@ -21,6 +21,7 @@ PLUGINS = (
     "neuroscope.edits.cli",
     "neuroscope.sae.features_cli",
     "neuroscope.bundles.cli",
+    "neuroscope.export.cli",
 )
 
 

@@ -127,3 +127,27 @@ class AdapterTargetError(BundleError):
 
 class TruncatedFileError(CorruptDataError):
     """A safetensors file whose header or data ends early."""
+
+
+class ExportArchitectureError(UnsupportedArchitectureError):
+    """The ONNX split exporter has not been tested on this architecture; the message lists those it has."""
+
+    def __init__(self, model_type: str, tested: Iterable[str]):
+        NeuroscopeError.__init__(
+            self,
+            f"The ONNX split exporter does not handle architecture {model_type!r}. "
+            f"Tested architectures: {', '.join(sorted(tested))}.",
+        )
+        self.model_type = model_type
+
+
+class ExportedLengthError(PromptTooLongError):
+    """A prompt is longer than the sequence length an ONNX export accepts."""
+
+    def __init__(self, n_tokens: int, max_length: int):
+        NeuroscopeError.__init__(
+            self,
+            f"The prompt is {n_tokens} tokens long but this ONNX export accepts at most {max_length} "
+            "(manifest max_length; re-export with a larger --max-length).",
+        )
+        self.n_tokens, self.n_ctx = n_tokens, max_length

@@ -68,3 +68,31 @@ def test_classification_and_batched_ablation_match_interventions(tiny_llama, tmp
     figures.write(c.figure(), tmp_path / "heads.html")
     figures.write(a.figure(), tmp_path / "ablation.html")
     assert set(a.to_dict()) >= {"top_delta", "random_ci", "ratio"}
+
+
+def test_tl_normalisation_equals_transformer_lens_head_detector(tiny_llama):
+    """``normalise="tl"`` is TransformerLens's own score: its detection patterns and its "mul" similarity."""
+    from transformer_lens import head_detector as hd
+
+    m = tiny_llama
+    ids = attention.repeated_random_tokens(m, 1, 8, seed=3)
+    ours = attention.head_scores(m, ids, normalise="tl")
+    _, cache = m.run_with_cache(ids, names=lambda n: n.endswith("hook_pattern"))
+    tl_patterns = {
+        "previous_token": hd.get_previous_token_head_detection_pattern(ids.cpu()),
+        "duplicate_token": hd.get_duplicate_token_head_detection_pattern(ids.cpu()),
+        "induction": hd.get_induction_head_detection_pattern(ids.cpu()),
+    }
+    for kind, det in tl_patterns.items():
+        for l in range(m.cfg.n_layers):
+            for h in range(m.cfg.n_heads):
+                want = hd.compute_head_attention_similarity_score(
+                    cache["pattern", l][0, h],
+                    det,
+                    exclude_bos=False,
+                    exclude_current_token=False,
+                    error_measure="mul",
+                )
+                assert abs(float(ours[kind][l, h]) - want) < 1e-6, (kind, l, h)
+    rows = attention.head_scores(m, ids)  # the headline normalisation: only rows that have a target
+    assert float(rows["induction"].max()) > float(ours["induction"].max())

@@ -15,28 +15,23 @@ PROMPT = "Partial recomputation must not change a thing"
 @torch.no_grad()
 def test_rerun_from_every_layer_equals_the_full_run(any_tiny):
     model = any_tiny
-    ids = model.to_tokens(PROMPT)[0]
-    run = plain_run(model, PROMPT, ids)
-    assert torch.allclose(run.logits, model(PROMPT)[0, -1].float(), atol=1e-5)
+    run = plain_run(model, PROMPT)
+    assert torch.allclose(run.next_logits, model(PROMPT)[0, -1].float(), atol=1e-5)
     n = model.cfg.n_layers
     vec = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0))
     vectors = {"v": SteeringVectorEntry("v", n - 1, vec, "test")}
+    names = model.resid_stream_names() + [f"blocks.{i}.hook_attn_out" for i in range(n)] + ["hook_embed"]
     for layer in range(n):
         spec = Spec(heads=((layer, 1),), neurons=((n - 1, 3),), steer=("v", None, 2.0))
         ivs, first = build_interventions(model, spec, vectors)
         assert first == layer
         expect = [Ablate(heads=[(layer, 1)]), Ablate(neurons=[(n - 1, 3)]), Steer(n - 1, vec, alpha=2.0)]
         ref_logits, ref_cache = model.run_with_cache(PROMPT, interventions=expect)
-        got = rerun(model, run, ivs, first, full=True)
-        assert got.recomputed_layers == n - layer
-        assert torch.allclose(got.logits, ref_logits[0, -1].float(), atol=1e-4), (model.cfg.name, layer)
-        ref_resid = torch.stack(
-            [ref_cache[f"blocks.{i}.hook_resid_pre"][0] for i in range(n)]
-            + [ref_cache[f"blocks.{n - 1}.hook_resid_post"][0]]
-        )
-        assert torch.allclose(got.resid, ref_resid.float(), atol=1e-4)
-        ref_attn = torch.stack([ref_cache[f"blocks.{i}.hook_attn_out"][0, -1] for i in range(n)]).float()
-        assert torch.allclose(got.attn_out, ref_attn, atol=1e-4)
+        got = rerun(model, run, ivs, first, names)
+        assert got.interventions == tuple(ivs)
+        assert torch.allclose(got.next_logits, ref_logits[0, -1].float(), atol=1e-4), (model.cfg.name, layer)
+        for name in names:  # lower layers from the plain run, the rest recomputed: all as a full forward
+            assert torch.allclose(got.cache[name], ref_cache[name], atol=1e-4), (model.cfg.name, layer, name)
 
 
 def test_worker_cache_is_bounded_and_reused(tiny_llama):
@@ -95,7 +90,7 @@ def test_batched_rerun_equals_each_library_run(any_tiny):
         ("middle length prompt", Spec(mlps=(n - 1,), steer=("v", None, 3.0))),
         ("a short one", Spec(neurons=((n - 1, 7),))),
     ]
-    runs = [plain_run(model, p, model.to_tokens(p)[0]) for p, _ in cases]
+    runs = [plain_run(model, p) for p, _ in cases]
     got = rerun_batch(model, runs, [s for _, s in cases], vectors)
     for (prompt, spec), logits in zip(cases, got, strict=True):
         ivs, _ = build_interventions(model, spec, vectors)

@@ -112,7 +112,7 @@ def test_formation_on_small_run(small_run):
     assert series[-1] > 0.3 and series[-1] > 3 * series[0], series
     mid = neuroscope.load_model(str(out / "checkpoints" / "step-000200"), device="cpu")
     tokens = repeated_tokens(16, SMALL.eval_seq_len, SMALL.vocab, mid.tokenizer.bos_token_id)
-    ind, prev = head_scores(mid, tokens, SMALL.eval_seq_len)
+    ind, prev = head_scores(mid, tokens)
     torch.testing.assert_close(torch.tensor(res.induction[1]), ind, atol=1e-5, rtol=0)
     torch.testing.assert_close(torch.tensor(res.prev_token[1]), prev, atol=1e-5, rtol=0)
     assert set(res.to_dict()["rise"]) >= {"score_first", "score_last", "score_last_over_first"}
@@ -129,7 +129,8 @@ def test_scores_on_hand_made_patterns():
     prev[0, 0] = 1
     prev[torch.arange(1, n), torch.arange(0, n - 1)] = 1
     patterns = torch.stack([prev, induction])[:, None, None]  # [layer, batch, head, q, k]
-    ind, pt = scores_from_patterns(patterns, seq_len)
+    tokens = torch.tensor([[99, *range(seq_len), *range(seq_len)]])  # BOS + X + X, no repeats inside X
+    ind, pt = scores_from_patterns(patterns, tokens)
     assert ind[1, 0] == pytest.approx(1.0) and pt[0, 0] == pytest.approx(1.0)
     assert ind[0, 0] == pytest.approx(0.0) and pt[1, 0] == pytest.approx(
         0.5
@@ -149,7 +150,7 @@ def test_ablation_and_path_patching_route(small_run):
     assert ablated.repeated_half > base.repeated_half + 2.0
     assert ablated.ratio == pytest.approx(1.0, abs=0.05)
     # ablating only the layer-1 heads that score as induction heads removes most of the advantage too
-    ind, prev = head_scores(model, tokens, seq_len)
+    ind, prev = head_scores(model, tokens)
     inductive = [(1, h) for h in range(SMALL.n_heads) if ind[1, h] >= 0.3]
     assert inductive
     without = ablated_in_context_loss(model, tokens, seq_len, inductive)

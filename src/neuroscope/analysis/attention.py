@@ -1,16 +1,24 @@
-"""Attention patterns, per-head entropy/sparsity, and head classification (previous-token, induction, ...).
+"""Attention patterns, per-head entropy/sparsity, and head scores and labels (previous-token, induction, ...).
+
+The one head scorer of the package: the analysis CLI, the induction training reports (``neuroscope.train``)
+and the workbench's head badges all call :func:`score_heads` (through :func:`head_scores`,
+:func:`classify_heads` or :func:`label_heads`).
 
 Detection patterns follow TransformerLens's ``head_detector``: a head's score is the attention mass it puts
 on the detection pattern's keys. TransformerLens divides by the mass of *all* query rows, which caps an
 induction head at about 0.5 on a twice-repeated sequence (the first half has nothing to copy); our headline
-``scores`` average only over query rows that have a target, so a perfect head scores 1. The raw
-TransformerLens number is reported too (``scores_tl``).
+scores (``normalise="rows"``) average only over query rows that have a target, so a perfect head scores 1. The
+TransformerLens number is ``normalise="tl"`` (``scores_tl`` of a classification).
+
+A head is labelled with a kind when its score reaches ``THRESHOLDS[kind]`` (previous-token, induction,
+duplicate-token and self 0.5; first-token 0.7, since attending to the first token is also what a head does
+when it has nothing to do), and with its strongest such kind when several pass.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -18,6 +26,7 @@ from jaxtyping import Float, Int
 
 from neuroscope.analysis import figures
 from neuroscope.analysis._util import bootstrap_ci, head_mask_hooks, tolist
+from neuroscope.analysis.run import Run, as_run, model_of
 from neuroscope.errors import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -63,12 +72,63 @@ def score_heads(
     """(scores over query rows that have a target, TransformerLens's raw scores) for each kind."""
     ours, tl = {}, {}
     pat = pattern.float()
-    for kind, det in detection_patterns(tokens).items():
+    for kind, det in detection_patterns(tokens.to(pat.device)).items():
         mass = (pat * det[:, None]).sum(-1)  # [b, h, q]
         rows = (det.sum(-1) > 0).float()[:, None]  # [b, 1, q]
-        ours[kind] = (mass * rows).sum((0, 2)) / rows.sum((0, 2)).clamp_min(1) / 1.0
+        ours[kind] = (mass * rows).sum((0, 2)) / rows.sum((0, 2)).clamp_min(1)
         tl[kind] = mass.sum((0, 2)) / pat.sum((0, 2, 3))
     return ours, tl
+
+
+Normalise = Literal["rows", "tl"]
+
+
+def _layer_patterns(model: HookedModel | Run, tokens: str | torch.Tensor | None):
+    """(every layer's pattern [batch, head, q, k], the token ids) of a run, a prompt or a batch of ids."""
+    m = model_of(model)
+    names = [f"blocks.{l}.attn.hook_pattern" for l in range(m.cfg.n_layers)]
+    if isinstance(tokens, torch.Tensor) and not isinstance(model, Run):
+        ids = m.to_tokens(tokens)
+        with torch.no_grad():
+            _, cache = m.run_with_cache(ids, names=names)
+        return [cache[n] for n in names], ids
+    run = as_run(model, tokens, names)
+    return [run.cache[n] for n in names], run.ids
+
+
+def head_scores(
+    model: HookedModel | Run,
+    tokens: str | torch.Tensor | None = None,
+    normalise: Normalise = "rows",
+) -> dict[str, Float[torch.Tensor, "layer head"]]:
+    """Every head's score for each kind in :data:`KINDS`, on a run, a prompt, or a batch of token ids
+    (averaged over the batch). ``normalise="tl"`` gives TransformerLens's normalisation."""
+    if normalise not in ("rows", "tl"):
+        raise InvalidConfigError(f"normalise must be 'rows' or 'tl', got {normalise!r}")
+    patterns, ids = _layer_patterns(model, tokens)
+    per_layer = [score_heads(p, ids)[0 if normalise == "rows" else 1] for p in patterns]
+    return {k: torch.stack([s[k] for s in per_layer]) for k in KINDS}
+
+
+@dataclass(frozen=True)
+class HeadLabel:
+    layer: int
+    head: int
+    kind: str  # one of KINDS
+    score: float
+
+
+def label_heads(scores: dict[str, Any], thresholds: dict[str, float] | None = None) -> list[HeadLabel]:
+    """Each head whose score reaches its kind's threshold, once, with its strongest such kind; by layer, head."""
+    th = {**THRESHOLDS, **(thresholds or {})}
+    best: dict[tuple[int, int], HeadLabel] = {}
+    for kind, arr in scores.items():
+        a = np.asarray(tolist(arr), dtype=np.float64)
+        for l, h in zip(*np.nonzero(a >= th[kind]), strict=True):
+            lab = HeadLabel(int(l), int(h), kind, float(a[l, h]))
+            if (lab.layer, lab.head) not in best or lab.score > best[(lab.layer, lab.head)].score:
+                best[(lab.layer, lab.head)] = lab
+    return [best[key] for key in sorted(best)]
 
 
 def _entropy_sparsity(pattern: Float[torch.Tensor, "batch head q k"]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,23 +176,23 @@ class AttentionResult:
         )
 
 
-def attention_patterns(model: HookedModel, prompt: str) -> AttentionResult:
-    n = model.cfg.n_layers
-    with torch.no_grad():
-        _, cache = model.run_with_cache(prompt, names=[f"blocks.{l}.attn.hook_pattern" for l in range(n)])
-    pats = torch.stack([cache["pattern", l][0] for l in range(n)])  # [layer, head, q, k]
-    ids = model.to_tokens(prompt)
+def attention_patterns(model: HookedModel | Run, prompt: str | None = None) -> AttentionResult:
+    """Every head's pattern on one prompt (or run), with its entropy, sparsity and scores."""
+    pats_by_layer, ids = _layer_patterns(model, prompt)
+    pats = torch.stack([p[0] for p in pats_by_layer])  # [layer, head, q, k]
     ent: list = []
     sp: list = []
     scores: dict[str, list] = {k: [] for k in KINDS}
-    for l in range(n):
+    for l in range(pats.shape[0]):
         e, s = _entropy_sparsity(pats[l][None])
         ent.append(tolist(e))
         sp.append(tolist(s))
         ours, _ = score_heads(pats[l][None], ids)
         for k in KINDS:
             scores[k].append(tolist(ours[k]))
-    return AttentionResult(model.to_str_tokens(prompt), pats.cpu(), ent, sp, scores)
+    m = model_of(model)
+    str_tokens = [m.tokenizer.decode([int(i)]) for i in ids[0]]
+    return AttentionResult(str_tokens, pats.cpu(), ent, sp, scores)
 
 
 def repeated_random_tokens(
@@ -205,16 +265,10 @@ def classify_heads(
     """Score every head on seeded random repeated sequences and label those above the thresholds."""
     th = {**THRESHOLDS, **(thresholds or {})}
     ids = repeated_random_tokens(model, n_seqs, half_len, seed)
-    n = model.cfg.n_layers
-    with torch.no_grad():
-        _, cache = model.run_with_cache(ids, names=[f"blocks.{l}.attn.hook_pattern" for l in range(n)])
-    scores: dict[str, list] = {k: [] for k in KINDS}
-    scores_tl: dict[str, list] = {k: [] for k in KINDS}
-    for l in range(n):
-        ours, tl = score_heads(cache["pattern", l], ids)
-        for k in KINDS:
-            scores[k].append(tolist(ours[k]))
-            scores_tl[k].append(tolist(tl[k]))
+    patterns, _ = _layer_patterns(model, ids)
+    per_layer = [score_heads(p, ids) for p in patterns]
+    scores = {k: [tolist(ours[k]) for ours, _ in per_layer] for k in KINDS}
+    scores_tl = {k: [tolist(tl[k]) for _, tl in per_layer] for k in KINDS}
     labels = {}
     for k in KINDS:
         arr = np.asarray(scores[k])

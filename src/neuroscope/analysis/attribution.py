@@ -10,6 +10,7 @@ import torch
 
 from neuroscope.analysis import figures
 from neuroscope.analysis._util import token_id, tolist
+from neuroscope.analysis.run import Run, as_run
 from neuroscope.errors import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -67,25 +68,43 @@ def _run_replacing_embed(model: HookedModel, ids: torch.Tensor, emb: torch.Tenso
 
 
 def gradient_x_input(
-    model: HookedModel, prompt: str, answer: str | int, wrong: str | int | None = None, position: int = -1
+    model: HookedModel | Run,
+    prompt: str | None = None,
+    answer: str | int | None = None,
+    wrong: str | int | None = None,
+    position: int = -1,
 ) -> AttributionResult:
-    ids = model.to_tokens(prompt)
-    f, name = _target_fn(model, answer, wrong, position)
-    emb = _embed(model, ids).clone().requires_grad_(True)
-    with torch.enable_grad():
-        out = f(_run_replacing_embed(model, ids, emb)).sum()
-        (grad,) = torch.autograd.grad(out, emb)
-    attr = (grad * emb).sum(-1)[0]
+    """Gradient × input on the token embeddings (``hook_embed``), summed over ``d_model``, for the logit of
+    ``answer`` (minus ``wrong``) at ``position``.
+
+    ``model`` may be a :class:`~neuroscope.analysis.run.Run` (then no ``prompt``): the gradient is taken through
+    the run's interventions; ``answer=None`` is the run's own top prediction at ``position``. Works inside
+    ``torch.inference_mode`` (the workbench's model thread): the forward runs outside it.
+    """
+    run = as_run(model, prompt, ())
+    m = run.model
+    pos = run.position(position)
+    answer_id = run.answer_id(answer, pos)
+    f, name = _target_fn(m, answer_id, wrong, 0)
+    held: dict[str, torch.Tensor] = {}
+
+    def leaf(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        held["embed"] = x.detach().requires_grad_(True)
+        return held["embed"]
+
+    with torch.inference_mode(False), torch.enable_grad():
+        ids = run.ids.clone()  # an ordinary tensor even when the run was made under inference_mode
+        logits = m.run_with_hooks(
+            ids,
+            fwd_hooks=[("hook_embed", leaf)],
+            interventions=list(run.interventions),
+            logits_to_keep=run.n_pos - pos,  # the first kept row is ``pos``
+        )
+        out = f(logits).sum()
+        (grad,) = torch.autograd.grad(out, held["embed"])
+        attr = (grad * held["embed"]).sum(-1)[0].detach()
     return AttributionResult(
-        "gradient_x_input",
-        model.to_str_tokens(prompt),
-        name,
-        tolist(attr),
-        float(out.detach()),
-        None,
-        None,
-        None,
-        None,
+        "gradient_x_input", run.str_tokens, name, tolist(attr), float(out.detach()), None, None, None, None
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -11,6 +11,7 @@ from jaxtyping import Float
 
 from neuroscope.analysis import figures
 from neuroscope.analysis._util import token_id, tolist
+from neuroscope.analysis.run import Run, as_run, model_of
 from neuroscope.errors import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -71,15 +72,48 @@ def nearest_to(
     return [(dec([int(j)]), int(j), float(v)) for v, j in zip(vals, ids, strict=False)]
 
 
+@dataclass(frozen=True)
+class PCABasis:
+    """Principal axes fitted on some points: ``project`` puts any points (e.g. an intervened run's) in them."""
+
+    mean: Float[torch.Tensor, " d"]
+    components: Float[torch.Tensor, "k d"]  # orthonormal rows; zero rows pad past the data's rank
+    explained_variance_ratio: Float[torch.Tensor, " k"]
+
+    def project(self, x: Float[torch.Tensor, "n d"]) -> Float[torch.Tensor, "n k"]:
+        return (x.float() - self.mean) @ self.components.T
+
+
+def fit_pca(x: Float[torch.Tensor, "n d"], n_components: int = 2) -> PCABasis:
+    """PCA by SVD of the centred data; with fewer points than components, the rest are zero directions."""
+    x = x.float()
+    mean = x.mean(0)
+    _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
+    var = s.pow(2)
+    k = min(n_components, s.shape[0])
+    comps, ratio = vh[:k], var[:k] / var.sum().clamp_min(1e-12)
+    if k < n_components:
+        comps = torch.cat([comps, comps.new_zeros(n_components - k, x.shape[1])])
+        ratio = torch.cat([ratio, ratio.new_zeros(n_components - k)])
+    return PCABasis(mean, comps, ratio)
+
+
+def pca(x: Float[torch.Tensor, "n d"], n_components: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """(coordinates [n, k], explained variance ratio [k]) by SVD of the centred data."""
+    basis = fit_pca(x, n_components)
+    return basis.project(x), basis.explained_variance_ratio
+
+
 @dataclass
 class PCAResult:
     labels: list[str]
     coords: list[list[float]]  # [point][component]
     explained_variance_ratio: list[float]
     title: str
+    basis: PCABasis | None = field(default=None, repr=False)  # not serialised
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "basis"}
 
     def figure(self):
         xs = [c[0] for c in self.coords]
@@ -95,33 +129,47 @@ class PCAResult:
         )
 
 
-def pca(x: Float[torch.Tensor, "n d"], n_components: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """(coordinates [n, k], explained variance ratio [k]) by SVD of the centred data."""
-    x = x.float()
-    xc = x - x.mean(0, keepdim=True)
-    u, s, _ = torch.linalg.svd(xc, full_matrices=False)
-    k = min(n_components, s.shape[0])
-    var = s.pow(2)
-    return u[:, :k] * s[:k], var[:k] / var.sum().clamp_min(1e-12)
-
-
 def embedding_pca(model: HookedModel, tokens: Sequence[str | int], n_components: int = 2) -> PCAResult:
     if len(tokens) < 2:
         raise InvalidConfigError("PCA needs at least two tokens")
     ids = [token_id(model, t) for t in tokens]
     with torch.no_grad():
-        coords, ev = pca(model.W_E[ids], n_components)
+        basis = fit_pca(model.W_E[ids], n_components)
+        coords = basis.project(model.W_E[ids])
     dec = model.tokenizer.decode
-    return PCAResult([dec([i]) for i in ids], tolist(coords), tolist(ev), "PCA of token embeddings")
-
-
-def trajectory_pca(model: HookedModel, prompt: str, position: int = -1, n_components: int = 2) -> PCAResult:
-    """PCA of the residual stream at ``position`` across layers (one point per layer)."""
-    names = model.resid_stream_names()
-    with torch.no_grad():
-        _, cache = model.run_with_cache(prompt, names=names)
-        stack, labels = cache.accumulated_resid(return_labels=True)
-        coords, ev = pca(stack[:, 0, position], n_components)
     return PCAResult(
-        labels, tolist(coords), tolist(ev), f"residual trajectory of token {position} across layers"
+        [dec([i]) for i in ids],
+        tolist(coords),
+        tolist(basis.explained_variance_ratio),
+        "PCA of token embeddings",
+        basis,
+    )
+
+
+def trajectory_pca(
+    model: HookedModel | Run,
+    prompt: str | None = None,
+    position: int = -1,
+    n_components: int = 2,
+    basis: PCABasis | None = None,
+) -> PCAResult:
+    """PCA of the residual stream at ``position`` across layers (one point per layer).
+
+    ``model`` may be a :class:`~neuroscope.analysis.run.Run` (then no ``prompt``). With ``basis`` (e.g. the
+    ``.basis`` of the un-intervened run's result) the points are projected on those axes instead of new ones,
+    so an intervened trajectory can be drawn beside the plain one.
+    """
+    run = as_run(model, prompt, model_of(model).resid_stream_names())
+    pos = run.position(position)
+    with torch.no_grad():
+        stack, labels = run.cache.accumulated_resid(return_labels=True)
+        points = stack[:, 0, pos]
+        basis = basis if basis is not None else fit_pca(points, n_components)
+        coords = basis.project(points)
+    return PCAResult(
+        labels,
+        tolist(coords),
+        tolist(basis.explained_variance_ratio),
+        f"residual trajectory of token {position} across layers",
+        basis,
     )

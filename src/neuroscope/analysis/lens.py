@@ -11,10 +11,14 @@ from jaxtyping import Float
 
 from neuroscope.analysis import figures
 from neuroscope.analysis._util import tolist
+from neuroscope.analysis.run import Run, as_run, model_of
 from neuroscope.errors import InvalidConfigError, ResourceNotFoundError
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
+
+# logits decoded per unembedding read: 2**24 floats (64 MiB) per [rows, pos, vocab] temporary
+LENS_CHUNK = 2**24
 
 
 @dataclass
@@ -28,7 +32,8 @@ class LensResult:
     top_probs: list[list[list[float]]]
     kl_to_final: list[list[float]]  # [layer][pos] KL(final || layer), nats
     final_token_rank: list[list[int]]  # [layer][pos] rank of the model's top token in this layer's guess
-    probs: Float[torch.Tensor, "layer pos vocab"] = field(repr=False)  # kept for checks, not serialised
+    # kept for checks, not serialised; None when asked not to keep them (keep_probs=False)
+    probs: Float[torch.Tensor, "layer pos vocab"] | None = field(repr=False)
     lens: str = "logit"
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,36 +65,57 @@ class LensResult:
         )
 
 
-def logit_lens(model: HookedModel, prompt: str, k: int = 5, tuned: TunedLens | None = None) -> LensResult:
-    """Decode the residual stream before each layer (and the final one) through the final norm and unembedding."""
+def logit_lens(
+    model: HookedModel | Run,
+    prompt: str | None = None,
+    k: int = 5,
+    tuned: TunedLens | None = None,
+    keep_probs: bool = True,
+) -> LensResult:
+    """Decode the residual stream before each layer (and the final one) through the final norm and unembedding.
+
+    ``model`` may be a :class:`~neuroscope.analysis.run.Run` (then no ``prompt``): the lens reads its cache, so
+    an intervened run gives the intervened lens. ``keep_probs=False`` drops the ``[layer, pos, vocab]``
+    probabilities (hundreds of MB for a long prompt on a real vocabulary) once top-k, KL and ranks are read.
+    """
     if k < 1:
         raise InvalidConfigError(f"k must be >= 1, got {k}")
-    names = model.resid_stream_names()
+    run = as_run(model, prompt, model_of(model).resid_stream_names())
+    m = run.model
     with torch.no_grad():
-        logits, cache = model.run_with_cache(prompt, names=names)
-        stack, labels = cache.accumulated_resid(return_labels=True)  # [layer+1, 1, pos, d]
+        stack, labels = run.cache.accumulated_resid(return_labels=True)  # [layer+1, 1, pos, d]
         resid = stack[:, 0]
         if tuned is not None:
             resid = tuned.translate(resid)
-        lens_logits = model.unembed(model.apply_ln_final(resid)).float()
-        logprobs = torch.log_softmax(lens_logits, -1)
-        probs = logprobs.exp()
-        final_lp = logprobs[-1:]
-        kl = (final_lp.exp() * (final_lp - logprobs)).sum(-1).clamp_min(0)
-        top_p, top_i = probs.topk(k, dim=-1)
-        final_top = final_lp[0].argmax(-1)  # [pos]
-        target = logprobs.gather(-1, final_top[None, :, None].expand(logprobs.shape[0], -1, 1))
-        rank = (logprobs > target).sum(-1)
-    decode = model.tokenizer.decode
+        final_lp = torch.log_softmax(m.unembed(m.apply_ln_final(resid[-1])).float(), -1)  # [pos, vocab]
+        final_p, final_top = final_lp.exp(), final_lp.argmax(-1)
+        # rows in chunks of about LENS_CHUNK logits: each chunk reads the [d_model, d_vocab] unembedding once
+        # (row by row it would be read once per layer), and its [rows, pos, vocab] temporaries stay bounded
+        step = max(1, LENS_CHUNK // (resid.shape[1] * m.cfg.d_vocab))
+        tops_p, tops_i, kls, ranks, kept = [], [], [], [], []
+        for i in range(0, resid.shape[0], step):
+            chunk = resid[i : i + step]
+            lp = torch.log_softmax(m.unembed(m.apply_ln_final(chunk)).float(), -1)  # [rows, pos, vocab]
+            top_lp, top_i = lp.topk(k, dim=-1)  # log is monotone: the top-k of the probabilities
+            tops_p.append(top_lp.exp())
+            tops_i.append(top_i)
+            # KL(final || row), written as a difference first so the final row's is exactly 0
+            kls.append(torch.einsum("rpv,pv->rp", final_lp - lp, final_p).clamp_min(0))
+            target = lp.gather(-1, final_top[None, :, None].expand(lp.shape[0], -1, 1))
+            ranks.append((lp > target).sum(-1))
+            if keep_probs:
+                kept.append(lp.exp())
+    decode = m.tokenizer.decode
+    top_i = torch.cat(tops_i)
     return LensResult(
-        str_tokens=model.to_str_tokens(prompt),
+        str_tokens=run.str_tokens,
         labels=labels,
         top_tokens=[[[decode([int(i)]) for i in row] for row in layer] for layer in top_i],
         top_ids=tolist(top_i),
-        top_probs=tolist(top_p),
-        kl_to_final=tolist(kl),
-        final_token_rank=tolist(rank),
-        probs=probs,
+        top_probs=tolist(torch.cat(tops_p)),
+        kl_to_final=tolist(torch.cat(kls)),
+        final_token_rank=tolist(torch.cat(ranks)),
+        probs=torch.cat(kept) if keep_probs else None,
         lens="logit" if tuned is None else "tuned",
     )
 

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -27,6 +28,8 @@ import torch
 from neuroscope.edits.edit import LoraEdit
 from neuroscope.edits.targets import module_kind, module_shape
 from neuroscope.errors import AdapterTargetError, InvalidConfigError, ShapeMismatchError
+from neuroscope.interventions import Binding, Intervention
+from neuroscope.models.hooks import current_state
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
@@ -45,7 +48,8 @@ def _is_lora_layer(module: torch.nn.Module) -> bool:
 
 
 def _pre_hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    rows = _ROWS.get()
+    state = current_state()
+    rows = state.adapters if state is not None and state.adapters is not None else _ROWS.get()
     x = args[0] if args else next(iter(kwargs.values()))
     n = int(x.shape[0])
     if rows is None:
@@ -268,6 +272,26 @@ class EditHost:
                 A, B = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
             modules[path] = (A.detach().float().cpu().clone(), B.detach().float().cpu().clone())
         return LoraEdit(edit.rank, modules, edit.embedding, dict(edit.info))
+
+
+@dataclass
+class ApplyEdits(Intervention):
+    """Run with the attached edits ``names`` (their LoRA deltas added), as part of a call's interventions:
+    ``model(x, interventions=[Ablate(...), ApplyEdits(["no-python"])])``. With ``per_row``, row ``i`` of the
+    batch gets the edits ``per_row[i]`` instead (one padded forward for many clients)."""
+
+    names: Sequence[str] = ()
+    per_row: Sequence[Sequence[str]] | None = None
+
+    def bind(self, model: HookedModel) -> Binding:
+        self.adapter_rows(model)  # unknown names fail here, before any forward
+        return []
+
+    def adapter_rows(self, model: HookedModel) -> tuple[str, ...]:
+        host = EditHost.of(model)
+        if self.per_row is not None:
+            return tuple(host.adapter_for(n) for n in self.per_row)
+        return (host.adapter_for(self.names),)
 
 
 def combine(edits: Sequence[LoraEdit]) -> LoraEdit:

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from neuroscope.edits.edit import LoraEdit
-from neuroscope.edits.host import EditHost
+from neuroscope.edits.host import ApplyEdits, EditHost
 from neuroscope.errors import ResourceNotFoundError
 from neuroscope.interventions import Intervention
 
@@ -119,26 +118,24 @@ class LiveEdits:
     def adapters(self, names: Sequence[str]) -> list[str]:
         return [e.name for e in self.get(names) if e.kind == "lora"]
 
-    @contextmanager
-    def use(self, names: Sequence[str]) -> Iterator[None]:
-        """Every row of the forwards inside runs with the LoRA edits among ``names``."""
-        with EditHost.of(self.model).use(self.adapters(names)):
-            yield
+    def interventions(self, names: Sequence[str]) -> list[Intervention]:
+        """The request-state form of ``names``: the LoRA edits as one ``ApplyEdits``, then the hooked ones."""
+        lora = self.adapters(names)
+        return ([ApplyEdits(lora)] if lora else []) + self.hooked(names)
 
-    @contextmanager
-    def rows(self, per_row: Sequence[Sequence[str]]) -> Iterator[None]:
-        with EditHost.of(self.model).rows([self.adapters(n) for n in per_row]):
-            yield
-
-    def row_hooks(self, per_row: Sequence[Sequence[str]]) -> list[tuple[str, Any]]:
-        """Each row's hooked edits as hook functions that change only that row (for a batched forward)."""
+    def row_interventions(
+        self, per_row: Sequence[Sequence[str]]
+    ) -> tuple[list[Intervention], list[tuple[str, Any]]]:
+        """For one padded forward of many requests: row ``i`` gets the LoRA edits of ``per_row[i]`` (peft's
+        mixed batch) and its hooked edits as hook functions that change only that row."""
         b = len(per_row)
-        out: list[tuple[str, Any]] = []
+        hooks: list[tuple[str, Any]] = []
         for i, names in enumerate(per_row):
             for iv in self.hooked(names):
                 for hook_name, fn in iv.bind(self.model):
-                    out.append((hook_name, _row_only(fn, i, b)))
-        return out
+                    hooks.append((hook_name, _row_only(fn, i, b)))
+        rows = [self.adapters(n) for n in per_row]
+        return ([ApplyEdits(per_row=rows)] if any(rows) else []), hooks
 
 
 def _row_only(fn: Any, row: int, batch: int) -> Any:
@@ -156,7 +153,6 @@ def _row_only(fn: Any, row: int, batch: int) -> Any:
 def run_with_edits(
     model: HookedModel, x: Any, names: Sequence[str] = (), interventions: Sequence[Intervention] = ()
 ) -> torch.Tensor:
-    """The logits of ``x`` with the prepared edits ``names`` (and any further interventions)."""
-    live = LiveEdits.of(model)
-    with live.use(names):
-        return model(x, interventions=[*interventions, *live.hooked(names)])
+    """The logits of ``x`` with the prepared edits ``names`` after any further interventions: the library's
+    answer for a request naming those edits."""
+    return model(x, interventions=[*interventions, *LiveEdits.of(model).interventions(names)])

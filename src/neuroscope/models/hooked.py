@@ -265,6 +265,10 @@ class HookedModel:
         pairs: list[FwdHook] = []
         for iv in interventions:
             pairs += iv.bind(self)
+            # an edit intervention picks the peft adapter of each row (neuroscope.edits.host.ApplyEdits)
+            rows = getattr(iv, "adapter_rows", None)
+            if rows is not None:
+                state.adapters = rows(self)
         pairs += list(fwd_hooks)
         for name, fn in pairs:
             for full in self._expand(name):
@@ -409,9 +413,13 @@ class HookedModel:
             logits = torch.tanh(logits / cap) * cap
         return logits
 
-    def norm_linear(self, stack: torch.Tensor, final_resid: torch.Tensor) -> torch.Tensor:
-        """The final norm as a linear map, its scale frozen from ``final_resid`` (for attribution)."""
-        norm = self._module(self.adapter.final_norm)
+    def norm_linear(
+        self, stack: torch.Tensor, final_resid: torch.Tensor, norm: torch.nn.Module | None = None
+    ) -> torch.Tensor:
+        """The final norm (or ``norm``, another of the model's norms of the same kind, such as Gemma 2's
+        post-sublayer norms) as a linear map, its scale frozen from its input ``final_resid`` (for attribution).
+        A LayerNorm's bias is left out: it belongs to no component."""
+        norm = norm if norm is not None else self._module(self.adapter.final_norm)
         eps = float(getattr(norm, "variance_epsilon", None) or getattr(norm, "eps", None) or 1e-5)
         x = final_resid.float()
         if self.cfg.normalization == "layer":

@@ -15,7 +15,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from neuroscope.errors import NeuroscopeError
 from neuroscope.server.errors import error_status, validation_message
-from neuroscope.server.routers import attention, embeddings, features, residual, run, steering, ws
+from neuroscope.server.routers import attention, embeddings, features, residual, run, steering, web, ws
 from neuroscope.server.routers import model as model_router
 from neuroscope.server.schemas.common import ErrorResponse
 from neuroscope.server.schemas.run import WsError, WsRequest, WsResult, WsSuperseded
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     ):
         app.include_router(r.router, responses=ERRORS)
     app.include_router(ws.router)
+    app.include_router(web.router)  # NeuroScope-Web (/web/): before the catch-all static mount
     _errors(app)
     _static(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -29,6 +29,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--workspace", default=None, help="folder for labels and exported bundles (default ./workspace)"
     )
+    p.add_argument(
+        "--onnx", default=None, help="ONNX split export for NeuroScope-Web at /web/ (export-onnx --out)"
+    )
     p.set_defaults(func=serve)
 
 
@@ -43,6 +46,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "device": args.device,
         "max_prompt_tokens": args.max_prompt_tokens,
         "vectors_dir": args.vectors_dir,
+        "onnx_dir": args.onnx,
         "torch_threads": args.threads,
         "allowed_hosts": tuple(args.allow_host) if args.allow_host else None,
         "cors_origins": tuple(args.cors_origin) if args.cors_origin else None,

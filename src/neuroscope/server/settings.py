@@ -79,6 +79,10 @@ class Settings(BaseSettings):
         default="workspace",
         description="folder for labels and exported bundles (paths from the UI stay inside)",
     )
+    onnx_dir: str | None = Field(
+        default=None,
+        description="ONNX split export (neuroscope export-onnx) that NeuroScope-Web runs at /web/",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

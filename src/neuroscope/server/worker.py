@@ -1,9 +1,11 @@
 """The model worker: the one owner of the model.
 
 Every forward runs on a single thread, so requests from many clients are serialised without locks in the
-model, and torch keeps all cores for each forward. The plain run of recent prompts (full residual stream,
-attention patterns, last-position component outputs) is cached; an intervened run patches the cached
-``blocks.L.hook_resid_pre`` in and skips the layers below the first intervened layer ``L``.
+model, and torch keeps all cores for each forward. The plain run of recent prompts (a
+:class:`~neuroscope.analysis.run.Run`: the residual stream and attention patterns, extended by the views that
+need more) is cached; an intervened run patches the cached ``blocks.L.hook_resid_pre`` in and skips the layers
+below the first intervened layer ``L``. Every number a view shows comes from ``neuroscope.analysis`` called on
+those runs; this module only schedules, caches and serialises.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from typing import Any, TypeVar
 
 import torch
 
-from neuroscope.errors import CorruptDataError, InvalidConfigError
+from neuroscope.analysis import attention, geometry, lens, predictions, residual
+from neuroscope.analysis.attribution import gradient_x_input
+from neuroscope.analysis.run import Run
+from neuroscope.errors import InvalidConfigError
 from neuroscope.server import compute
-from neuroscope.server.compute import PlainRun, Spec, SteeringVectorEntry
+from neuroscope.server.compute import Spec, SteeringVectorEntry
 
 T = TypeVar("T")
 
@@ -70,8 +75,8 @@ class ModelWorker:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._seq = 0
-        self._runs: OrderedDict[str, PlainRun] = OrderedDict()
-        self._lens: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._runs: OrderedDict[str, Run] = OrderedDict()
+        self._lens: OrderedDict[str, lens.LensResult] = OrderedDict()
         self.vectors: dict[str, SteeringVectorEntry] = {}
         self._classes: list[dict[str, Any]] | None = None
         self.torch_threads = torch_threads
@@ -177,14 +182,14 @@ class ModelWorker:
     def _run_batch(self, batch: list[_NextTokenJob]) -> None:
         started = time.perf_counter()
         outcome: list[Any] = [None] * len(batch)
-        pending: list[tuple[int, PlainRun, bool, int]] = []
+        pending: list[tuple[int, Run, bool, int]] = []
         with torch.inference_mode():
             for i, job in enumerate(batch):
                 try:
                     run, cached = self.plain(job.prompt)
                     _, first = compute.build_interventions(self.model, job.spec, self.vectors)
                     if first is None:
-                        outcome[i] = (run, cached, run.logits, None, 0)
+                        outcome[i] = (run, cached, run.next_logits, None, 0)
                     else:
                         pending.append((i, run, cached, first))
                 except Exception as e:  # this row's own error; the others still run
@@ -193,9 +198,8 @@ class ModelWorker:
                 if len(pending) == 1:
                     i, run, cached, first = pending[0]
                     ivs, _ = compute.build_interventions(self.model, batch[i].spec, self.vectors)
-                    with compute.edit_context(self.model, batch[i].spec):
-                        new = compute.rerun(self.model, run, ivs, first)
-                    outcome[i] = (run, cached, new.logits, first, new.recomputed_layers)
+                    new = compute.rerun(self.model, run, ivs, first)
+                    outcome[i] = (run, cached, new.next_logits, first, self.model.cfg.n_layers - first)
                 elif pending:
                     logits = compute.rerun_batch(
                         self.model,
@@ -218,11 +222,7 @@ class ModelWorker:
                     job.settle(None, out)
                     continue
                 run, cached, logits, first, layers = out
-                result = {
-                    "tokens": run.tokens,
-                    "token_ids": run.ids.tolist(),
-                    **compute.compare(self.model, run.logits, logits, job.top_k),
-                }
+                result = self._next_token_result(run, logits, job.top_k)
                 timed = Timed(
                     result, (started - job.submitted) * 1e3, (done - started) * 1e3, cached, first, layers
                 )
@@ -235,7 +235,7 @@ class ModelWorker:
             raise compute.PromptLimitError("chars", len(prompt), self.max_prompt_chars)
         compute.check_ids(self.model.to_tokens(prompt)[0], self.max_prompt_tokens)
 
-    def plain(self, prompt: str) -> tuple[PlainRun, bool]:
+    def plain(self, prompt: str) -> tuple[Run, bool]:
         """The cached plain run of ``prompt`` (computed on a miss); the bool says whether it was cached."""
         if prompt in self._runs:
             self._runs.move_to_end(prompt)
@@ -243,9 +243,8 @@ class ModelWorker:
             return self._runs[prompt], True
         if len(prompt) > self.max_prompt_chars:
             raise compute.PromptLimitError("chars", len(prompt), self.max_prompt_chars)
-        ids = self.model.to_tokens(prompt)[0]
-        compute.check_ids(ids, self.max_prompt_tokens)
-        run = compute.plain_run(self.model, prompt, ids)
+        compute.check_ids(self.model.to_tokens(prompt)[0], self.max_prompt_tokens)
+        run = compute.plain_run(self.model, prompt)
         self.stats["forwards"] += 1
         self.stats["cache_misses"] += 1
         self._runs[prompt] = run
@@ -254,32 +253,37 @@ class ModelWorker:
             self._lens.pop(old, None)
         return run, False
 
-    def _intervened(self, run: PlainRun, spec: Spec, full: bool) -> tuple[compute.Rerun | None, int | None]:
+    def view_run(self, prompt: str, spec: Spec, names: list[str]) -> tuple[Run, Run, Timed]:
+        """(the plain run, the run a view analyses, the cache facts). The view's run is the cached plain run
+        (extended to ``names``) or, with interventions, the intervened run recomputed from the first
+        intervened layer."""
+        run, cached = self.plain(prompt)
         ivs, first = compute.build_interventions(self.model, spec, self.vectors)
         if first is None:
-            return None, None
+            return run, run.ensure(names), Timed(None, 0, 0, cached)
         self.stats["forwards"] += 1
-        with compute.edit_context(self.model, spec):
-            return compute.rerun(self.model, run, ivs, first, full=full), first
+        new = compute.rerun(self.model, run, ivs, first, names)
+        return run, new, Timed(None, 0, 0, cached, first, self.model.cfg.n_layers - first)
+
+    def _next_token_result(self, run: Run, logits: Any, top_k: int) -> dict[str, Any]:
+        assert run.next_logits is not None  # a plain run always keeps them
+        return {
+            "tokens": run.str_tokens,
+            "token_ids": run.ids[0].tolist(),
+            **predictions.compare_next_token(self.model, run.next_logits, logits, top_k).to_dict(),
+        }
 
     def next_token(self, prompt: str, spec: Spec, top_k: int) -> Timed:
-        run, cached = self.plain(prompt)
-        new, first = self._intervened(run, spec, full=False)
-        logits = run.logits if new is None else new.logits
-        result = {
-            "tokens": run.tokens,
-            "token_ids": run.ids.tolist(),
-            **compute.compare(self.model, run.logits, logits, top_k),
-        }
-        return Timed(result, 0, 0, cached, first, 0 if new is None else new.recomputed_layers)
+        plain, view, timed = self.view_run(prompt, spec, [])
+        timed.value = self._next_token_result(plain, view.next_logits, top_k)
+        return timed
 
     def attention_grid(self, prompt: str, size: int = 24) -> Timed:
         run, cached = self.plain(prompt)
-        assert run.patterns is not None
-        thumbs = compute.thumbnails(run.patterns, size)
+        thumbs = compute.thumbnails(self._patterns(run), size)
         n_l, n_h, s, _ = thumbs.shape
         result = {
-            "tokens": run.tokens,
+            "tokens": run.str_tokens,
             "n_layers": n_l,
             "n_heads": n_h,
             "size": s,
@@ -291,109 +295,108 @@ class ModelWorker:
         }
         return Timed(result, 0, 0, cached)
 
-    def badges(self, run: PlainRun) -> list[dict[str, Any]]:
-        """Head types from the analysis library's classifier (seeded random repeated tokens, computed once);
-        without it, simple scores on this prompt's own patterns."""
+    def _patterns(self, run: Run) -> torch.Tensor:
+        n = self.model.cfg.n_layers
+        return torch.stack([run.cache["pattern", li][0] for li in range(n)]).float()
+
+    def badges(self, run: Run) -> list[dict[str, Any]]:
+        """Head types from the analysis library's labels on seeded random repeated tokens (computed once);
+        where they label no head, the same scores and thresholds on this prompt's own patterns."""
         if self._classes is None:
-            try:
-                from neuroscope.analysis.attention import classify_heads
-            except ImportError:
-                self._classes = []
-            else:
-                labels = classify_heads(self.model).labels
-                best: dict[tuple[int, int], dict[str, Any]] = {}
-                for kind, hits in labels.items():
-                    for layer, head, score in hits:
-                        if (layer, head) not in best or score > best[(layer, head)]["score"]:
-                            best[(layer, head)] = {
-                                "layer": layer,
-                                "head": head,
-                                "kind": kind.replace("_", "-"),
-                                "score": score,
-                                "source": "classifier",
-                            }
-                self._classes = sorted(best.values(), key=lambda b: (b["layer"], b["head"]))
+            c = attention.classify_heads(self.model)
+            self._classes = _badges(attention.label_heads(c.scores, c.thresholds), "classifier")
         if self._classes:
             return self._classes
-        assert run.patterns is not None
-        return [{**b, "source": "prompt"} for b in compute.head_badges(run.patterns)]
+        return _badges(attention.label_heads(attention.head_scores(run)), "prompt")
 
     def head(self, prompt: str, layer: int, head: int) -> dict[str, Any]:
         self.model.check_head(layer, head)
         run, _ = self.plain(prompt)
-        assert run.patterns is not None
-        pattern = [[round(v, 5) for v in row] for row in run.patterns[layer, head].tolist()]
-        return {"tokens": run.tokens, "layer": layer, "head": head, "pattern": pattern}
+        pattern = [[round(v, 5) for v in row] for row in run.cache["pattern", layer][0, head].tolist()]
+        return {"tokens": run.str_tokens, "layer": layer, "head": head, "pattern": pattern}
 
     def lens(self, prompt: str, spec: Spec) -> Timed:
-        run, cached = self.plain(prompt)
-        new, first = self._intervened(run, spec, full=True)
-        if new is None and prompt in self._lens:
-            ids, probs = self._lens[prompt]
+        _, view, timed = self.view_run(prompt, spec, self.model.resid_stream_names())
+        if timed.first_layer is None and prompt in self._lens:
+            r = self._lens[prompt]
         else:
-            resid = run.resid if new is None or new.resid is None else new.resid
-            ids, probs = compute.logit_lens(self.model, resid)
-            if new is None:
-                self._lens[prompt] = (ids, probs)
-        n = self.model.cfg.n_layers
-        tok = self.model.tokenizer
-        vocab = {i: tok.decode([i]) for i in set(ids.flatten().tolist())}
-        result = {
-            "tokens": run.tokens,
-            "layers": ["embed"] + [f"L{li}" for li in range(n)],
-            "top_tokens": [[vocab[i] for i in row] for row in ids.tolist()],
-            "top_ids": ids.tolist(),
-            "probs": [[round(p, 5) for p in row] for row in probs.tolist()],
+            r = lens.logit_lens(view, k=1, keep_probs=False)
+            if timed.first_layer is None:
+                self._lens[prompt] = r
+        timed.value = {
+            "tokens": view.str_tokens,
+            "layers": self._row_labels(),
+            "top_tokens": [[p[0] for p in row] for row in r.top_tokens],
+            "top_ids": [[p[0] for p in row] for row in r.top_ids],
+            "probs": [[round(p[0], 5) for p in row] for row in r.top_probs],
         }
-        return Timed(result, 0, 0, cached, first, 0 if new is None else new.recomputed_layers)
+        return timed
+
+    def _row_labels(self) -> list[str]:
+        """The views' names for the residual stream's rows: the embedding, then the state after each layer."""
+        return ["embed"] + [f"L{li}" for li in range(self.model.cfg.n_layers)]
 
     def residual(self, prompt: str, spec: Spec) -> Timed:
-        run, cached = self.plain(prompt)
-        new, first = self._intervened(run, spec, full=True)
-        resid = run.resid if new is None else new.resid
-        assert resid is not None
-        mean, basis, explained = compute.pca_basis(run.resid[:, -1])
-        project = lambda r: ((r[:, -1] - mean) @ basis.T).tolist()  # noqa: E731
-        n = self.model.cfg.n_layers
-        labels = ["embed"] + [f"L{li}" for li in range(n)]
-        result = {
-            "tokens": run.tokens,
+        plain, view, timed = self.view_run(prompt, spec, self.model.resid_stream_names())
+        base = geometry.trajectory_pca(plain, n_components=3)
+        base_norms = residual.residual_norms(plain).norms
+        changed = timed.first_layer is not None
+        pca = geometry.trajectory_pca(view, n_components=3, basis=base.basis) if changed else base
+        labels = self._row_labels()
+        timed.value = {
+            "tokens": view.str_tokens,
             "labels": labels,
-            "norms": resid.norm(dim=-1).tolist(),
-            "baseline_norms": None if new is None else run.resid.norm(dim=-1).tolist(),
+            "norms": residual.residual_norms(view).norms if changed else base_norms,
+            "baseline_norms": base_norms if changed else None,
             "pca": {
                 "labels": labels,
-                "points": project(resid),
-                "baseline_points": None if new is None else project(run.resid),
-                "explained": explained,
+                "points": pca.coords,
+                "baseline_points": base.coords if changed else None,
+                "explained": base.explained_variance_ratio,
             },
         }
-        return Timed(result, 0, 0, cached, first, 0 if new is None else new.recomputed_layers)
+        return timed
 
-    def attribution(self, prompt: str, spec: Spec, target: str | None) -> Timed:
-        run, cached = self.plain(prompt)
-        new, first = self._intervened(run, spec, full=True)
-        src: Any = run if new is None else new
-        logits = run.logits if new is None else new.logits
-        tid = compute.resolve_target(self.model, target, logits)
-        resid = src.resid
-        comps, heads = compute.direct_logit_attribution(
-            self.model, resid[0, -1], resid[-1, -1], src.attn_out, src.mlp_out, src.z, tid
-        )
-        neurons = compute.neuron_attribution(self.model, resid[-1, -1], src.post, tid, k=24)
-        ivs, _ = compute.build_interventions(self.model, spec, self.vectors)
-        with compute.edit_context(self.model, spec):
-            grads = compute.token_gradients(self.model, run.ids, ivs, tid)
-        result = {
-            "target": self.model.tokenizer.decode([tid]),
-            "target_id": tid,
-            "components": [{"label": k, "value": v} for k, v in comps],
-            "heads": heads,
-            "neurons": neurons,
-            "token_scores": grads,
-            "tokens": run.tokens,
+    def attribution(self, prompt: str, spec: Spec, target: str | None, all_neurons: bool = False) -> Timed:
+        _, view, timed = self.view_run(prompt, spec, residual.dla_names(self.model))
+        dla = residual.direct_logit_attribution(view, answer=target)
+        grads = gradient_x_input(view, answer=dla.answer_id)
+        pos = dla.position
+        # an ablated MLP writes nothing: its neurons' would-be effects are not listed
+        top = dla.top_neurons(24, skip_layers=spec.mlps)
+        by_label = dict(zip(dla.labels, dla.contributions, strict=True))
+        n = self.model.cfg.n_layers
+        components: list[tuple[str, float]] = [
+            (lab, by_label[lab]) for lab in ("embed", "pos_embed") if lab in by_label
+        ]
+        components += [
+            (f"{kind}{li}", terms[li])
+            for li in range(n)
+            for kind, terms in (("attn", dla.attn), ("mlp", dla.mlp))
+        ]
+        components += [(lab, by_label[lab]) for lab in ("ln_final.bias", "b_U") if lab in by_label]
+        timed.value = {
+            "target": dla.answer,
+            "target_id": dla.answer_id,
+            "actual": dla.actual,
+            "components": [{"label": k, "value": v} for k, v in components],
+            "heads": dla.head_map,
+            "attn_bias": dla.attn_bias,
+            "mlp_bias": dla.mlp_bias,
+            "neurons": [
+                {
+                    "layer": li,
+                    "neuron": nn,
+                    "value": v,
+                    "activation": float(view.cache["post", li][0, pos, nn]),
+                }
+                for li, nn, v in top
+            ],
+            "neuron_map": dla.neuron_map if all_neurons else None,
+            "token_scores": grads.attributions,
+            "tokens": view.str_tokens,
         }
-        return Timed(result, 0, 0, cached, first, 0 if new is None else new.recomputed_layers)
+        return timed
 
     def generate(self, prompt: str, spec: Spec, max_new_tokens: int, temperature: float, seed: int) -> Timed:
         if len(prompt) > self.max_prompt_chars:
@@ -401,8 +404,7 @@ class ModelWorker:
         compute.check_ids(self.model.to_tokens(prompt)[0], self.max_prompt_tokens)
         ivs, first = compute.build_interventions(self.model, spec, self.vectors)
         kw = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
-        with compute.edit_context(self.model, spec):
-            text = self.model.generate(prompt, interventions=ivs, **kw)
+        text = self.model.generate(prompt, interventions=ivs, **kw)
         baseline = None if first is None else self.model.generate(prompt, **kw)
         return Timed({"text": text, "baseline": baseline}, 0, 0, False, first, 0)
 
@@ -430,29 +432,31 @@ class ModelWorker:
         return self.add_vector(name, layer, vector, "contrast")
 
     def load_vectors(self, folder: Path) -> None:
-        """``*.pt`` holding a tensor or ``{"vector": tensor, "layer": int}``; a bare tensor needs ``name.L{layer}.pt``."""
-        for path in sorted(folder.glob("*.pt")):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(obj, dict):
-                vec, layer = obj.get("vector"), obj.get("layer")
-            else:
-                stem_layer = path.stem.rsplit(".L", 1)
-                vec, layer = (
-                    obj,
-                    int(stem_layer[1]) if len(stem_layer) == 2 and stem_layer[1].isdigit() else None,
-                )
-            if not isinstance(vec, torch.Tensor) or layer is None:
-                raise CorruptDataError(
-                    f"{path}: expected a tensor with a layer (a dict with 'vector' and 'layer', or NAME.L<layer>.pt)."
-                )
-            self.add_vector(path.stem.split(".L")[0], int(layer), vec, str(path))
+        """Every vector of the store folder (``neuroscope.export.vectors``: safetensors or ``*.pt``)."""
+        from neuroscope.export.vectors import read_vector_store
+
+        for v in read_vector_store(folder).values():
+            self.add_vector(v.name, v.layer, v.vector, v.source)
 
     def info(self) -> dict[str, Any]:
         return {
             "runs_cached": len(self._runs),
-            "cache_bytes": sum(r.nbytes for r in self._runs.values()),
+            "cache_bytes": sum(r.cache.nbytes for r in self._runs.values()),
             **self.stats,
         }
+
+
+def _badges(labels: list[attention.HeadLabel], source: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "layer": b.layer,
+            "head": b.head,
+            "kind": b.kind.replace("_", "-"),
+            "score": b.score,
+            "source": source,
+        }
+        for b in labels
+    ]
 
 
 def _settle(future: asyncio.Future, value: Any, error: BaseException | None) -> None:

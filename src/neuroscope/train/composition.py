@@ -127,7 +127,7 @@ def path_ablation(
         tokens, names=lambda n: n.endswith("hook_pattern"), interventions=[intervention]
     )
     patterns = torch.stack([cache["pattern", layer] for layer in range(model.cfg.n_layers)]).float()
-    ind, _ = scores_from_patterns(patterns, seq_len)
+    ind, _ = scores_from_patterns(patterns, tokens)
     loss = in_context_loss(model, tokens, seq_len, [intervention])
     return {"site": site, "induction_score": float(ind[d_layer, d_head]), **loss.to_dict()}
 
@@ -141,7 +141,7 @@ def composition_evidence(
 ) -> dict[str, Any]:
     """Composition scores, the chance baseline, and path ablations of prev_head → ind_head through q, k and v."""
     comp = composition_scores(model.hf_model, prev_head[0], ind_head[0])
-    base_ind, _ = scores_from_patterns(attention_patterns(model, tokens), seq_len)
+    base_ind, _ = scores_from_patterns(attention_patterns(model, tokens), tokens)
     baseline_loss = in_context_loss(model, tokens, seq_len)
     return {
         "source_head": list(prev_head),

@@ -125,7 +125,7 @@ def analyse_checkpoints(
         model = neuroscope.load_model(str(folder), device="cpu")
         if tokens is None:
             tokens = repeated_tokens(n_sequences, seq_len, cfg.vocab, model.tokenizer.bos_token_id, seed)
-        i_score, p_score = head_scores(model, tokens, seq_len)
+        i_score, p_score = head_scores(model, tokens)
         loss = in_context_loss(model, tokens, seq_len)
         steps.append(step)
         ind.append(i_score.tolist())

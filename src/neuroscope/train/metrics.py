@@ -1,9 +1,11 @@
 """Induction and previous-token scores, in-context loss, and head ablation on BOS + X + X sequences.
 
-Scores follow TransformerLens's head-detector demo on repeated random tokens: a head's induction score is its
-mean attention from each position ``i`` of the repeated half to ``i - seq_len + 1`` (the token after the
-previous occurrence of the current token); its previous-token score is its mean attention from ``i`` to
-``i - 1`` over the whole sequence.
+The scores are the analysis library's (:func:`neuroscope.analysis.attention.score_heads`, the one head scorer):
+a head's induction score is the attention mass it puts, from each query that has one, on the token after an
+earlier occurrence of the query's token, averaged over those queries; its previous-token score its mean
+attention from ``i`` to ``i - 1``. On BOS + X + X with no token repeated inside X the induction queries are
+exactly the repeated half and the one target of position ``i`` is ``i - len(X) + 1`` (TransformerLens's
+head-detector demo); a token repeated inside X adds its own queries and targets.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
+from neuroscope.analysis.attention import score_heads
 from neuroscope.interventions import Ablate
 
 
@@ -32,17 +35,17 @@ def attention_patterns(
 
 
 def scores_from_patterns(
-    patterns: Float[torch.Tensor, "layer batch head q k"], seq_len: int
+    patterns: Float[torch.Tensor, "layer batch head q k"], tokens: Int[torch.Tensor, "batch pos"]
 ) -> tuple[Float[torch.Tensor, "layer head"], Float[torch.Tensor, "layer head"]]:
-    """(induction, previous-token) score of every head, given patterns on BOS + X + X with ``len(X) == seq_len``."""
-    induction = patterns.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)[..., -seq_len:].mean(dim=(1, 3))
-    prev = patterns.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(1, 3))
-    return induction, prev
+    """(induction, previous-token) score of every head, from its patterns on ``tokens``."""
+    per_layer = [score_heads(p, tokens)[0] for p in patterns]
+    induction = torch.stack([s["induction"] for s in per_layer])
+    return induction, torch.stack([s["previous_token"] for s in per_layer])
 
 
-def head_scores(model: Any, tokens: Int[torch.Tensor, "batch pos"], seq_len: int):
+def head_scores(model: Any, tokens: Int[torch.Tensor, "batch pos"]):
     """(induction, previous-token) scores ``[layer, head]`` of ``model`` on ``tokens`` (BOS + X + X)."""
-    return scores_from_patterns(attention_patterns(model, tokens), seq_len)
+    return scores_from_patterns(attention_patterns(model, tokens), tokens)
 
 
 @dataclass(frozen=True)

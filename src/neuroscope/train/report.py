@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from neuroscope.analysis.attention import THRESHOLDS
 from neuroscope.train import figures
 from neuroscope.train.composition import composition_evidence
 from neuroscope.train.config import TrainConfig
@@ -20,7 +21,10 @@ from neuroscope.train.loop import CONFIG_FILE
 from neuroscope.train.metrics import ablated_in_context_loss, attention_patterns, head_scores, in_context_loss
 
 RESULTS = "results.json"
-THRESHOLDS = {
+INDUCTION = THRESHOLDS["induction"]
+# what the trained model must reach (acceptance targets); which heads count as induction heads is decided by
+# the analysis library's one labelling threshold, neuroscope.analysis.attention.THRESHOLDS["induction"]
+TARGETS = {
     "induction": 0.7,
     "prev_token": 0.7,
     "repeated_over_first": 1 / 3,
@@ -31,7 +35,7 @@ THRESHOLDS = {
 
 
 def _acceptance(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    t = THRESHOLDS
+    t = TARGETS
     ind, prev = res["final"]["induction_head"], res["final"]["prev_token_head"]
     loss, abl = res["final"]["in_context_loss"], res["ablation"]["induction_head"]
     every = res["ablation"]["all_induction_heads"]
@@ -104,14 +108,14 @@ def build_report(
     model = neuroscope.load_model(str(run), device="cpu")
     seq_len = formation.seq_len
     tokens = repeated_tokens(n_sequences, seq_len, cfg.vocab, model.tokenizer.bos_token_id)
-    ind, prev = head_scores(model, tokens, seq_len)
+    ind, prev = head_scores(model, tokens)
     ih, ph = formation.induction_head, formation.prev_token_head
     loss = in_context_loss(model, tokens, seq_len)
     per_head = {
         f"L{ih[0]}H{h}": ablated_in_context_loss(model, tokens, seq_len, [(ih[0], h)]).to_dict()
         for h in range(model.cfg.n_heads)
     }
-    strong = [(ih[0], h) for h in range(model.cfg.n_heads) if ind[ih[0], h] >= 0.3] or [ih]
+    strong = [(ih[0], h) for h in range(model.cfg.n_heads) if ind[ih[0], h] >= INDUCTION] or [ih]
     ablation = {
         "induction_head": ablated_in_context_loss(model, tokens, seq_len, [ih]).to_dict(),
         "prev_token_head": ablated_in_context_loss(model, tokens, seq_len, [ph]).to_dict(),
@@ -152,8 +156,9 @@ def build_report(
             "n_sequences": n_sequences,
             "seq_len": seq_len,
             "seed": 1234,
-            "score_definition": "induction: mean attention from i in the repeated half to i - seq_len + 1; "
-            "prev-token: mean attention from i to i - 1 (TransformerLens head-detector demo)",
+            "score_definition": "neuroscope.analysis.attention.score_heads: induction: attention mass on the token "
+            "after an earlier occurrence of the query's token, averaged over the queries that have one (the "
+            "repeated half, and any token repeated inside X); prev-token: mean attention from i to i - 1",
         },
         "final": {
             "induction": ind.tolist(),
@@ -186,13 +191,13 @@ def _pattern_sentence(ph: dict[str, Any], ih: dict[str, Any]) -> str:
     ind = f"L{ih['layer']}H{ih['head']} (induction score {_fmt(ih['score'])})"
     prev_says = (
         "attends to the previous position"
-        if ph["score"] >= 0.5
+        if ph["score"] >= THRESHOLDS["previous_token"]
         else "does not attend mainly to the previous position"
     )
     ind_says = (
         "attends, in the second copy, to the token after the earlier occurrence of the current token: the "
         "off-diagonal stripe"
-        if ih["score"] >= 0.5
+        if ih["score"] >= INDUCTION
         else "shows no clear induction stripe"
     )
     return f"On BOS + X + X with len(X) = 12: {prev} {prev_says}; {ind} {ind_says}."
@@ -262,7 +267,7 @@ def _ablation_sentence(res: dict[str, Any]) -> str:
         )
     if len(every["heads"]) > 1:
         text += (
-            f"; zero-ablating all {len(every['heads'])} layer-{ih['layer']} heads with induction score ≥ 0.3 "
+            f"; zero-ablating all {len(every['heads'])} layer-{ih['layer']} heads with induction score ≥ {INDUCTION} "
             f"({heads}) moves it to {_fmt(every['ratio'])}"
         )
         if one["ratio"] < 0.75 <= every["ratio"]:
@@ -347,7 +352,7 @@ def render_markdown(res: dict[str, Any], command: str) -> str:
         f"{_fmt(abl['induction_head']['repeated_half'])} | {_fmt(abl['induction_head']['ratio'])} |",
         f"| prev-token head L{ph['layer']}H{ph['head']} | {_fmt(abl['prev_token_head']['first_half'])} | "
         f"{_fmt(abl['prev_token_head']['repeated_half'])} | {_fmt(abl['prev_token_head']['ratio'])} |",
-        f"| all layer-{ih['layer']} heads with induction score ≥ 0.3 {abl['all_induction_heads']['heads']} | "
+        f"| all layer-{ih['layer']} heads with induction score ≥ {INDUCTION} {abl['all_induction_heads']['heads']} | "
         f"{_fmt(abl['all_induction_heads']['first_half'])} | {_fmt(abl['all_induction_heads']['repeated_half'])} | "
         f"{_fmt(abl['all_induction_heads']['ratio'])} |",
     ]

@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: 4d8beb37416e5dd4
+// openapi-sha256: 83bd0c57a3bb823a
 
 export interface paths {
     "/api/attention": {
@@ -476,6 +476,12 @@ export interface components {
         };
         /** AttributionRequest */
         AttributionRequest: {
+            /**
+             * All Neurons
+             * @description also return every neuron's direct logit attribution (neuron_map)
+             * @default false
+             */
+            all_neurons: boolean;
             interventions?: components["schemas"]["InterventionSpec"];
             /**
              * Prompt
@@ -488,11 +494,26 @@ export interface components {
              */
             target?: string | null;
         };
-        /** AttributionResponse */
+        /**
+         * AttributionResponse
+         * @description neuroscope.analysis.residual.direct_logit_attribution and attribution.gradient_x_input at the last
+         *     position: components sum to ``actual``; each layer's heads plus ``attn_bias`` sum to its ``attn`` component
+         *     and its neurons plus ``mlp_bias`` to its ``mlp`` component (post-sublayer norms frozen on this run).
+         */
         AttributionResponse: {
             /**
+             * Actual
+             * @description the model's (pre-softcap) logit of the target at the last position
+             */
+            actual: number;
+            /**
+             * Attn Bias
+             * @description [layer] the attention output bias's term
+             */
+            attn_bias: number[];
+            /**
              * Components
-             * @description direct logit attribution of embed, each attn and MLP output
+             * @description direct logit attribution of embed (pos_embed), each attn and MLP output (attn{l}, mlp{l}), and the final norm's and unembedding's biases where the model has them
              */
             components: components["schemas"]["Component"][];
             /**
@@ -501,8 +522,18 @@ export interface components {
              */
             heads: number[][];
             /**
+             * Mlp Bias
+             * @description [layer] the MLP output bias's term
+             */
+            mlp_bias: number[];
+            /**
+             * Neuron Map
+             * @description [layer][neuron] every neuron's term, when all_neurons was asked for
+             */
+            neuron_map?: number[][] | null;
+            /**
              * Neurons
-             * @description MLP neurons with the largest direct logit attribution at the last position
+             * @description MLP neurons with the largest direct logit attribution at the last position (neurons of a whole-ablated MLP are left out)
              */
             neurons: components["schemas"]["NeuronScore"][];
             /** Target */
@@ -794,7 +825,7 @@ export interface components {
             head: number;
             /**
              * Kind
-             * @description previous-token | induction | duplicate-token | first-token | self (| broad)
+             * @description previous-token | induction | duplicate-token | first-token | self
              */
             kind: string;
             /** Layer */
@@ -803,7 +834,7 @@ export interface components {
             score: number;
             /**
              * Source
-             * @description classifier: the analysis library on random repeated tokens; prompt: this prompt's patterns
+             * @description classifier: neuroscope.analysis.attention on random repeated tokens; prompt: the same scores and thresholds on this prompt's patterns (used when the classifier labels no head)
              */
             source: string;
         };
@@ -1038,7 +1069,7 @@ export interface components {
             neuron: number;
             /**
              * Value
-             * @description direct effect on the target logit (activation x output . unembedding)
+             * @description direct effect on the target logit (activation x output row, through the frozen norms, . unembedding)
              */
             value: number;
         };

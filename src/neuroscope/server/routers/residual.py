@@ -38,6 +38,10 @@ async def residual(req: InterventionRequest, worker: WorkerDep) -> dict[str, Any
 async def attribution(req: AttributionRequest, worker: WorkerDep) -> dict[str, Any]:
     t0 = time.perf_counter()
     out = await worker.call(
-        worker.attribution, req.prompt, Spec.from_dict(req.interventions.model_dump()), req.target
+        worker.attribution,
+        req.prompt,
+        Spec.from_dict(req.interventions.model_dump()),
+        req.target,
+        req.all_neurons,
     )
     return {**out.value, "timings": out.timings((time.perf_counter() - t0) * 1e3)}

@@ -10,12 +10,11 @@ from neuroscope.server.schemas.common import InterventionSpec, NonNeg, Prompt, S
 class HeadBadge(BaseModel):
     layer: int
     head: int
-    kind: str = Field(
-        description="previous-token | induction | duplicate-token | first-token | self (| broad)"
-    )
+    kind: str = Field(description="previous-token | induction | duplicate-token | first-token | self")
     score: float
     source: str = Field(
-        description="classifier: the analysis library on random repeated tokens; prompt: this prompt's patterns"
+        description="classifier: neuroscope.analysis.attention on random repeated tokens; prompt: the same "
+        "scores and thresholds on this prompt's patterns (used when the classifier labels no head)"
     )
 
 
@@ -73,6 +72,9 @@ class AttributionRequest(Strict):
     target: str | None = Field(
         default=None, max_length=200, description="target token text (default: the top prediction)"
     )
+    all_neurons: bool = Field(
+        default=False, description="also return every neuron's direct logit attribution (neuron_map)"
+    )
 
 
 class Component(BaseModel):
@@ -83,19 +85,34 @@ class Component(BaseModel):
 class NeuronScore(BaseModel):
     layer: int
     neuron: int
-    value: float = Field(description="direct effect on the target logit (activation x output . unembedding)")
+    value: float = Field(
+        description="direct effect on the target logit (activation x output row, through the frozen norms, "
+        ". unembedding)"
+    )
     activation: float
 
 
 class AttributionResponse(BaseModel):
+    """neuroscope.analysis.residual.direct_logit_attribution and attribution.gradient_x_input at the last
+    position: components sum to ``actual``; each layer's heads plus ``attn_bias`` sum to its ``attn`` component
+    and its neurons plus ``mlp_bias`` to its ``mlp`` component (post-sublayer norms frozen on this run)."""
+
     target: str
     target_id: int
+    actual: float = Field(description="the model's (pre-softcap) logit of the target at the last position")
     components: list[Component] = Field(
-        description="direct logit attribution of embed, each attn and MLP output"
+        description="direct logit attribution of embed (pos_embed), each attn and MLP output "
+        "(attn{l}, mlp{l}), and the final norm's and unembedding's biases where the model has them"
     )
     heads: list[list[float]] = Field(description="[layer][head] direct logit attribution of each head")
+    attn_bias: list[float] = Field(description="[layer] the attention output bias's term")
+    mlp_bias: list[float] = Field(description="[layer] the MLP output bias's term")
     neurons: list[NeuronScore] = Field(
-        description="MLP neurons with the largest direct logit attribution at the last position"
+        description="MLP neurons with the largest direct logit attribution at the last position "
+        "(neurons of a whole-ablated MLP are left out)"
+    )
+    neuron_map: list[list[float]] | None = Field(
+        default=None, description="[layer][neuron] every neuron's term, when all_neurons was asked for"
     )
     token_scores: list[float] = Field(description="gradient x input of each prompt token on the target logit")
     tokens: list[str]
