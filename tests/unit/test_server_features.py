@@ -157,8 +157,12 @@ def test_edits_change_only_this_request(setup):
         "/api/edits", json={"sae": "tiny-l1", "features": [3, 5], "method": "ablate", "rank": 4}
     ).json()
     assert ablate["kind"] == "lora" and ablate["first_layer"] == 0 and ablate["exact"]
+    sae = lab.get("tiny-l1").sae
+    _, cache = model.run_with_cache(PROMPT, names=[sae.cfg.hook_name])
+    # the SAE reads the last layer: a clamp moves the next-token logits only where it fires on the last token
+    firing = int(sae.encode(cache[sae.cfg.hook_name])[0, -1].argmax())
     clamp = client.post(
-        "/api/edits", json={"sae": "tiny-l1", "features": [7], "method": "clamp", "value": 4.0}
+        "/api/edits", json={"sae": "tiny-l1", "features": [firing], "method": "clamp", "value": 4.0}
     ).json()
     assert clamp["kind"] == "hooked" and clamp["first_layer"] == 1
     names = {e["name"] for e in client.get("/api/edits").json()["edits"]}
@@ -173,7 +177,7 @@ def test_edits_change_only_this_request(setup):
             for t in out["top"]:
                 assert t["logit"] == pytest.approx(float(ref[t["token_id"]]), abs=1e-4)
                 assert t["base_logit"] == pytest.approx(float(plain[t["token_id"]]), abs=1e-4)
-            assert out["kl"] > 0
+            assert out["kl"] > 0, edits
     again = client.post("/api/run", json={"prompt": PROMPT, "top_k": 5}).json()
     assert again["kl"] == pytest.approx(0.0, abs=1e-7)  # no edit named: the plain model
     missing = client.post("/api/run", json={"prompt": PROMPT, "interventions": {"edits": ["nope"]}})

@@ -24,13 +24,21 @@ from neuroscope.lab.live import run_with_edits
 
 SECONDS = float(os.environ.get("NEUROSCOPE_WS_EDIT_SECONDS", "30"))
 N_CLIENTS = 20
-EDITS = [
-    {"features": [3], "method": "ablate", "rank": 4},
-    {"features": [5, 9], "method": "ablate", "rank": 4},
-    {"features": [11, 12, 40], "method": "ablate", "rank": 8},
-    {"features": [7], "method": "clamp", "value": 4.0},
-    {"features": [20], "method": "clamp", "value": 2.5},
-]
+PROMPT = "client {k} patches features of the model"
+
+
+def _edits(model, sae) -> list[dict]:
+    """Three ablations and two clamps of features that fire on the clients' prompts (so every edit acts)."""
+    _, cache = model.run_with_cache([PROMPT.format(k=k) for k in range(3)], names=[sae.cfg.hook_name])
+    # the SAE reads the last layer: an edit moves the next-token logits through the last token
+    order = sae.encode(cache[sae.cfg.hook_name])[:, -1].amax(0).argsort(descending=True).tolist()
+    return [
+        {"features": [order[0]], "method": "ablate", "rank": 4},
+        {"features": [order[1], order[2]], "method": "ablate", "rank": 4},
+        {"features": order[3:6], "method": "ablate", "rank": 8},
+        {"features": [order[0]], "method": "clamp", "value": 4.0},
+        {"features": [order[6]], "method": "clamp", "value": 2.5},
+    ]
 
 
 def _free_port() -> int:
@@ -49,7 +57,9 @@ def _post(base: str, path: str, body: dict) -> dict:
 def test_twenty_clients_with_their_own_edits_for_thirty_seconds(tmp_path):
     from sae_testutil import trained
 
-    _, _, sae_dir = trained()
+    sae, _, sae_dir = trained()
+    with torch.no_grad():
+        edits = _edits(fresh("llama"), sae)
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     cmd = [
@@ -84,11 +94,11 @@ def test_twenty_clients_with_their_own_edits_for_thirty_seconds(tmp_path):
                 assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
                 assert time.monotonic() < deadline, "the server did not come up"
                 time.sleep(0.2)
-        names = [_post(base, "/api/edits", {"sae": sae_name, **e})["name"] for e in EDITS]
+        names = [_post(base, "/api/edits", {"sae": sae_name, **e})["name"] for e in edits]
 
         def client(k: int, stop_at: float) -> None:
             rng = random.Random(2000 + k)
-            prompt = f"client {k} patches features of the model"
+            prompt = PROMPT.format(k=k)
             active: set[str] = set()
             heads: set[tuple[int, int]] = set()
             seq = 0
@@ -136,7 +146,7 @@ def test_twenty_clients_with_their_own_edits_for_thirty_seconds(tmp_path):
         lab.attach_folder(sae_dir)
         assert [
             lab.prepare_edit(sae_name, e["features"], e["method"], e.get("value"), e.get("rank", 8)).name
-            for e in EDITS
+            for e in edits
         ] == names
         multi = 0
         with torch.no_grad():
