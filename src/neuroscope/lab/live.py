@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 _REGISTRIES: weakref.WeakKeyDictionary[Any, LiveEdits] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
+# Prepared LoRA edits kept at once (an ablate edit on smollm2-135m holds ~3 MB: its embedding factor is
+# r x vocab); the least recently used beyond this are detached, and a request naming one gets a clear error.
+MAX_LORA_EDITS = 64
 
 
 @dataclass
@@ -55,9 +58,10 @@ def lora_first_layer(model: HookedModel, edit: LoraEdit) -> int:
 class LiveEdits:
     """The prepared edits of one model (``LiveEdits.of(model)``)."""
 
-    def __init__(self, model: HookedModel):
+    def __init__(self, model: HookedModel, max_lora: int = MAX_LORA_EDITS):
         self.model = model
-        self.edits: dict[str, LiveEdit] = {}
+        self.edits: dict[str, LiveEdit] = {}  # in order of last use
+        self.max_lora = max_lora
         self._lock = threading.RLock()
 
     @staticmethod
@@ -80,6 +84,9 @@ class LiveEdits:
                 name, "lora", lora_first_layer(self.model, edit), {**edit.info, **(info or {})}, edit=edit
             )
             self.edits[name] = live
+            lora = [n for n, e in self.edits.items() if e.kind == "lora"]
+            for stale in lora[: max(0, len(lora) - self.max_lora)]:
+                self.remove(stale)
             return live
 
     def add_hooked(
@@ -100,13 +107,23 @@ class LiveEdits:
             del self.edits[name]
 
     def get(self, names: Sequence[str]) -> list[LiveEdit]:
-        missing = [n for n in names if n not in self.edits]
-        if missing:
-            raise ResourceNotFoundError(
-                f"No prepared edit named {missing[0]!r}; prepared: {', '.join(sorted(self.edits)) or 'none'} "
-                "(prepare one with POST /api/edits or the Features view's patch toggle)."
-            )
-        return [self.edits[n] for n in names]
+        with self._lock:
+            missing = [n for n in names if n not in self.edits]
+            if missing:
+                known = sorted(self.edits)
+                raise ResourceNotFoundError(
+                    f"No prepared edit named {missing[0]!r} ({len(known)} prepared"
+                    f"{': ' + ', '.join(known[:5]) if known else ''}{' …' if len(known) > 5 else ''}); prepare it "
+                    "with POST /api/edits or the Features view's patch toggle (unused edits are detached after "
+                    f"{self.max_lora} newer ones)."
+                )
+            for n in names:  # most recently used last (what eviction keeps)
+                self.edits[n] = self.edits.pop(n)
+            return [self.edits[n] for n in names]
+
+    def snapshot(self) -> list[LiveEdit]:
+        with self._lock:
+            return list(self.edits.values())
 
     def first_layer(self, names: Sequence[str]) -> int | None:
         edits = self.get(names)

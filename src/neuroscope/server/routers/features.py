@@ -85,7 +85,7 @@ async def contrast(sae: Name, req: ContrastRequest, lab: LabDep, worker: WorkerD
 
 @router.get("/api/edits", response_model=EditList)
 async def list_edits(worker: WorkerDep) -> dict[str, Any]:
-    return {"edits": [e.to_dict() for e in LiveEdits.of(worker.model).edits.values()]}
+    return {"edits": [e.to_dict() for e in LiveEdits.of(worker.model).snapshot()]}
 
 
 @router.post("/api/edits", response_model=LiveEditInfo)
