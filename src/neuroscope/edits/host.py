@@ -130,7 +130,18 @@ class EditHost:
             warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
             # every edit after the first is a further named adapter on purpose
             warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
-            inject_adapter_in_model(cfg, self.model.hf_model, adapter_name=adapter)
+            layers = [self.model.hf_model.get_submodule(p) for p in edit.modules]
+            if all(_is_lora_layer(m) for m in layers):
+                # every target is wrapped already: add the adapter to those layers the way peft's own
+                # injection does for an existing LoRA layer, without walking the model and every adapter on it
+                # (that walk grows with the adapters attached: ~1.5 s with a hundred on smollm2-135m)
+                try:
+                    for path, m in zip(edit.modules, layers, strict=True):
+                        m.update_layer(adapter, edit.rank, lora_alpha=edit.rank, target_name=path, config=cfg)
+                except TypeError:  # another peft's signature: its public entry point does the same
+                    inject_adapter_in_model(cfg, self.model.hf_model, adapter_name=adapter)
+            else:
+                inject_adapter_in_model(cfg, self.model.hf_model, adapter_name=adapter)
             dev = self.model.device
             with torch.no_grad():
                 for path, (A, B) in edit.modules.items():
