@@ -173,7 +173,7 @@ def run(
             _post(base + "/api/edits", {"sae": "l15-16k", "features": [rng.randrange(16_384)], "rank": 8})
         prepared: list[str] = []
         for i in range(n_toggles):
-            # a new feature (the edit is built and attached on the toggle), then an already prepared one
+            # a new feature (the edit is built and attached on the toggle), then a recently prepared one
             t0 = time.perf_counter()
             _, e = _post(
                 base + "/api/edits", {"sae": "l15-16k", "features": [rng.randrange(16_384)], "rank": 8}
@@ -187,7 +187,7 @@ def run(
                 base + "/api/edits",
                 {
                     "sae": "l15-16k",
-                    "features": [int(prepared[rng.randrange(len(prepared))].split(":")[2])],
+                    "features": [int(rng.choice(prepared[-32:]).split(":")[2])],
                     "rank": 8,
                 },
             )
@@ -202,7 +202,7 @@ def run(
 
     # the adapter switch alone: what changes between two requests with different prepared edits
     host = EditHost.of(model)
-    names = prepared[:8]
+    names = prepared[-8:]  # still attached (the least recently used beyond 64 are detached)
     switch = []
     for k in range(2000):
         t0 = time.perf_counter()

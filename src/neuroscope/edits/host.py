@@ -194,7 +194,7 @@ class EditHost:
         with self._lock:
             if name not in self.edits:
                 raise InvalidConfigError(
-                    f"no edit named {name!r} is attached (attached: {sorted(self.edits)})"
+                    f"no edit named {name!r} is attached ({len(self.edits)} attached: {sorted(self.edits)[:5]})"
                 )
             self._delete(self._ids.pop(name))
             del self.edits[name]
@@ -214,7 +214,8 @@ class EditHost:
         unknown = [n for n in key if n not in self.edits]
         if unknown:
             raise InvalidConfigError(
-                f"no edit named {', '.join(map(repr, unknown))} is attached (attached: {sorted(self.edits)})"
+                f"no edit named {', '.join(map(repr, unknown))} is attached ({len(self.edits)} attached: "
+                f"{sorted(self.edits)[:5]})"
             )
         if not key:
             return BASE
