@@ -208,3 +208,44 @@ def test_export_and_download(setup, tmp_path):
     ).json()
     refused = client.post("/api/export", json={"name": "b2", "edits": [hooked["name"]]})
     assert refused.status_code == 422 and "distil it into a LoRA" in refused.json()["detail"]
+
+
+def test_ui_with_a_bundle_attaches_its_saes_edits_and_labels(sae_dir, tmp_path):
+    """`neuroscope ui --bundle DIR`: the verified bundle's SAE, edit and labels are in the Features view; the
+    edit can be named by a request at once."""
+    from neuroscope.bundles import BundleContents, export_bundle
+    from neuroscope.edits import ablation_edit
+    from neuroscope.sae import load_sae
+
+    torch.set_num_threads(1)
+    maker = fresh("llama")
+    sae = load_sae(sae_dir)
+    contents = BundleContents(
+        saes={"shared": sae},
+        edits={"no-3": ablation_edit(maker, sae, [3], rank=4)},
+        labels={"shared": {3: "three"}},
+    )
+    bundle = export_bundle(maker, contents, tmp_path / "bundle")
+    model = fresh("llama")
+    app = create_app(
+        Settings(model="tiny:llama", bundle=str(bundle), workspace=str(tmp_path / "ws")), model=model
+    )
+    with TestClient(app, base_url=BASE) as client:
+        assert [s["name"] for s in client.get("/api/features").json()["saes"]] == ["shared"]
+        edits = client.get("/api/edits").json()["edits"]
+        assert [(e["name"], e["kind"], e["features"]) for e in edits] == [("no-3", "lora", [3])]
+        rows = client.get("/api/features/shared/table", params={"search": "three"}).json()["rows"]
+        assert [r["id"] for r in rows] == [3]
+        out = client.post("/api/run", json={"prompt": PROMPT, "interventions": {"edits": ["no-3"]}}).json()
+        ref = run_with_edits(model, PROMPT, ["no-3"])[0, -1]
+        assert out["top"][0]["logit"] == pytest.approx(float(ref[out["top"][0]["token_id"]]), abs=1e-4)
+    # a bundle made for other weights is refused at start-up, naming the model it was made for
+    other = fresh("llama")
+    with torch.no_grad():
+        other.hf_model.model.layers[0].mlp.down_proj.weight.mul_(1.01)
+    from neuroscope.errors import ModelMismatchError
+
+    with pytest.raises(ModelMismatchError, match="made for model 'tiny:llama'"):
+        create_app(
+            Settings(model="tiny:llama", bundle=str(bundle), workspace=str(tmp_path / "ws2")), model=other
+        )
