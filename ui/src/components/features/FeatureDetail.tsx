@@ -41,6 +41,19 @@ export function FeatureDetail({ sae, id, onOpen }: { sae: string; id: number; on
   const [patchError, setPatchError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   useEffect(() => setLabel(detail.data?.label ?? ""), [detail.data]);
+  // Prepare the ablate edit as soon as the feature opens (build the closed form, attach the adapter), so the
+  // toggle itself only switches this client's adapter: one forward, no build.
+  const [prepared, setPrepared] = useState<string | null>(null);
+  useEffect(() => {
+    let live = true;
+    api.prepareEdit({ sae, features: [id], method: "ablate", value: null, rank: 8 }).then(
+      (e) => live && setPrepared(e.name),
+      () => undefined, // the toggle prepares (and reports errors) itself
+    );
+    return () => {
+      live = false;
+    };
+  }, [sae, id]);
   useEffect(() => setPosition(null), [prompt]);
   const acts = useView<PromptActs>(prompt ? () => api.promptActs(sae, { prompt, feature: id, position, k: 20 }) : null, [sae, id, prompt, position]);
 
@@ -52,6 +65,11 @@ export function FeatureDetail({ sae, id, onOpen }: { sae: string; id: number; on
     setPatchError(null);
     if (patched) {
       setIv((old) => ({ ...old, edits: old.edits.filter((e) => e !== patchName) }));
+      return;
+    }
+    if (method === "ablate" && prepared) {
+      setPatchName(prepared);
+      setIv((old) => ({ ...old, edits: old.edits.includes(prepared) ? old.edits : [...old.edits, prepared] }));
       return;
     }
     setBusy(true);
