@@ -15,6 +15,7 @@ SUITES = [
     ("benchmarks.sae_bench", "sae.json"),
     ("benchmarks.latency_bench", "latency.json"),
     ("benchmarks.scale_bench", "scale.json"),
+    ("benchmarks.features_bench", "features.json"),
     ("benchmarks.onnx_bench", "onnx.json"),
     ("benchmarks.attacks_bench", "attacks.json"),
     ("benchmarks.attack_latency", "attack_latency.json"),

@@ -18,6 +18,9 @@ PLUGINS = (
     "neuroscope.sae.cli",
     "neuroscope.train.cli",
     "neuroscope.server.cli",
+    "neuroscope.edits.cli",
+    "neuroscope.sae.features_cli",
+    "neuroscope.bundles.cli",
     "neuroscope.export.cli",
     "neuroscope.attacks.cli",
 )

@@ -103,6 +103,49 @@ class GradientsUnavailableError(NeuroscopeError, RuntimeError):
 
 class RayUnavailableError(NeuroscopeError, ImportError):
     """Distributed recording was asked for but Ray Data is not installed, or the cluster cannot be reached."""
+# --- edits and bundles (files from someone else are untrusted: each refusal has its own class) -------------
+class RankOutOfRangeError(NeuroscopeError, ValueError):
+    """A LoRA edit's rank is outside 4..16, or too small for the directions it must hold."""
+
+
+class UnknownFeatureError(NeuroscopeError, IndexError):
+    """A feature id that the SAE does not have; the message gives the valid range."""
+
+
+class BundleError(NeuroscopeError, ValueError):
+    """A bundle (saes/ + lora/ + manifest.json) was refused; nothing from it was attached."""
+
+
+class UnsafePathError(BundleError):
+    """A path in a bundle (or from the UI) escapes its root: ``..``, absolute, or a symlink out."""
+
+
+class UnsafeFormatError(BundleError):
+    """A weight file that is not safetensors (pickle, ``.bin``, ``.pt``): refused, never unpickled."""
+
+
+class ChecksumMismatchError(BundleError):
+    """A file's SHA-256 differs from the manifest's, or a file is missing from / unlisted in it."""
+
+
+class ModelMismatchError(BundleError):
+    """The bundle was made for other weights (refused unless forced); the message names that model."""
+
+
+class BundleVersionError(BundleError):
+    """The manifest's format or version is not one this NeuroScope reads."""
+
+
+class HookWidthMismatchError(BundleError):
+    """An SAE's width differs from the width of the hook it is attached to."""
+
+
+class AdapterTargetError(BundleError):
+    """A LoRA adapter targets modules the model lacks (or with shapes it does not have)."""
+
+
+class TruncatedFileError(CorruptDataError):
+    """A safetensors file whose header or data ends early."""
 
 
 class ExportArchitectureError(UnsupportedArchitectureError):

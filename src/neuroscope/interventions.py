@@ -269,7 +269,8 @@ class ProjectOut(Intervention):
         layers = range(model.cfg.n_layers) if self.layers is None else self.layers
         for l in layers:
             model.check_layer(l)
-        d = _unit(self.direction.float())
+        # a float64 direction keeps its precision (a float64 model then projects it out exactly)
+        d = _unit(self.direction if self.direction.dtype == torch.float64 else self.direction.float())
 
         def fn(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
             u = d.to(x.device, x.dtype)

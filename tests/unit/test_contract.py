@@ -140,6 +140,37 @@ def test_logits_to_keep_is_the_tail_of_the_full_logits(any_tiny):
     torch.testing.assert_close(logits, full[:, -2:], atol=1e-5, rtol=0)
 
 
+def test_attached_edits_leave_the_unedited_model_and_its_hooks_alone(any_tiny):
+    """With a LoRA edit attached (peft wraps the embedding and output projections) but not selected, the
+    model is still the plain Hugging Face model, hooks sit on the wrappers, and W_O still reads the weights."""
+    import neuroscope as ns
+    from neuroscope.edits import EditHost, ablation_edit
+    from neuroscope.sae import SAE, SAEConfig
+
+    model = ns.load_model(f"tiny:{any_tiny.cfg.model_type}", device="cpu")  # its own copy: edits wrap layers
+    c = model.cfg
+    sae = SAE(SAEConfig(d_in=c.d_model, d_sae=32, hook_name=f"blocks.{c.n_layers - 1}.hook_resid_post"))
+    EditHost.of(model).add("e", ablation_edit(model, sae, [1, 2], rank=4))
+    plain, _ = tiny_hf_model(c.model_type)
+    tokens = model.tokenize(PROMPTS)
+    ref = plain(input_ids=tokens.ids, attention_mask=tokens.attention_mask).logits
+    assert (model(PROMPTS) - ref).abs().max().item() <= 1e-5
+    _, cache = model.run_with_cache(PROMPTS[0])
+    for l in range(c.n_layers - 1):
+        assert torch.allclose(cache["resid_post", l], cache["resid_pre", l + 1])
+    total = torch.einsum("bphd,hdm->bpm", cache["z", 0], model.W_O(0)) + model.b_O(0)
+    if (
+        model.adapter.sites["hook_attn_out"].module
+        != model.adapter.sites["attn.hook_z"].module.rsplit(".", 1)[0]
+    ):
+        total = model.layer_module(0, model.adapter.sites["hook_attn_out"].module)(
+            total
+        )  # Gemma 2/3 post-norm
+    torch.testing.assert_close(total, cache["attn_out", 0], atol=1e-5, rtol=1e-4)
+    with EditHost.of(model).use(["e"]):
+        assert (model(PROMPTS) - ref).abs().max().item() > 1e-3
+
+
 @pytest.mark.parametrize("ablate", [False, True], ids=["plain", "ablated"])
 def test_dla_heads_neurons_and_components_add_up(any_tiny, ablate):
     """Direct logit attribution is exact on every adapter (post-sublayer norms and biases included): each

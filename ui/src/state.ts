@@ -7,16 +7,18 @@ export interface Interventions {
   neurons: Pair[];
   mlps: number[];
   steer: { vector: string; layer: number | null; alpha: number } | null;
+  /** Prepared feature edits (Features view), applied to this client's requests only. */
+  edits: string[];
 }
 
-export const empty = (): Interventions => ({ heads: [], neurons: [], mlps: [], steer: null });
+export const empty = (): Interventions => ({ heads: [], neurons: [], mlps: [], steer: null, edits: [] });
 
 export function toSpec(iv: Interventions): InterventionSpec {
-  return { heads: iv.heads, neurons: iv.neurons, mlps: iv.mlps, steer: iv.steer };
+  return { heads: iv.heads, neurons: iv.neurons, mlps: iv.mlps, steer: iv.steer, edits: iv.edits };
 }
 
 export function isEmpty(iv: Interventions): boolean {
-  return !iv.heads.length && !iv.neurons.length && !iv.mlps.length && !iv.steer;
+  return !iv.heads.length && !iv.neurons.length && !iv.mlps.length && !iv.steer && !iv.edits.length;
 }
 
 const pairs = (s: string | null): Pair[] =>
@@ -38,6 +40,7 @@ export function readUrl(): { prompt: string; iv: Interventions } {
   const steer = q.get("steer"); // name@layer:alpha
   const m = steer?.match(/^(.+)@(\d*):(-?[\d.]+)$/);
   if (m) iv.steer = { vector: m[1], layer: m[2] === "" ? null : Number(m[2]), alpha: Number(m[3]) };
+  iv.edits = (q.get("edits") ?? "").split(",").filter((x) => x !== "");
   return { prompt: q.get("prompt") ?? "", iv };
 }
 
@@ -48,6 +51,7 @@ export function writeUrl(prompt: string, iv: Interventions) {
   if (iv.neurons.length) q.set("neurons", iv.neurons.map((p) => p.join(".")).join(","));
   if (iv.mlps.length) q.set("mlps", iv.mlps.join(","));
   if (iv.steer) q.set("steer", `${iv.steer.vector}@${iv.steer.layer ?? ""}:${iv.steer.alpha}`);
+  if (iv.edits.length) q.set("edits", iv.edits.join(","));
   const s = q.toString();
   // keep the hash: it names the open view (router.ts)
   history.replaceState(null, "", (s ? `?${s}` : location.pathname) + location.hash);

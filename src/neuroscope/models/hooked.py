@@ -80,6 +80,15 @@ class HookedModel:
         self.load_seconds = 0.0
         self.quantization: QuantInfo | None = None  # set by load_model(..., quantize=...)
 
+    def refresh_sites(self) -> None:
+        """Re-resolve hook points after modules were wrapped in place (peft LoRA layers replace
+        ``o_proj``/``down_proj``/``embed_tokens`` with wrappers that hold the original as ``base_layer``):
+        a hook must sit on the wrapper, or it would see the output without the adapter's delta."""
+        if any(d.refcount for d in self._registry._dispatch.values()):
+            raise RuntimeError("refresh_sites() while hooks are attached: call it between forwards")
+        self.sites = build_sites(self.hf_model, self.adapter, self.cfg)
+        self._registry = HookRegistry(self.sites)
+
     def _bind_attention_sites(self) -> None:
         attn_path = self.adapter.sites["attn.hook_z"].module.rsplit(".", 1)[0]
         layers = self.hf_model.get_submodule(self.adapter.layers)
@@ -170,13 +179,13 @@ class HookedModel:
 
     def W_O(self, layer: int) -> Float[torch.Tensor, "head d_head d_model"]:
         """Each head's slice of the output projection (what ``hook_z`` is multiplied by)."""
-        proj = self.layer_module(layer, self.adapter.sites["attn.hook_z"].module)
+        proj = _unwrapped(self.layer_module(layer, self.adapter.sites["attn.hook_z"].module))
         weight = dequantized_weight(proj)
         w = weight if proj.__class__.__name__ == "Conv1D" else weight.T  # [h*d_head, d_model]
         return w.reshape(self.cfg.n_heads, self.cfg.d_head, self.cfg.d_model)
 
     def b_O(self, layer: int) -> Float[torch.Tensor, " d_model"]:
-        proj = self.layer_module(layer, self.adapter.sites["attn.hook_z"].module)
+        proj = _unwrapped(self.layer_module(layer, self.adapter.sites["attn.hook_z"].module))
         bias = getattr(proj, "bias", None)
         return (
             bias if bias is not None else torch.zeros(self.cfg.d_model, device=self.device, dtype=self.dtype)
@@ -184,7 +193,7 @@ class HookedModel:
 
     def W_out(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]:
         """The MLP output projection (what ``mlp.hook_post`` is multiplied by)."""
-        proj = self.layer_module(layer, self.adapter.sites["mlp.hook_post"].module)
+        proj = _unwrapped(self.layer_module(layer, self.adapter.sites["mlp.hook_post"].module))
         weight = dequantized_weight(proj)
         return weight if proj.__class__.__name__ == "Conv1D" else weight.T
 
@@ -260,6 +269,10 @@ class HookedModel:
         pairs: list[FwdHook] = []
         for iv in interventions:
             pairs += iv.bind(self)
+            # an edit intervention picks the peft adapter of each row (neuroscope.edits.host.ApplyEdits)
+            rows = getattr(iv, "adapter_rows", None)
+            if rows is not None:
+                state.adapters = rows(self)
         pairs += list(fwd_hooks)
         for name, fn in pairs:
             for full in self._expand(name):
@@ -461,6 +474,11 @@ class HookedModel:
                 new.append(nxt)
                 step_ids = torch.tensor([[nxt]], device=self.device)
         return self.tokenizer.decode(new, skip_special_tokens=True)
+
+
+def _unwrapped(module: torch.nn.Module) -> torch.nn.Module:
+    """The original layer under an adapter wrapper (peft keeps it as ``base_layer``); weights are read there."""
+    return cast(torch.nn.Module, getattr(module, "base_layer", module))
 
 
 def next_token_loss(logits: torch.Tensor, tokens: Tokens, per_token: bool = False) -> torch.Tensor:

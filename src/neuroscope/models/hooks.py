@@ -48,6 +48,8 @@ class HookState:
     pos_offset: int = 0
     skip_below: int = 0  # layers below this return their input untouched (their output is patched in)
     scratch: dict[Any, torch.Tensor] = field(default_factory=dict)
+    # peft adapter per batch row (one name: every row) chosen by edit interventions; None: no adapter
+    adapters: tuple[str, ...] | None = None
 
     def merged(self, other: HookState) -> HookState:
         fns = dict(self.fns)
@@ -59,6 +61,7 @@ class HookState:
             stop_layer=stop,
             pos_offset=self.pos_offset,
             skip_below=max(self.skip_below, other.skip_below),
+            adapters=other.adapters if other.adapters is not None else self.adapters,
         )
 
 

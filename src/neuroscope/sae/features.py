@@ -289,6 +289,35 @@ class FeatureStore:
             order = order[hit[order]]
         return [self._row(int(i)) for i in order[offset : offset + limit]]
 
+    def page(
+        self,
+        offset: int = 0,
+        limit: int = 50,
+        sort: str = "id",
+        descending: bool = False,
+        search: str | None = None,
+        labels: dict[int, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A table page and the number of matching features; ``search`` also matches ``labels``, which
+        each row then carries (the Features view's table)."""
+        if sort not in SORT_KEYS:
+            raise InvalidConfigError(f"sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}")
+        if sort not in self._orders:
+            self._orders[sort] = np.argsort(self.cols[sort], kind="stable")
+        order = self._orders[sort][::-1] if descending else self._orders[sort]
+        labels = labels or {}
+        if search:
+            q = search.lower()
+            hit = np.fromiter((q in s for s in self._search), dtype=bool, count=self.n)
+            for f, text in labels.items():
+                if 0 <= f < self.n and q in text.lower():
+                    hit[f] = True
+            order = order[hit[order]]
+        rows = [self._row(int(i)) for i in order[offset : offset + limit]]
+        for r in rows:
+            r["label"] = labels.get(r["id"])
+        return rows, int(order.shape[0])
+
     def feature(self, i: int) -> dict[str, Any]:
         self._check(i)
         rest = self._features.slice(i, 1).drop_columns(list(self.cols)).to_pylist()[0]

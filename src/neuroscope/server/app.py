@@ -15,7 +15,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from neuroscope.errors import NeuroscopeError
 from neuroscope.server.errors import error_status, validation_message
-from neuroscope.server.routers import attack, attention, embeddings, residual, run, steering, web, ws
+from neuroscope.server.routers import attack, attention, embeddings, features, residual, run, steering, web, ws
 from neuroscope.server.routers import model as model_router
 from neuroscope.server.schemas.attack import ATTACK_WS_MODELS
 from neuroscope.server.schemas.common import ErrorResponse
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.worker = worker
+    app.state.lab = _lab(model, settings)
     for r in (
         model_router,
         run,
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
         steering,
         embeddings,
         attack,
+        features,
     ):
         app.include_router(r.router, responses=ERRORS)
     app.include_router(ws.router)
@@ -102,6 +104,18 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
     app.add_middleware(SecurityMiddleware, settings=settings)
     return app
+
+
+def _lab(model: Any, settings: Settings) -> Any:
+    """The Features view's SAEs, edits and labels (``--sae``, ``--bundle``, ``--workspace``)."""
+    from neuroscope.lab.lab import Lab
+
+    lab = Lab(model, settings.workspace)
+    for folder in settings.saes:
+        lab.attach_folder(folder)
+    if settings.bundle:
+        lab.attach_bundle(settings.bundle, force=settings.force_bundle)
+    return lab
 
 
 def _errors(app: FastAPI) -> None:

@@ -28,6 +28,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--vectors-dir", default=None, help="folder of saved steering vectors (NAME.safetensors)")
     p.add_argument(
+        "--sae", action="append", default=None, help="SAE folder for the Features view (repeatable)"
+    )
+    p.add_argument("--bundle", default=None, help="a bundle to verify and attach (SAEs, edits, labels)")
+    p.add_argument("--force", action="store_true", help="attach a bundle made for other weights")
+    p.add_argument(
+        "--workspace", default=None, help="folder for labels and exported bundles (default ./workspace)"
+    )
+    p.add_argument(
         "--onnx", default=None, help="ONNX split export for NeuroScope-Web at /web/ (export-onnx --out)"
     )
     p.set_defaults(func=serve)
@@ -48,6 +56,10 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "torch_threads": args.threads,
         "allowed_hosts": tuple(args.allow_host) if args.allow_host else None,
         "cors_origins": tuple(args.cors_origin) if args.cors_origin else None,
+        "saes": tuple(args.sae) if getattr(args, "sae", None) else None,
+        "bundle": getattr(args, "bundle", None),
+        "force_bundle": True if getattr(args, "force", False) else None,
+        "workspace": getattr(args, "workspace", None),
     }
     chosen = {k: v for k, v in given.items() if v is not None}
     if args.threads == 0:  # torch's own default (every core) rather than ours

@@ -43,9 +43,10 @@ class Spec:
     neurons: tuple[tuple[int, int], ...] = ()
     mlps: tuple[int, ...] = ()
     steer: tuple[str, int | None, float] | None = None  # (vector name, layer or None, alpha)
+    edits: tuple[str, ...] = ()  # prepared feature edits (neuroscope.lab.live), by name
 
     def is_empty(self) -> bool:
-        return not (self.heads or self.neurons or self.mlps or self.steer)
+        return not (self.heads or self.neurons or self.mlps or self.steer or self.edits)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Spec:
@@ -58,6 +59,7 @@ class Spec:
             steer=None
             if not steer
             else (str(steer["vector"]), steer.get("layer"), float(steer.get("alpha", 1.0))),
+            edits=tuple(sorted({str(e) for e in d.get("edits", ())})),
         )
 
 
@@ -89,6 +91,17 @@ def build_interventions(
         layers.append(layer)
     for iv in ivs:  # validate indices now so a bad request fails before any forward
         iv.bind(model)
+    if spec.edits:  # after the ablations and steering, as run_with_edits orders them
+        from neuroscope.lab.live import LiveEdits
+
+        live = LiveEdits.of(model)
+        edit_ivs = live.interventions(spec.edits)
+        for iv in edit_ivs:
+            iv.bind(model)
+        ivs += edit_ivs
+        first = live.first_layer(spec.edits)
+        assert first is not None
+        layers.append(first)
     return ivs, (min(layers) if layers else None)
 
 
@@ -200,9 +213,21 @@ def rerun_batch(
         hooks.append((name, lambda x, hook, _m=m: x * _m.to(x.dtype)))
     for name, a in add.items():
         hooks.append((name, lambda x, hook, _a=a: x + _a.to(x.dtype)))
+    edit_ivs: list[Intervention] = []
+    if any(spec.edits for spec in specs):
+        from neuroscope.lab.live import LiveEdits
+
+        edit_ivs, edit_hooks = LiveEdits.of(model).row_interventions([spec.edits for spec in specs])
+        hooks += edit_hooks  # after the ablations and steering, as in one request
     last = model.final_resid_name
     _, cache = model.run_with_cache(
-        ids, names=[last], stop_at_layer=n, fwd_hooks=hooks, attention_mask=mask, skip_below=first
+        ids,
+        names=[last],
+        stop_at_layer=n,
+        fwd_hooks=hooks,
+        interventions=edit_ivs,
+        attention_mask=mask,
+        skip_below=first,
     )
     final = cache[last]
     rows = final[torch.arange(b), torch.tensor(lengths, device=final.device) - 1]

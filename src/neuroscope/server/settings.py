@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     vectors_dir: str | None = Field(
         default=None, description="folder of saved steering vectors (NAME.safetensors)"
     )
+    saes: tuple[str, ...] = Field(default=(), description="SAE folders attached for the Features view")
+    bundle: str | None = Field(default=None, description="a bundle (saes/ + lora/ + manifest.json) to attach")
+    force_bundle: bool = Field(default=False, description="attach a bundle made for other weights")
+    workspace: str = Field(
+        default="workspace",
+        description="folder for labels and exported bundles (paths from the UI stay inside)",
+    )
     onnx_dir: str | None = Field(
         default=None,
         description="ONNX split export (neuroscope export-onnx) that NeuroScope-Web runs at /web/",

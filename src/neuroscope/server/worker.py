@@ -229,6 +229,12 @@ class ModelWorker:
                 timed.batch_size = len(pending) if first is not None else 1
                 job.settle(timed, None)
 
+    def check_prompt(self, prompt: str) -> None:
+        """The server's prompt limits, checked before a request is queued."""
+        if len(prompt) > self.max_prompt_chars:
+            raise compute.PromptLimitError("chars", len(prompt), self.max_prompt_chars)
+        compute.check_ids(self.model.to_tokens(prompt)[0], self.max_prompt_tokens)
+
     def plain(self, prompt: str) -> tuple[Run, bool]:
         """The cached plain run of ``prompt`` (computed on a miss); the bool says whether it was cached."""
         if prompt in self._runs:

@@ -18,6 +18,13 @@ export type SteeringVector = S["SteeringVector"];
 export type EmbeddingMap = S["EmbeddingMapResponse"];
 export type WordNeighbours = S["NeighboursResponse"];
 export type Analogy = S["AnalogyResponse"];
+export type SAEList = S["SAEList"];
+export type FeatureTablePage = S["TablePage"];
+export type FeatureDetail = S["FeatureDetail"];
+export type PromptActs = S["PromptActs"];
+export type LiveEditInfo = S["LiveEditInfo"];
+export type ContrastResult = S["ContrastResponse"];
+export type ExportResult = S["ExportResponse"];
 
 export class ApiError extends Error {
   constructor(public status: number, message: string) {
@@ -72,6 +79,19 @@ export const api = {
   embeddingMap: (body: S["EmbeddingMapRequest"]) => request<EmbeddingMap>("POST", "/api/embeddings/map", body),
   neighbours: (body: S["NeighboursRequest"]) => request<WordNeighbours>("POST", "/api/embeddings/neighbours", body),
   analogy: (body: S["AnalogyRequest"]) => request<Analogy>("POST", "/api/embeddings/analogy", body),
+  saes: () => request<SAEList>("GET", "/api/features"),
+  featureTable: (sae: string, q: { offset: number; limit: number; sort: string; descending: boolean; search: string }) => {
+    const p = new URLSearchParams({ offset: String(q.offset), limit: String(q.limit), sort: q.sort, descending: String(q.descending) });
+    if (q.search) p.set("search", q.search);
+    return request<FeatureTablePage>("GET", `/api/features/${encodeURIComponent(sae)}/table?${p}`);
+  },
+  feature: (sae: string, id: number) => request<FeatureDetail>("GET", `/api/features/${encodeURIComponent(sae)}/feature/${id}`),
+  promptActs: (sae: string, body: S["PromptActsRequest"]) => request<PromptActs>("POST", `/api/features/${encodeURIComponent(sae)}/prompt`, body),
+  setLabel: (sae: string, feature: number, label: string) =>
+    request<S["LabelResponse"]>("PUT", `/api/features/${encodeURIComponent(sae)}/label`, { feature, label }),
+  contrast: (sae: string, body: S["ContrastRequest"]) => request<ContrastResult>("POST", `/api/features/${encodeURIComponent(sae)}/contrast`, body),
+  prepareEdit: (body: S["EditRequest"]) => request<LiveEditInfo>("POST", "/api/edits", body),
+  exportBundle: (body: S["ExportRequest"]) => request<ExportResult>("POST", "/api/export", body),
 };
 
 type Reply = WsResult | WsError | WsSuperseded;

@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: 476d304a1fdf82df
+// openapi-sha256: 047fd6aa756d6850
 
 export interface paths {
     "/api/attack/status": {
@@ -70,6 +70,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/edits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Edits */
+        get: operations["list_edits_api_edits_get"];
+        put?: never;
+        /**
+         * Prepare Edit
+         * @description Prepare an edit once (ablate: a peft LoRA adapter, hot-swapped per request; clamp: the hooked clamp);
+         *     a client applies it by naming it in ``interventions.edits``.
+         */
+        post: operations["prepare_edit_api_edits_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/embeddings/analogy": {
         parameters: {
             query?: never;
@@ -115,6 +137,142 @@ export interface paths {
         put?: never;
         /** Neighbours */
         post: operations["neighbours_api_embeddings_neighbours_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Export */
+        post: operations["export_api_export_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/export/{name}.zip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Download */
+        get: operations["download_api_export__name__zip_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/features": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Saes */
+        get: operations["list_saes_api_features_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/features/{sae}/contrast": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Contrast */
+        post: operations["contrast_api_features__sae__contrast_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/features/{sae}/feature/{feature}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Detail */
+        get: operations["detail_api_features__sae__feature__feature__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/features/{sae}/label": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Set Label */
+        put: operations["set_label_api_features__sae__label_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/features/{sae}/prompt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** On Prompt */
+        post: operations["on_prompt_api_features__sae__prompt_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/features/{sae}/table": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Table */
+        get: operations["table_api_features__sae__table_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -245,6 +403,17 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** ActiveFeature */
+        ActiveFeature: {
+            /** Activation */
+            activation: number;
+            /** Feature */
+            feature: number;
+            /** Label */
+            label: string | null;
+            /** Top Tokens */
+            top_tokens: string[];
+        };
         /** AnalogyRequest */
         AnalogyRequest: {
             /**
@@ -577,6 +746,77 @@ export interface components {
             /** Value */
             value: number;
         };
+        /** Context */
+        Context: {
+            /**
+             * Activation
+             * @description the recorded activation at the centre token
+             */
+            activation: number;
+            /**
+             * Acts
+             * @description activation on each token of the window (re-run behind a BOS)
+             */
+            acts: number[];
+            /** Center */
+            center: number;
+            /** Tokens */
+            tokens: string[];
+        };
+        /** ContrastRequest */
+        ContrastRequest: {
+            /** Negative */
+            negative: string[];
+            /** Positive */
+            positive: string[];
+            /**
+             * Top
+             * @default 20
+             */
+            top: number;
+        };
+        /** ContrastResponse */
+        ContrastResponse: {
+            /** Features */
+            features: components["schemas"]["ContrastRow"][];
+            /** Hook */
+            hook: string;
+            /** N Heldout */
+            n_heldout: {
+                [key: string]: number;
+            };
+            /** N Negative */
+            n_negative: number;
+            /** N Positive */
+            n_positive: number;
+            /** N Train */
+            n_train: {
+                [key: string]: number;
+            };
+        };
+        /** ContrastRow */
+        ContrastRow: {
+            /** Auroc */
+            auroc: number;
+            /** Auroc Train */
+            auroc_train: number;
+            /** Ci High */
+            ci_high: number;
+            /** Ci Low */
+            ci_low: number;
+            /** Feature */
+            feature: number;
+            /** Label */
+            label?: string | null;
+            /** Mean Diff */
+            mean_diff: number;
+            /** Mean Diff Train */
+            mean_diff_train: number;
+            /** Mean Negative */
+            mean_negative: number;
+            /** Mean Positive */
+            mean_positive: number;
+        };
         /** CreateVectorRequest */
         CreateVectorRequest: {
             /** Layer */
@@ -587,6 +827,31 @@ export interface components {
             negative: string[];
             /** Positive */
             positive: string[];
+        };
+        /** EditList */
+        EditList: {
+            /** Edits */
+            edits: components["schemas"]["LiveEditInfo"][];
+        };
+        /** EditRequest */
+        EditRequest: {
+            /** Features */
+            features: number[];
+            /**
+             * Method
+             * @default ablate
+             * @enum {string}
+             */
+            method: "ablate" | "clamp";
+            /**
+             * Rank
+             * @default 8
+             */
+            rank: number;
+            /** Sae */
+            sae: string;
+            /** Value */
+            value?: number | null;
         };
         /** EmbeddingMapRequest */
         EmbeddingMapRequest: {
@@ -632,6 +897,79 @@ export interface components {
         ErrorResponse: {
             /** Detail */
             detail: string;
+        };
+        /** ExportRequest */
+        ExportRequest: {
+            /** Edits */
+            edits?: string[];
+            /** Name */
+            name: string;
+            /** Saes */
+            saes?: string[];
+        };
+        /** ExportResponse */
+        ExportResponse: {
+            /**
+             * Download
+             * @description URL of a zip of the bundle
+             */
+            download: string;
+            /** Edits */
+            edits: string[];
+            /** Name */
+            name: string;
+            /**
+             * Path
+             * @description the bundle folder inside the workspace
+             */
+            path: string;
+            /** Saes */
+            saes: string[];
+        };
+        /** FeatureDetail */
+        FeatureDetail: {
+            /**
+             * Cloud
+             * @description tokens it fires on, weighted by activation mass
+             */
+            cloud: components["schemas"]["TokenWeight"][];
+            /** Contexts */
+            contexts: components["schemas"]["Context"][];
+            histogram: components["schemas"]["Histogram"] | null;
+            /** Hook */
+            hook: string;
+            /** Id */
+            id: number;
+            /** Label */
+            label: string | null;
+            logits: components["schemas"]["LogitEffects"];
+            /** Sae */
+            sae: string;
+            stats: components["schemas"]["FeatureStats"] | null;
+        };
+        /** FeatureRow */
+        FeatureRow: {
+            /** Density */
+            density: number | null;
+            /** Id */
+            id: number;
+            /** Label */
+            label?: string | null;
+            /** Max Activation */
+            max_activation: number | null;
+            /** Mean Activation */
+            mean_activation: number | null;
+            /** Top Tokens */
+            top_tokens: string[];
+        };
+        /** FeatureStats */
+        FeatureStats: {
+            /** Density */
+            density: number;
+            /** Max Activation */
+            max_activation: number;
+            /** Mean Activation */
+            mean_activation: number;
         };
         /** GenerateRequest */
         GenerateRequest: {
@@ -716,6 +1054,19 @@ export interface components {
             /** Tokens */
             tokens: string[];
         };
+        /** Histogram */
+        Histogram: {
+            /** Bin */
+            bin: number | null;
+            /** Counts */
+            counts: number[];
+            /** Dead */
+            dead: number;
+            /** Density */
+            density: number;
+            /** Edges */
+            edges: number[];
+        };
         /** InterventionRequest */
         InterventionRequest: {
             interventions?: components["schemas"]["InterventionSpec"];
@@ -730,6 +1081,11 @@ export interface components {
          * @description Zero-ablations and steering, applied together (heads at attn.hook_z, neurons at mlp.hook_post).
          */
         InterventionSpec: {
+            /**
+             * Edits
+             * @description prepared feature edits (POST /api/edits), active for this request only
+             */
+            edits?: string[];
             /**
              * Heads
              * @description [layer, head] pairs
@@ -752,6 +1108,25 @@ export interface components {
                 number
             ][];
             steer?: components["schemas"]["SteerSpec"] | null;
+        };
+        /** LabelRequest */
+        LabelRequest: {
+            /** Feature */
+            feature: number;
+            /**
+             * Label
+             * @description empty removes the label
+             */
+            label: string;
+        };
+        /** LabelResponse */
+        LabelResponse: {
+            /** Feature */
+            feature: number;
+            /** Label */
+            label: string | null;
+            /** Sae */
+            sae: string;
         };
         /** LensResponse */
         LensResponse: {
@@ -783,6 +1158,40 @@ export interface components {
             max_prompt_chars: number;
             /** Max Prompt Tokens */
             max_prompt_tokens: number;
+        };
+        /** LiveEditInfo */
+        LiveEditInfo: {
+            /** Exact */
+            exact?: boolean | null;
+            /** Features */
+            features?: number[] | null;
+            /** First Layer */
+            first_layer: number;
+            /** Inexact Reasons */
+            inexact_reasons?: string[] | null;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "lora" | "hooked";
+            /** Method */
+            method?: string | null;
+            /**
+             * Name
+             * @description put this name in interventions.edits to apply the edit to a request
+             */
+            name: string;
+            /** Sae */
+            sae?: string | null;
+            /** Value */
+            value?: number | null;
+        };
+        /** LogitEffects */
+        LogitEffects: {
+            /** Promoted */
+            promoted: components["schemas"]["TokenValue"][];
+            /** Suppressed */
+            suppressed: components["schemas"]["TokenValue"][];
         };
         /** ModelInfo */
         ModelInfo: {
@@ -887,6 +1296,34 @@ export interface components {
              */
             points: number[][];
         };
+        /** PromptActs */
+        PromptActs: {
+            /** Active */
+            active: components["schemas"]["ActiveFeature"][] | null;
+            /** Acts */
+            acts: number[] | null;
+            /** Position */
+            position: number | null;
+            /** Tokens */
+            tokens: string[];
+        };
+        /** PromptActsRequest */
+        PromptActsRequest: {
+            /** Feature */
+            feature?: number | null;
+            /**
+             * K
+             * @default 20
+             */
+            k: number;
+            /** Position */
+            position?: number | null;
+            /**
+             * Prompt
+             * @description the prompt text
+             */
+            prompt: string;
+        };
         /** PromptRequest */
         PromptRequest: {
             /**
@@ -948,6 +1385,37 @@ export interface components {
              */
             top: components["schemas"]["NextToken"][];
         };
+        /** SAEInfo */
+        SAEInfo: {
+            /** Architecture */
+            architecture: string;
+            /** D In */
+            d_in: number;
+            /**
+             * Has Features
+             * @description a feature store (density, contexts, top tokens) is attached
+             */
+            has_features: boolean;
+            /** Hook */
+            hook: string;
+            /** K */
+            k: number | null;
+            /** Layer */
+            layer: number;
+            /** Name */
+            name: string;
+            /** Source */
+            source: string;
+            /** Width */
+            width: number;
+        };
+        /** SAEList */
+        SAEList: {
+            /** Saes */
+            saes: components["schemas"]["SAEInfo"][];
+            /** Workspace */
+            workspace: string;
+        };
         /** SteerSpec */
         SteerSpec: {
             /**
@@ -981,6 +1449,18 @@ export interface components {
         SteeringVectorList: {
             /** Vectors */
             vectors: components["schemas"]["SteeringVector"][];
+        };
+        /** TablePage */
+        TablePage: {
+            /** Offset */
+            offset: number;
+            /** Rows */
+            rows: components["schemas"]["FeatureRow"][];
+            /**
+             * Total
+             * @description features matching the search
+             */
+            total: number;
         };
         /** Timings */
         Timings: {
@@ -1032,6 +1512,20 @@ export interface components {
             token: string;
             /** Token Id */
             token_id: number;
+        };
+        /** TokenValue */
+        TokenValue: {
+            /** Token */
+            token: string;
+            /** Value */
+            value: number;
+        };
+        /** TokenWeight */
+        TokenWeight: {
+            /** Token */
+            token: string;
+            /** Weight */
+            weight: number;
         };
         /** WordInfo */
         WordInfo: {
@@ -1365,6 +1859,122 @@ export interface operations {
             };
         };
     };
+    list_edits_api_edits_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EditList"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    prepare_edit_api_edits_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EditRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LiveEditInfo"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     analogy_api_embeddings_analogy_post: {
         parameters: {
             query?: never;
@@ -1505,6 +2115,489 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["NeighboursResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    export_api_export_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExportRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    download_api_export__name__zip_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the bundle as a zip */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/zip": unknown;
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_saes_api_features_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SAEList"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    contrast_api_features__sae__contrast_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sae: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ContrastRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContrastResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    detail_api_features__sae__feature__feature__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sae: string;
+                feature: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeatureDetail"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_label_api_features__sae__label_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sae: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LabelRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    on_prompt_api_features__sae__prompt_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sae: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PromptActsRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromptActs"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    table_api_features__sae__table_get: {
+        parameters: {
+            query?: {
+                offset?: number;
+                limit?: number;
+                sort?: string;
+                descending?: boolean;
+                search?: string | null;
+            };
+            header?: never;
+            path: {
+                sae: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TablePage"];
                 };
             };
             /** @description missing or wrong token */

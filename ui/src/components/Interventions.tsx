@@ -44,7 +44,7 @@ export function Interventions(props: { model: ModelInfo; iv: IV; onChange: (iv: 
   return (
     <div className="interventions" data-testid="interventions">
       <div className="chips">
-        {chips.length === 0 && !steer && <span className="muted">No interventions: right-click a head in the grid to ablate it.</span>}
+        {chips.length === 0 && !steer && !iv.edits.length && <span className="muted">No interventions: right-click a head in the grid to ablate it.</span>}
         {chips.map((c) => (
           <button key={c.key} type="button" className="chip" onClick={c.drop} title="remove" data-testid="intervention-chip">
             {c.label} ✕
@@ -55,8 +55,13 @@ export function Interventions(props: { model: ModelInfo; iv: IV; onChange: (iv: 
             steer {steer.vector} ×{steer.alpha} ✕
           </button>
         )}
-        {(chips.length > 0 || steer) && (
-          <button type="button" className="link" onClick={() => onChange({ heads: [], neurons: [], mlps: [], steer: null })}>
+        {iv.edits.map((e) => (
+          <button key={e} type="button" className="chip edit" onClick={() => onChange({ ...iv, edits: iv.edits.filter((x) => x !== e) })} title="remove this feature edit" data-testid="intervention-chip">
+            edit {e} ✕
+          </button>
+        ))}
+        {(chips.length > 0 || steer || iv.edits.length > 0) && (
+          <button type="button" className="link" onClick={() => onChange({ heads: [], neurons: [], mlps: [], steer: null, edits: [] })}>
             clear all
           </button>
         )}

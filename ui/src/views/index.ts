@@ -3,6 +3,7 @@
 import type { ComponentType } from "react";
 import { Attack } from "./Attack";
 import { Embeddings } from "./Embeddings";
+import { Features } from "./Features";
 import { Workbench } from "./Workbench";
 
 export interface ViewDef {
@@ -17,4 +18,5 @@ export const VIEWS: ViewDef[] = [
   { id: "workbench", title: "Workbench", component: Workbench, usesPrompt: true },
   { id: "embeddings", title: "Embeddings", component: Embeddings, usesPrompt: false },
   { id: "attack", title: "Attack", component: Attack, usesPrompt: true },
+  { id: "features", title: "Features", component: Features, usesPrompt: true },
 ];

@@ -39,9 +39,14 @@ class InterventionSpec(Strict):
         default_factory=list, max_length=1000, description="layers whose whole MLP output is zeroed"
     )
     steer: SteerSpec | None = None
+    edits: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="prepared feature edits (POST /api/edits), active for this request only",
+    )
 
     def is_empty(self) -> bool:
-        return not (self.heads or self.neurons or self.mlps or self.steer)
+        return not (self.heads or self.neurons or self.mlps or self.steer or self.edits)
 
 
 class PromptRequest(Strict):
