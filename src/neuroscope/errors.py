@@ -82,3 +82,35 @@ class ResourceNotFoundError(NeuroscopeError, FileNotFoundError):
 
 class EmptyCorpusError(NeuroscopeError, ValueError):
     """A corpus yields no text, or fewer tokens than one context needs; the message names the corpus."""
+
+
+class SAENotInSuiteError(NeuroscopeError, KeyError):
+    """A graph needs an SAE at a layer the suite does not have; the message lists the layers it has."""
+
+    def __init__(self, layer: int, available: Sequence[int], why: str = ""):
+        self.layer, self.available = layer, list(available)
+        have = ", ".join(str(l) for l in self.available) or "none"
+        super().__init__(
+            f"The SAE suite has no SAE at layer {layer}{' (' + why + ')' if why else ''}; it has layers {have}. "
+            "Train one with `neuroscope train-sae-suite --layers ...` or lower --depth."
+        )
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class SAEMismatchError(NeuroscopeError, ValueError):
+    """An SAE was trained for another model, another hook or another width than the one asked for."""
+
+
+class GraphDepthError(InvalidConfigError):
+    """A provenance depth outside 1..4."""
+
+    def __init__(self, depth: int, lo: int = 1, hi: int = 4):
+        self.depth = depth
+        super().__init__(f"depth must be in {lo}..{hi} layers upstream, got {depth}.")
+
+
+class TaskFileError(NeuroscopeError, ValueError):
+    """A contrastive task file is malformed (missing fields, clean/corrupted of different token lengths,
+    answers that are not single tokens); the message names the pair."""
