@@ -163,7 +163,7 @@ class Builder:
             return []
         order = torch.argsort(a, descending=True)[: self.cfg.max_parents]
         cum = torch.cumsum(a[order], 0)
-        n_keep = int((cum < self.cfg.coverage * total).sum()) + 1
+        n_keep = len(order) if self.cfg.coverage >= 1 else int((cum < self.cfg.coverage * total).sum()) + 1
         kept = []
         err = plain = 0.0
         for seg, ref_fn in zip(cand.weights, cand.refs, strict=True):

@@ -302,8 +302,10 @@ def causal_check(
 ) -> CausalResult:
     """For each target (prompt, position, feature): ablate its top-``k`` parent features (largest positive
     total effect in its depth-1 provenance graph) vs ``n_random`` draws of ``k`` random active features of the
-    same layer at positions up to the target's; drops in activation, medians over targets, and a bootstrap
-    interval of the ratio of medians."""
+    same layer at positions up to the target's. Per target: the drop in activation for the top-``k`` set and
+    the mean |change| over the random draws (absolute, so random sets that raise the activation count as
+    much as ones that lower it: the comparison favours the random sets). Medians over targets, and a
+    bootstrap interval of the ratio of the medians."""
     from neuroscope.graphs.provenance import ProvenanceConfig, provenance
 
     cfg = cfg or ProvenanceConfig(depth=1, fold_identity=False)
@@ -340,7 +342,8 @@ def causal_check(
                 "feature": f,
                 "activation": clean,
                 "drop_top": drops[0],
-                "drop_random": float(np.mean(drops[1:])),
+                "drop_random": float(np.mean(np.abs(drops[1:]))),
+                "drop_random_signed": float(np.mean(drops[1:])),
                 "parents": [g.node(nid).label for _, nid in ranked],
             }
         )
