@@ -136,10 +136,10 @@ def test_causal_check_top_parents_beat_random():
     model = tiny("llama")
     suite = SAESuite.load(trained_suite(), model)
     rng = random.Random(0)
-    from sae_testutil import write_corpus
-
     import tempfile
     from pathlib import Path
+
+    from sae_testutil import write_corpus
 
     docs = Path(tempfile.mkdtemp()) / "c.jsonl"
     write_corpus(docs, 40, 7)
@@ -186,7 +186,9 @@ def test_named_errors(tmp_path):
         SAESuite.load(path, tiny64("gpt2"))
     # an SAE listed under the wrong layer (its own config names another hook)
     (path / "suite.json").write_text(
-        json.dumps({"model": "tiny:llama", "hook": "resid_post", "layers": [0, 1], "saes": {"0": "L1", "1": "L1"}})
+        json.dumps(
+            {"model": "tiny:llama", "hook": "resid_post", "layers": [0, 1], "saes": {"0": "L1", "1": "L1"}}
+        )
     )
     with pytest.raises(SAEMismatchError, match="blocks.1.hook_resid_post"):
         SAESuite.load(path, model)
@@ -196,7 +198,10 @@ def test_named_errors(tmp_path):
     from neuroscope.sae.model import SAE
 
     other = tmp_path / "mlp"
-    save_sae(SAE(SAEConfig(d_in=64, d_sae=32, k=4, hook_name="blocks.0.hook_mlp_out", model_name="tiny:llama")), other / "L0")
+    save_sae(
+        SAE(SAEConfig(d_in=64, d_sae=32, k=4, hook_name="blocks.0.hook_mlp_out", model_name="tiny:llama")),
+        other / "L0",
+    )
     with pytest.raises(SAEMismatchError, match="residual"):
         SAESuite.load(other, model)
 
@@ -242,6 +247,20 @@ def test_suite_cli_and_provenance_cli(tmp_path, capsys):
     assert "<html>" in out_html.read_text()
     assert f"feature {f}" in capsys.readouterr().out
     # a bad feature id is one line on stderr and exit code 2
-    rc = main(["provenance", "--model", "tiny:llama", "--saes", str(suite_dir), "--layer", "1", "--feature", "99999", "--prompt", PROMPT])
+    rc = main(
+        [
+            "provenance",
+            "--model",
+            "tiny:llama",
+            "--saes",
+            str(suite_dir),
+            "--layer",
+            "1",
+            "--feature",
+            "99999",
+            "--prompt",
+            PROMPT,
+        ]
+    )
     assert rc == 2
     assert "feature 99999 is out of range" in capsys.readouterr().err

@@ -14,7 +14,7 @@ With every edge kept the rows all carry the true residual and the forward equals
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -124,7 +124,6 @@ class Assembler:
         reader order: per layer ``[n_heads, pos, d]`` then the MLP's ``[pos, d]``, then the logits'."""
         model, c = self.model, self.c
         H = c.n_heads
-        kind = model.cfg.normalization
         outs: list[torch.Tensor] = []
         inputs: list[torch.Tensor] = []
         deltas = deltas or {}
@@ -146,7 +145,11 @@ class Assembler:
                 x = x + torch.stack(consts[:n_c]).sum(0)
             for i, v in enumerate(vs):
                 if v in deltas:
-                    x = x + torch.nn.functional.one_hot(torch.tensor(i), len(vs)).to(x.dtype)[:, None, None] * deltas[v]
+                    x = (
+                        x
+                        + torch.nn.functional.one_hot(torch.tensor(i), len(vs)).to(x.dtype)[:, None, None]
+                        * deltas[v]
+                    )
             if torch.is_grad_enabled() and not x.requires_grad:
                 x.requires_grad_(True)  # nothing upstream needs grad (the first layer): make it a leaf
             return x
@@ -166,18 +169,11 @@ class Assembler:
 
         def z_hook(t: torch.Tensor, hook: Any) -> None:
             l = hook.layer
-            parts = self.parts[l]
-            z = t[torch.arange(H), :, torch.arange(H)]  # [H, pos, d_head]: head h from row h
-            y = torch.einsum("hpe,hed->hpd", z, parts.W_O.to(z.dtype))
-            if "attn_post" in parts.norms:  # Gemma 2/3: the post-norm's scale is the whole output's
-                mod = parts.norms["attn_post"]
-                s = norm_scale(mod, y.sum(0) + self.b_O[l], kind)
-                w = mod.weight + 1.0 if kind == "rms_plus_one" else mod.weight
-                y = y * s * w
-                consts.append(torch.zeros_like(self.b_O[l]))
-            else:
-                consts.append(self.b_O[l])
-            outs.extend(y.unbind(0))
+            z = t[torch.arange(H), :, torch.arange(H)].transpose(0, 1)  # [pos, H, d_head]: head h, row h
+            outs.extend(self._head_outputs(l, z).unbind(0))
+            # Gemma 2/3 norm the attention output: the bias is inside the norm, not added after it
+            post = "attn_post" in self.parts[l].norms
+            consts.append(torch.zeros_like(self.b_O[l]) if post else self.b_O[l])
 
         def resid_mid(t: torch.Tensor, hook: Any) -> torch.Tensor:
             x = assemble([c.down_mlp(hook.layer)])
@@ -236,12 +232,12 @@ class Assembler:
         """``[head, pos, d]``: each head's share of the attention output from ``z [pos, head, d_head]``."""
         parts = self.parts[l]
         y = torch.einsum("phe,hed->hpd", z, parts.W_O.to(z.dtype))
-        if "attn_post" in parts.norms:
+        if "attn_post" in parts.norms:  # Gemma 2/3: the post-norm's scale is the whole output's
             mod = parts.norms["attn_post"]
             kind = self.model.cfg.normalization
             s = norm_scale(mod, y.sum(0) + self.b_O[l], kind)
-            w = mod.weight + 1.0 if kind == "rms_plus_one" else mod.weight
-            y = y * s * w
+            w = cast(torch.Tensor, mod.weight)
+            y = y * s * (w + 1.0 if kind == "rms_plus_one" else w)
         return y
 
     def input_grads(
@@ -293,7 +289,9 @@ class Assembler:
             for l in range(n):
                 pre = keep[f"pre{l}"]
                 cot = g_z[l][None] * eye[:, None, None, :, None]  # [H, 1, pos, H, d_head]: head h only
-                (gh,) = torch.autograd.grad(zs[l], pre, grad_outputs=cot, retain_graph=True, is_grads_batched=True)
+                (gh,) = torch.autograd.grad(
+                    zs[l], pre, grad_outputs=cot, retain_graph=True, is_grads_batched=True
+                )
                 rows.append(gh[:, 0])
                 mlp_in = pre if c.parallel else keep[f"mid{l}"]
                 (gm,) = torch.autograd.grad(mlps[l], mlp_in, grad_outputs=g_mlp[l], retain_graph=True)

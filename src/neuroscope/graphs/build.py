@@ -124,7 +124,12 @@ class Builder:
             nid = f"T@{s}"
             if nid not in self.nodes:
                 self.nodes[nid] = schema.Node(
-                    id=nid, type="token", band=0.0, label=f"{self.tok[s]!r}@{s}", pos=s, extra={"token": self.tok[s]}
+                    id=nid,
+                    type="token",
+                    band=0.0,
+                    label=f"{self.tok[s]!r}@{s}",
+                    pos=s,
+                    extra={"token": self.tok[s]},
                 )
             return nid
         j, s = ref[1], ref[2]
@@ -208,6 +213,9 @@ class Builder:
         s = self.run.scales.get((b, role))
         return None if s is None else s[P]
 
+    def _need(self, b: int, role: str, P: torch.Tensor) -> torch.Tensor:
+        return self.run.scales[(b, role)][P]
+
     def expand(self, j: int, frontier: list[str]) -> list[str]:
         """Parents of the ``frontier`` features (stream ``j``) through block ``j-1``; returns the features at
         ``j-1`` to expand next."""
@@ -275,7 +283,7 @@ class Builder:
         seq = not parts.parallel
         x_in = run.acts[f"blocks.{b}.hook_resid_mid" if seq else f"blocks.{b}.hook_resid_pre"][P]
         vals, g = mlp_gradients(
-            parts, x_in, D, self._scale(b, "ln2", P), self._scale(b, "mlp_post", P), self.kind
+            parts, x_in, D, self._need(b, "ln2", P), self._scale(b, "mlp_post", P), self.kind
         )
         fw, xw, _ = up.parent_weights(P, g)
         heads = []
@@ -290,7 +298,9 @@ class Builder:
             cand = _Candidates()
             cand.add_stream(up, p, None if fw is None else fw[r], xw[r], "mlp-input")
             if HV is not None:
-                cand.add(HV[r, :, : p + 1], lambda k, _p=p: ("head", k // (_p + 1), k % (_p + 1)), "attention")
+                cand.add(
+                    HV[r, :, : p + 1], lambda k, _p=p: ("head", k // (_p + 1), k % (_p + 1)), "attention"
+                )
             for ref, path, w in self._select(nid, cand, float(vals[r])):
                 if ref[0] == "head":
                     assert G2 is not None
@@ -309,7 +319,7 @@ class Builder:
         H = torch.tensor([h for _, h, _, _, _, _ in heads])
         Q = torch.tensor([p for _, _, _, p, _, _ in heads])
         cot = A[H, Q, S][:, None] * torch.stack([g for *_, g, _ in heads])
-        r = value_gradients(parts, up.x[S], cot, H // self.n_rep, self._scale(b, "ln1", S), self.kind)
+        r = value_gradients(parts, up.x[S], cot, H // self.n_rep, self._need(b, "ln1", S), self.kind)
         fw, xw, _ = up.parent_weights(S, r)
         for i, (child, h, s, p, _, w) in enumerate(heads):
             nid = f"H{b}.{h}:{s}>{p}/{child}"
@@ -323,7 +333,12 @@ class Builder:
                 head=h,
                 source_pos=s,
                 value=w,
-                extra={"source_token": self.tok[s], "token": self.tok[p], "pattern": float(A[h, p, s]), "child": child},
+                extra={
+                    "source_token": self.tok[s],
+                    "token": self.tok[p],
+                    "pattern": float(A[h, p, s]),
+                    "child": child,
+                },
             )
             self._link(nid, child, w, "attention")
             self._path_kept(child, nid, w)
@@ -360,7 +375,8 @@ class Builder:
         cands = [(self.infl[n], n) for n, (jj, _, _) in self.feat.items() if jj == j and self.infl[n] > 0]
         cands.sort(reverse=True)
         total = sum(i for i, _ in cands)
-        out, cum = [], 0.0
+        out: list[str] = []
+        cum = 0.0
         for i, n in cands:
             if len(out) >= self.cfg.max_expand or (out and cum >= self.cfg.coverage * total):
                 break
@@ -373,7 +389,11 @@ class Builder:
         """Fold skip edges between features whose decoder directions agree (cosine ≥ ``identity_cos``): the
         parent's own parents attach to the child with the path product ``w(q→g) · w(g→c) / value(g)``; the
         parent disappears when it fed nothing else. Lower layers first, so chains fold all the way."""
-        skips = [e for e in self.edges.values() if e.path == "skip" and e.source in self.feat and e.target in self.feat]
+        skips = [
+            e
+            for e in self.edges.values()
+            if e.path == "skip" and e.source in self.feat and e.target in self.feat
+        ]
         skips.sort(key=lambda e: self.feat[e.source][0])
         for e in skips:
             if (e.source, e.target) not in self.edges:
@@ -388,7 +408,12 @@ class Builder:
             del self.edges[(e.source, e.target)]
             child = self.nodes[e.target]
             child.extra.setdefault("persists_from", []).append(
-                {"id": e.source, "label": self.nodes[e.source].label, "weight": e.weight, "cosine": round(cos, 4)}
+                {
+                    "id": e.source,
+                    "label": self.nodes[e.source].label,
+                    "weight": e.weight,
+                    "cosine": round(cos, 4),
+                }
             )
             ratio = e.weight / vg
             for (src, tgt), inner in list(self.edges.items()):

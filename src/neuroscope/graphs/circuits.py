@@ -105,7 +105,9 @@ def edge_scores(model: HookedModel, task: Task, steps: int = 5) -> torch.Tensor:
         grads = torch.zeros(c.n_down, *clean.outs.shape[1:], dtype=clean.outs.dtype)
         for k in range(steps):
             alpha = (k + 0.5) / steps
-            _, g = asm.input_grads(pair.clean_ids, pair.answer, pair.wrong, e_corr + alpha * (e_clean - e_corr))
+            _, g = asm.input_grads(
+                pair.clean_ids, pair.answer, pair.wrong, e_corr + alpha * (e_clean - e_corr)
+            )
             grads += g
         grads /= steps
         delta = clean.outs - corr.outs  # [n_up, pos, d]
@@ -124,7 +126,9 @@ def edge_ig(
     clean, corr = _runs(asm, pair)
     delta = clean.outs[up] - corr.outs[up]
     with torch.no_grad():
-        exact = asm.run(pair.corrupted_ids, pair.answer, pair.wrong, deltas={down: delta}).metric - corr.metric
+        exact = (
+            asm.run(pair.corrupted_ids, pair.answer, pair.wrong, deltas={down: delta}).metric - corr.metric
+        )
     est = 0.0
     for k in range(steps):
         alpha = (k + 0.5) / steps
@@ -317,9 +321,7 @@ def find_circuit(model: HookedModel, task: Task, cfg: CircuitConfig | None = Non
         if n > n_total:
             continue
         m = circuit_metric(asm, task, top_mask(scores, valid, n), means)
-        rand = [
-            circuit_metric(asm, task, random_mask(valid, n, rng), means) for _ in range(cfg.random_draws)
-        ]
+        rand = [circuit_metric(asm, task, random_mask(valid, n, rng), means) for _ in range(cfg.random_draws)]
         den = full - empty
         f = (m - empty) / den if den else math.nan
         rf = [(r - empty) / den if den else math.nan for r in rand]

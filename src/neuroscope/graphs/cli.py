@@ -93,7 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--layers", required=True, help="e.g. 12-15 or 12,13,15")
     p.add_argument("--hook", default="resid_post", choices=["resid_post", "resid_pre"])
-    p.add_argument("--tokens", type=int, default=250_000, help="training tokens recorded (all layers at once)")
+    p.add_argument(
+        "--tokens", type=int, default=250_000, help="training tokens recorded (all layers at once)"
+    )
     p.add_argument("--heldout-tokens", type=int, default=40_000, help="held-out tokens for the eval table")
     p.add_argument("--k", type=int, default=64, help="TopK active latents")
     p.add_argument("--expansion", type=float, default=8, help="d_sae = expansion × d_model")

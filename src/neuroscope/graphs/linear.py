@@ -34,11 +34,8 @@ def norm_eps(module: nn.Module) -> float:
 
 def norm_scale(module: nn.Module, x: torch.Tensor, kind: str) -> torch.Tensor:
     """The per-token scale the norm multiplies by (``[..., 1]``), computed as the model computes it."""
-    xf = x.float()
-    if kind == "layer":
-        var = xf.var(-1, keepdim=True, unbiased=False)
-    else:
-        var = xf.pow(2).mean(-1, keepdim=True)
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    var = xf.var(-1, keepdim=True, unbiased=False) if kind == "layer" else xf.pow(2).mean(-1, keepdim=True)
     return torch.rsqrt(var + norm_eps(module)).to(x.dtype)
 
 

@@ -99,7 +99,11 @@ class _Frozen:
         scales = {k: v[None] for k, v in run.scales.items() if k[0] == b}
         with torch.set_grad_enabled(grad_mid), frozen_norms(model, scales):
             model.run_with_cache(
-                run.tokens[None].expand(rows, -1), names=[], fwd_hooks=hooks, skip_below=b, stop_at_layer=b + 1
+                run.tokens[None].expand(rows, -1),
+                names=[],
+                fwd_hooks=hooks,
+                skip_below=b,
+                stop_at_layer=b + 1,
             )
         return out
 
@@ -122,9 +126,10 @@ def _feature_readout(suite: SAESuite, run: Run, node: Any, model: HookedModel):
     st = run.streams[int(node.band)]
     assert st.W_enc is not None and st.b_dec is not None and st.b_enc is not None
     u, f, p = st.W_enc[:, node.feature], node.feature, node.pos
+    b_dec, b_enc = st.b_dec, st.b_enc
 
     def read(out: dict[str, torch.Tensor]) -> torch.Tensor:
-        return (out["resid_post"][:, p] - st.b_dec) @ u + st.b_enc[f]
+        return (out["resid_post"][:, p] - b_dec) @ u + b_enc[f]
 
     return read, u
 
@@ -264,7 +269,13 @@ def feature_parent_effects(graph: ProvenanceGraph) -> dict[str, float]:
 
 
 def _ablated_activations(
-    model: HookedModel, suite: SAESuite, run: Run, layer: int, f: int, p: int, sets: list[list[tuple[int, int]]]
+    model: HookedModel,
+    suite: SAESuite,
+    run: Run,
+    layer: int,
+    f: int,
+    p: int,
+    sets: list[list[tuple[int, int]]],
 ) -> torch.Tensor:
     """The target feature's activation (the SAE's own encoding, real model, nothing frozen) with each set of
     (latent, position) pairs of the layer below subtracted from the residual; one row per set."""
@@ -318,7 +329,9 @@ def causal_check(
         ranked = sorted(((w, nid) for nid, w in effects.items() if w > 0), reverse=True)[:k]
         if len(ranked) < k:
             continue
-        top_set = [(g.node(nid).feature, g.node(nid).pos) for _, nid in ranked]
+        top_set: list[tuple[int, int]] = [
+            (int(g.node(nid).feature or 0), int(g.node(nid).pos or 0)) for _, nid in ranked
+        ]
         lo, top = g.meta["lowest_stream"], g.n_streams - 1
         run = clean_run(model, model.to_tokens(prompt)[0], lo, top, suite)
         up = run.streams[top - 1]
@@ -331,8 +344,8 @@ def causal_check(
         ]
         if len(pool) < k:
             continue
-        sets = [top_set] + [rng.sample(pool, k) for _ in range(n_random)]
-        acts = _ablated_activations(model, suite, run, layer, f, p, [[]] + sets)
+        sets: list[list[tuple[int, int]]] = [[], top_set] + [rng.sample(pool, k) for _ in range(n_random)]
+        acts = _ablated_activations(model, suite, run, layer, f, p, sets)
         clean = float(acts[0])
         drops = (clean - acts[1:]).tolist()
         rows.append(
@@ -349,7 +362,9 @@ def causal_check(
         )
     top_d = np.array([r["drop_top"] for r in rows])
     rnd_d = np.array([r["drop_random"] for r in rows])
-    ratio = float(np.median(top_d) / np.median(rnd_d)) if len(rows) and np.median(rnd_d) != 0 else float("inf")
+    ratio = (
+        float(np.median(top_d) / np.median(rnd_d)) if len(rows) and np.median(rnd_d) != 0 else float("inf")
+    )
     brng = np.random.default_rng(seed)
     boots = []
     for _ in range(2000):
