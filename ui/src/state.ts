@@ -49,7 +49,8 @@ export function writeUrl(prompt: string, iv: Interventions) {
   if (iv.mlps.length) q.set("mlps", iv.mlps.join(","));
   if (iv.steer) q.set("steer", `${iv.steer.vector}@${iv.steer.layer ?? ""}:${iv.steer.alpha}`);
   const s = q.toString();
-  history.replaceState(null, "", s ? `?${s}` : location.pathname);
+  // keep the hash: it names the open view (router.ts)
+  history.replaceState(null, "", (s ? `?${s}` : location.pathname) + location.hash);
 }
 
 export function toggle(list: Pair[], p: Pair): Pair[] {

@@ -36,17 +36,39 @@ class Neighbours:
 
 def nearest_neighbours(model: HookedModel, token: str | int, k: int = 10, matrix: str = "W_E") -> Neighbours:
     """Tokens whose embedding (``W_E``) or unembedding (``W_U``) row is closest in cosine."""
-    if matrix not in ("W_E", "W_U"):
-        raise InvalidConfigError(f"matrix must be 'W_E' or 'W_U', got {matrix!r}")
     i = token_id(model, token)
     with torch.no_grad():
-        w = (model.W_E if matrix == "W_E" else model.W_U.T).float()
-        w = w / w.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-        sims = w @ w[i]
-        sims[i] = -2.0
-        vals, ids = sims.topk(k)
+        w = embedding_matrix(model, matrix)
+        neighbours = nearest_to(model, w[i], k, exclude=[i], matrix=matrix)
+    return Neighbours(model.tokenizer.decode([i]), neighbours)
+
+
+def embedding_matrix(model: HookedModel, matrix: str = "W_E") -> Float[torch.Tensor, "d_vocab d_model"]:
+    """The token vectors that geometry works on: the embedding rows or the unembedding columns."""
+    if matrix not in ("W_E", "W_U"):
+        raise InvalidConfigError(f"matrix must be 'W_E' or 'W_U', got {matrix!r}")
+    return (model.W_E if matrix == "W_E" else model.W_U.T).float()
+
+
+def nearest_to(
+    model: HookedModel,
+    vector: Float[torch.Tensor, " d_model"],
+    k: int = 10,
+    exclude: Sequence[int] = (),
+    matrix: str = "W_E",
+) -> list[tuple[str, int, float]]:
+    """The ``k`` vocabulary tokens whose vectors are closest in cosine to ``vector`` (``exclude`` left out):
+    the one nearest-neighbour search behind token neighbours and analogies."""
+    if k < 1:
+        raise InvalidConfigError(f"k must be at least 1, got {k}")
+    with torch.no_grad():
+        w = embedding_matrix(model, matrix)
+        sims = (w @ vector.float()) / (w.norm(dim=-1) * vector.float().norm()).clamp_min(1e-8)
+        if exclude:
+            sims[torch.as_tensor(list(exclude), dtype=torch.long)] = -2.0
+        vals, ids = sims.topk(min(k, sims.shape[0]))
     dec = model.tokenizer.decode
-    return Neighbours(dec([i]), [(dec([int(j)]), int(j), float(v)) for v, j in zip(vals, ids, strict=False)])
+    return [(dec([int(j)]), int(j), float(v)) for v, j in zip(vals, ids, strict=False)]
 
 
 @dataclass

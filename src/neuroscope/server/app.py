@@ -15,7 +15,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from neuroscope.errors import NeuroscopeError
 from neuroscope.server.errors import error_status, validation_message
-from neuroscope.server.routers import attention, residual, run, steering, ws
+from neuroscope.server.routers import attention, embeddings, residual, run, steering, ws
 from neuroscope.server.routers import model as model_router
 from neuroscope.server.schemas.common import ErrorResponse
 from neuroscope.server.schemas.run import WsError, WsRequest, WsResult, WsSuperseded
@@ -73,7 +73,14 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.worker = worker
-    for r in (model_router, run, attention, residual, steering):
+    for r in (
+        model_router,
+        run,
+        attention,
+        residual,
+        steering,
+        embeddings,
+    ):
         app.include_router(r.router, responses=ERRORS)
     app.include_router(ws.router)
     _errors(app)

@@ -15,6 +15,9 @@ export type Residual = S["ResidualResponse"];
 export type Attribution = S["AttributionResponse"];
 export type Generation = S["GenerateResponse"];
 export type SteeringVector = S["SteeringVector"];
+export type EmbeddingMap = S["EmbeddingMapResponse"];
+export type WordNeighbours = S["NeighboursResponse"];
+export type Analogy = S["AnalogyResponse"];
 
 export class ApiError extends Error {
   constructor(public status: number, message: string) {
@@ -66,6 +69,9 @@ export const api = {
     request<Generation>("POST", "/api/generate", { prompt, interventions, max_new_tokens }),
   vectors: () => request<S["SteeringVectorList"]>("GET", "/api/steering/vectors"),
   createVector: (body: S["CreateVectorRequest"]) => request<SteeringVector>("POST", "/api/steering/vectors", body),
+  embeddingMap: (body: S["EmbeddingMapRequest"]) => request<EmbeddingMap>("POST", "/api/embeddings/map", body),
+  neighbours: (body: S["NeighboursRequest"]) => request<WordNeighbours>("POST", "/api/embeddings/neighbours", body),
+  analogy: (body: S["AnalogyRequest"]) => request<Analogy>("POST", "/api/embeddings/analogy", body),
 };
 
 type Reply = WsResult | WsError | WsSuperseded;

@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: d57e340fbba6545a
+// openapi-sha256: f063f7804e32d9ad
 
 export interface paths {
     "/api/attention": {
@@ -47,6 +47,57 @@ export interface paths {
         put?: never;
         /** Attribution */
         post: operations["attribution_api_attribution_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/embeddings/analogy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Analogy */
+        post: operations["analogy_api_embeddings_analogy_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/embeddings/map": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Embedding Map */
+        post: operations["embedding_map_api_embeddings_map_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/embeddings/neighbours": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Neighbours */
+        post: operations["neighbours_api_embeddings_neighbours_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -177,6 +228,61 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AnalogyRequest */
+        AnalogyRequest: {
+            /**
+             * A
+             * @description a word as typed
+             */
+            a: string;
+            /**
+             * B
+             * @description a word as typed
+             */
+            b: string;
+            /**
+             * C
+             * @description a word as typed
+             */
+            c: string;
+            /** Expected */
+            expected?: string | null;
+            /**
+             * K
+             * @default 10
+             */
+            k: number;
+            /**
+             * Matrix
+             * @default W_E
+             * @enum {string}
+             */
+            matrix: "W_E" | "W_U";
+        };
+        /** AnalogyResponse */
+        AnalogyResponse: {
+            a: components["schemas"]["WordInfo"];
+            b: components["schemas"]["WordInfo"];
+            c: components["schemas"]["WordInfo"];
+            expected: components["schemas"]["WordInfo"] | null;
+            /** Expected Cosine */
+            expected_cosine: number | null;
+            /**
+             * Expected Rank
+             * @description 1-based rank of the expected word among all tokens
+             */
+            expected_rank: number | null;
+            /**
+             * Offset Cosine
+             * @description cos(a − b, expected − c)
+             */
+            offset_cosine: number | null;
+            /**
+             * Ranked
+             * @description a − b + c's nearest tokens by cosine; a, b, c left out
+             */
+            ranked: components["schemas"]["Neighbour"][];
+        };
         /** AttentionGridResponse */
         AttentionGridResponse: {
             /** Badges */
@@ -260,6 +366,46 @@ export interface components {
             negative: string[];
             /** Positive */
             positive: string[];
+        };
+        /** EmbeddingMapRequest */
+        EmbeddingMapRequest: {
+            /**
+             * Matrix
+             * @default W_E
+             * @enum {string}
+             */
+            matrix: "W_E" | "W_U";
+            /**
+             * Threshold
+             * @description cluster merge cosine (default: cut at the widest gap)
+             */
+            threshold?: number | null;
+            /** Words */
+            words: string[];
+        };
+        /** EmbeddingMapResponse */
+        EmbeddingMapResponse: {
+            /**
+             * Clusters
+             * @description similarity cluster of each word (average linkage)
+             */
+            clusters: number[];
+            /**
+             * Coords
+             * @description [word] -> [pc1, pc2, pc3]
+             */
+            coords: number[][];
+            /** Explained Variance Ratio */
+            explained_variance_ratio: number[];
+            /** Matrix */
+            matrix: string;
+            /**
+             * Similarity
+             * @description [word][word] cosine similarity
+             */
+            similarity: number[][];
+            /** Words */
+            words: components["schemas"]["WordInfo"][];
         };
         /** ErrorResponse */
         ErrorResponse: {
@@ -438,6 +584,40 @@ export interface components {
             n_layers: number;
             /** Name */
             name: string;
+        };
+        /** Neighbour */
+        Neighbour: {
+            /** Cosine */
+            cosine: number;
+            /** Token */
+            token: string;
+            /** Token Id */
+            token_id: number;
+        };
+        /** NeighboursRequest */
+        NeighboursRequest: {
+            /**
+             * K
+             * @default 10
+             */
+            k: number;
+            /**
+             * Matrix
+             * @default W_E
+             * @enum {string}
+             */
+            matrix: "W_E" | "W_U";
+            /**
+             * Word
+             * @description a word as typed
+             */
+            word: string;
+        };
+        /** NeighboursResponse */
+        NeighboursResponse: {
+            /** Neighbours */
+            neighbours: components["schemas"]["Neighbour"][];
+            word: components["schemas"]["WordInfo"];
         };
         /** NeuronScore */
         NeuronScore: {
@@ -631,6 +811,20 @@ export interface components {
             token: string;
             /** Token Id */
             token_id: number;
+        };
+        /** WordInfo */
+        WordInfo: {
+            /** Multi Token */
+            multi_token: boolean;
+            /** Text */
+            text: string;
+            /** Token Ids */
+            token_ids: number[];
+            /**
+             * Tokens
+             * @description the token(s) that stand for the word (mean vector when several)
+             */
+            tokens: string[];
         };
         /** WsError */
         WsError: {
@@ -854,6 +1048,186 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AttributionResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    analogy_api_embeddings_analogy_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AnalogyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnalogyResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    embedding_map_api_embeddings_map_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EmbeddingMapRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EmbeddingMapResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    neighbours_api_embeddings_neighbours_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NeighboursRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NeighboursResponse"];
                 };
             };
             /** @description missing or wrong token */

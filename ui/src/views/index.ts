@@ -1,0 +1,18 @@
+// The workbench's views: one line each. A view is a component that reads the shared session (store.ts) and
+// gets the route's extra segments (``#/view/a/b`` → rest = ["a", "b"]). Heavy views can be React.lazy.
+import type { ComponentType } from "react";
+import { Embeddings } from "./Embeddings";
+import { Workbench } from "./Workbench";
+
+export interface ViewDef {
+  id: string;
+  title: string;
+  component: ComponentType<{ rest: string[] }>;
+  /** Views that analyse the shared prompt show the prompt bar; the others (embeddings) do without. */
+  usesPrompt: boolean;
+}
+
+export const VIEWS: ViewDef[] = [
+  { id: "workbench", title: "Workbench", component: Workbench, usesPrompt: true },
+  { id: "embeddings", title: "Embeddings", component: Embeddings, usesPrompt: false },
+];
