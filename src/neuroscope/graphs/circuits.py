@@ -94,6 +94,8 @@ def _runs(asm: Assembler, pair: Pair) -> tuple[Any, Any]:
     )
 
 
+# gradients are taken inside: callable from torch.inference_mode() (the server's model worker)
+@torch.inference_mode(False)
 def edge_scores(model: HookedModel, task: Task, steps: int = 5) -> torch.Tensor:
     """EAP-IG scores ``[n_down, n_up]`` (zero where there is no edge), averaged over the task's pairs."""
     asm = Assembler(model)
@@ -115,6 +117,8 @@ def edge_scores(model: HookedModel, task: Task, steps: int = 5) -> torch.Tensor:
     return (total / len(task.pairs)) * c.edge_mask()
 
 
+# gradients are taken inside: callable from torch.inference_mode() (the server's model worker)
+@torch.inference_mode(False)
 def edge_ig(
     model: HookedModel, pair: Pair, up: int, down: int, steps: int, asm: Assembler | None = None
 ) -> tuple[float, float]:
@@ -300,6 +304,8 @@ class CircuitResult:
         return "\n".join(lines)
 
 
+# gradients are taken inside: callable from torch.inference_mode() (the server's model worker)
+@torch.inference_mode(False)
 def find_circuit(model: HookedModel, task: Task, cfg: CircuitConfig | None = None) -> CircuitResult:
     cfg = cfg or CircuitConfig()
     asm = Assembler(model)

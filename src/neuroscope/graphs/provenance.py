@@ -142,6 +142,8 @@ def check_reach(suite: SAESuite, layer: int, depth: int) -> tuple[int, int]:
     return lo, top
 
 
+# gradients are taken inside: callable from torch.inference_mode() (the server's model worker)
+@torch.inference_mode(False)
 def provenance(
     model: HookedModel,
     suite: SAESuite,

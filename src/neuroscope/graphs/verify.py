@@ -134,6 +134,8 @@ def _feature_readout(suite: SAESuite, run: Run, node: Any, model: HookedModel):
     return read, u
 
 
+# gradients are taken inside: callable from torch.inference_mode() (the server's model worker)
+@torch.inference_mode(False)
 def check_edges(
     model: HookedModel,
     suite: SAESuite,
@@ -301,6 +303,8 @@ def _ablated_activations(
     return z[:, f]
 
 
+# gradients are taken inside: callable from torch.inference_mode() (the server's model worker)
+@torch.inference_mode(False)
 def causal_check(
     model: HookedModel,
     suite: SAESuite,

@@ -15,7 +15,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from neuroscope.errors import NeuroscopeError
 from neuroscope.server.errors import error_status, validation_message
-from neuroscope.server.routers import attention, embeddings, residual, run, steering, ws
+from neuroscope.server.routers import attention, embeddings, graphs, residual, run, steering, ws
 from neuroscope.server.routers import model as model_router
 from neuroscope.server.schemas.common import ErrorResponse
 from neuroscope.server.schemas.run import WsError, WsRequest, WsResult, WsSuperseded
@@ -73,6 +73,9 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.worker = worker
+    from neuroscope.graphs.service import GraphService
+
+    app.state.graphs = GraphService(model, settings.sae_suite, worker.max_prompt_tokens)
     for r in (
         model_router,
         run,
@@ -80,6 +83,7 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
         residual,
         steering,
         embeddings,
+        graphs,
     ):
         app.include_router(r.router, responses=ERRORS)
     app.include_router(ws.router)

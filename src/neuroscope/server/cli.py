@@ -21,6 +21,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads for the model worker")
     p.add_argument("--vectors-dir", default=None, help="folder of saved steering vectors (*.pt)")
+    p.add_argument(
+        "--sae-suite", default=None, help="SAE suite folder for the provenance view (train-sae-suite)"
+    )
     p.set_defaults(func=serve)
 
 
@@ -35,6 +38,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "device": args.device,
         "max_prompt_tokens": args.max_prompt_tokens,
         "vectors_dir": args.vectors_dir,
+        "sae_suite": args.sae_suite,
         "torch_threads": args.threads,
         "allowed_hosts": tuple(args.allow_host) if args.allow_host else None,
         "cors_origins": tuple(args.cors_origin) if args.cors_origin else None,

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     vectors_dir: str | None = Field(
         default=None, description="folder of saved steering vectors (*.pt / *.safetensors)"
     )
+    sae_suite: str | None = Field(
+        default=None, description="an SAE suite folder (neuroscope train-sae-suite) for provenance graphs"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
