@@ -18,6 +18,11 @@ export type SteeringVector = S["SteeringVector"];
 export type EmbeddingMap = S["EmbeddingMapResponse"];
 export type WordNeighbours = S["NeighboursResponse"];
 export type Analogy = S["AnalogyResponse"];
+export type GraphDoc = S["GraphDocument"];
+export type GraphNode = S["GraphNode"];
+export type SuiteInfo = S["SuiteInfo"];
+export type SuiteFeature = S["SuiteFeature"];
+export type TopFeatures = S["TopFeaturesResponse"];
 
 export class ApiError extends Error {
   constructor(public status: number, message: string) {
@@ -72,6 +77,11 @@ export const api = {
   embeddingMap: (body: S["EmbeddingMapRequest"]) => request<EmbeddingMap>("POST", "/api/embeddings/map", body),
   neighbours: (body: S["NeighboursRequest"]) => request<WordNeighbours>("POST", "/api/embeddings/neighbours", body),
   analogy: (body: S["AnalogyRequest"]) => request<Analogy>("POST", "/api/embeddings/analogy", body),
+  suite: () => request<SuiteInfo>("GET", "/api/graphs/suite"),
+  topFeatures: (body: S["TopFeaturesRequest"]) => request<TopFeatures>("POST", "/api/graphs/top-features", body),
+  suiteFeature: (layer: number, feature: number) => request<SuiteFeature>("GET", `/api/graphs/feature/${layer}/${feature}`),
+  provenance: (body: S["ProvenanceRequest"]) => request<GraphDoc>("POST", "/api/graphs/provenance", body),
+  circuit: (body: S["CircuitRequest"]) => request<GraphDoc>("POST", "/api/graphs/circuit", body),
 };
 
 type Reply = WsResult | WsError | WsSuperseded;

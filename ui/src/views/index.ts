@@ -1,7 +1,9 @@
 // The workbench's views: one line each. A view is a component that reads the shared session (store.ts) and
 // gets the route's extra segments (``#/view/a/b`` → rest = ["a", "b"]). Heavy views can be React.lazy.
 import type { ComponentType } from "react";
+import { Circuit } from "./Circuit";
 import { Embeddings } from "./Embeddings";
+import { Provenance } from "./Provenance";
 import { Workbench } from "./Workbench";
 
 export interface ViewDef {
@@ -15,4 +17,6 @@ export interface ViewDef {
 export const VIEWS: ViewDef[] = [
   { id: "workbench", title: "Workbench", component: Workbench, usesPrompt: true },
   { id: "embeddings", title: "Embeddings", component: Embeddings, usesPrompt: false },
+  { id: "provenance", title: "Provenance", component: Provenance, usesPrompt: true },
+  { id: "circuit", title: "Circuits", component: Circuit, usesPrompt: false },
 ];
