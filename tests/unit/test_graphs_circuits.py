@@ -11,7 +11,7 @@ import torch
 from graphs_testutil import tiny64, tiny_task
 
 from neuroscope.cli import main
-from neuroscope.errors import TaskFileError
+from neuroscope.errors import InvalidConfigError, TaskFileError
 from neuroscope.graphs.assembled import Assembler
 from neuroscope.graphs.circuits import (
     CircuitConfig,
@@ -115,6 +115,13 @@ def test_faithfulness_curve_ends_and_cli(tmp_path, capsys):
     n_total = int(valid.sum())
     r = find_circuit(model, task, CircuitConfig(edges=10, steps=3, sizes=(5, 10, n_total), random_draws=2))
     assert r.faithfulness_at(n_total) == pytest.approx(1.0)
+    # scores against the task means (the state the ablation puts removed edges in)
+    m = find_circuit(
+        model, task, CircuitConfig(edges=10, steps=3, sizes=(10, n_total), random_draws=0, baseline="mean")
+    )
+    assert m.faithfulness_at(n_total) == pytest.approx(1.0) and m.meta["baseline"] == "mean"
+    with pytest.raises(InvalidConfigError, match="baseline"):
+        CircuitConfig(baseline="zero")
     assert [row["n_edges"] for row in r.curve] == [5, 10, n_total]
     assert len(r.edges) == 10
     assert abs(r.edges[0][2]) >= abs(r.edges[-1][2])

@@ -85,6 +85,9 @@ def load_task(model: HookedModel, task: str | dict[str, Any]) -> Task:
     return Task(name, str(data.get("description", "")), tuple(pairs))
 
 
+BASELINES = ("corrupted", "mean")
+
+
 # --- scores ---------------------------------------------------------------------------------------------------
 def _runs(asm: Assembler, pair: Pair) -> tuple[Any, Any]:
     """The writers' outputs in the clean and the corrupted run."""
@@ -96,14 +99,24 @@ def _runs(asm: Assembler, pair: Pair) -> tuple[Any, Any]:
 
 # gradients are taken inside: callable from torch.inference_mode() (the server's model worker)
 @torch.inference_mode(False)
-def edge_scores(model: HookedModel, task: Task, steps: int = 5) -> torch.Tensor:
-    """EAP-IG scores ``[n_down, n_up]`` (zero where there is no edge), averaged over the task's pairs."""
+def edge_scores(
+    model: HookedModel, task: Task, steps: int = 5, baseline: str = "corrupted", means: Any = None
+) -> torch.Tensor:
+    """EAP-IG scores ``[n_down, n_up]`` (zero where there is no edge), averaged over the task's pairs.
+    ``baseline``: what the clean run is compared with, ``corrupted`` (each pair's corrupted prompt; EAP-IG
+    as published) or ``mean`` (every writer at its task mean, ``means`` from :func:`task_means`: the state
+    the faithfulness ablation puts removed edges in)."""
+    if baseline not in BASELINES:
+        raise InvalidConfigError(f"baseline must be one of {BASELINES}, got {baseline!r}")
     asm = Assembler(model)
     c = asm.c
+    if baseline == "mean" and means is None:
+        means = task_means(asm, task)
     total = torch.zeros(c.n_down, c.n_up, dtype=torch.float64)
     for pair in task.pairs:
         clean, corr = _runs(asm, pair)
-        e_clean, e_corr = clean.outs[0], corr.outs[0]
+        ref = corr.outs if baseline == "corrupted" else _pair_means(means, pair.clean_ids.shape[0])
+        e_clean, e_corr = clean.outs[0], ref[0]
         grads = torch.zeros(c.n_down, *clean.outs.shape[1:], dtype=clean.outs.dtype)
         for k in range(steps):
             alpha = (k + 0.5) / steps
@@ -112,7 +125,7 @@ def edge_scores(model: HookedModel, task: Task, steps: int = 5) -> torch.Tensor:
             )
             grads += g
         grads /= steps
-        delta = clean.outs - corr.outs  # [n_up, pos, d]
+        delta = clean.outs - ref  # [n_up, pos, d]
         total += torch.einsum("vpd,upd->vu", grads, delta).double()
     return (total / len(task.pairs)) * c.edge_mask()
 
@@ -184,8 +197,11 @@ class CircuitConfig:
     sizes: tuple[int, ...] | None = None
     random_draws: int = 5
     seed: int = 0
+    baseline: str = "corrupted"
 
     def __post_init__(self) -> None:
+        if self.baseline not in BASELINES:
+            raise InvalidConfigError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         if self.edges < 1 or self.steps < 1 or self.random_draws < 0:
             raise InvalidConfigError("edges and steps must be >= 1, random_draws >= 0")
         if self.sizes is not None and any(s < 1 for s in self.sizes):
@@ -315,10 +331,10 @@ def find_circuit(model: HookedModel, task: Task, cfg: CircuitConfig | None = Non
     if cfg.edges > n_total:
         raise InvalidConfigError(f"edges={cfg.edges} but the model has {n_total} edges")
     t0 = time.perf_counter()
-    scores = edge_scores(model, task, cfg.steps)
+    means = task_means(asm, task)
+    scores = edge_scores(model, task, cfg.steps, cfg.baseline, means)
     t_scores = time.perf_counter() - t0
     t0 = time.perf_counter()
-    means = task_means(asm, task)
     full = circuit_metric(asm, task, None, means)
     empty = circuit_metric(asm, task, torch.zeros_like(valid), means)
     rng = random.Random(cfg.seed)
@@ -361,6 +377,7 @@ def find_circuit(model: HookedModel, task: Task, cfg: CircuitConfig | None = Non
         seconds={"scores": round(t_scores, 2), "curve": round(t_curve, 2)},
         meta={
             "steps": cfg.steps,
+            "baseline": cfg.baseline,
             "random_draws": cfg.random_draws,
             "n_pairs": len(task.pairs),
             "prompt": task.pairs[0].clean,

@@ -77,7 +77,12 @@ def _circuit(args: argparse.Namespace) -> int:
     task = load_task(model, args.task)
     sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else None
     cfg = CircuitConfig(
-        edges=args.edges, steps=args.steps, sizes=sizes, random_draws=args.random_draws, seed=args.seed
+        edges=args.edges,
+        steps=args.steps,
+        sizes=sizes,
+        random_draws=args.random_draws,
+        seed=args.seed,
+        baseline=args.baseline,
     )
     result = find_circuit(model, task, cfg)
     print(result.summary())
@@ -140,6 +145,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--steps", type=int, default=5, help="integrated-gradients steps")
     c.add_argument("--sizes", default=None, help="circuit sizes for the faithfulness curve, e.g. 50,100,200")
     c.add_argument("--random-draws", type=int, default=5)
+    c.add_argument(
+        "--baseline",
+        default="corrupted",
+        choices=["corrupted", "mean"],
+        help="scores compare the clean run with the corrupted prompts (EAP-IG) or with the task means",
+    )
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--json", default=None)
     c.add_argument("--html", default=None)
