@@ -6,8 +6,9 @@ Parts (``GRAPHS_BENCH_PARTS``, comma-separated; default all):
   depth 2 over ``GRAPHS_BENCH_TARGETS`` (20) targets and depth 3 over half as many; median and p95.
 - ``memory``: provenance depth 2 in a fresh process per prompt length (64..512 tokens); the RSS it adds on
   top of the loaded model and suite (sampled every 10 ms), and whether that grows linearly or quadratically.
-- ``circuit``: ``find_circuit`` on the shipped IOI task in a fresh process: time and peak RSS, the
-  faithfulness curve (real mean ablation) beside random circuits.
+- ``circuit`` / ``circuit_mean``: ``find_circuit`` on the shipped IOI task in a fresh process, EAP-IG scored
+  against the corrupted prompts / against the task means: time and peak RSS, the faithfulness curve (real
+  mean ablation) beside random circuits.
 - ``exact``: with patterns and norm scales frozen, 100 random edges of a depth-2 graph (float64 model)
   against nudging their parent.
 - ``causal``: the real model, nothing frozen: ablating each target's top-5 parents vs 5 random active
@@ -198,7 +199,8 @@ model = ns.load_model("smollm2-135m", device="cpu")
 task = load_task(model, "ioi")
 sizes = tuple(int(s) for s in sys.argv[2].split(",")) if len(sys.argv) > 2 and sys.argv[2] else None
 t0 = time.perf_counter()
-r = find_circuit(model, task, CircuitConfig(edges=200, steps=5, sizes=sizes, random_draws=int(sys.argv[3])))
+cfg = CircuitConfig(edges=200, steps=5, sizes=sizes, random_draws=int(sys.argv[3]), baseline=sys.argv[5])
+r = find_circuit(model, task, cfg)
 sec = time.perf_counter() - t0
 with open("/proc/self/status") as f:
     peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
@@ -210,11 +212,11 @@ print(json.dumps({"seconds": sec, "peak_rss_mb": peak, "phase_seconds": r.second
 """
 
 
-def bench_circuit(threads: int = 1, random_draws: int = 3) -> dict[str, Any]:
+def bench_circuit(threads: int = 1, random_draws: int = 3, baseline: str = "corrupted") -> dict[str, Any]:
     sizes = os.environ.get("GRAPHS_BENCH_SIZES", "20,50,100,200,500,1000,2218")
-    out_doc = REPO / "benchmarks/results/graphs_ioi_circuit.json"
+    out_doc = REPO / f"benchmarks/results/graphs_ioi_circuit_{baseline}.json"
     proc = subprocess.run(
-        [sys.executable, "-c", _CIRCUIT_CHILD, str(threads), sizes, str(random_draws), str(out_doc)],
+        [sys.executable, "-c", _CIRCUIT_CHILD, str(threads), sizes, str(random_draws), str(out_doc), baseline],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -231,6 +233,7 @@ def bench_circuit(threads: int = 1, random_draws: int = 3) -> dict[str, Any]:
     res["target"] = ">= 80% of the logit difference with <= 5% of edges, far above random circuits"
     res["meets_target"] = bool(hit) and all(r["random_mean"] < 0.5 * r["faithfulness"] for r in hit)
     res["graph_json"] = str(out_doc.relative_to(REPO))
+    res["baseline"] = baseline
     res["five_percent_edges"] = round(0.05 * n_total)
     return res
 
@@ -287,7 +290,7 @@ def bench_causal(n_targets: int) -> dict[str, Any]:
 
 
 def run() -> dict[str, Any]:
-    parts = os.environ.get("GRAPHS_BENCH_PARTS", "speed,memory,exact,causal,circuit").split(",")
+    parts = os.environ.get("GRAPHS_BENCH_PARTS", "speed,memory,exact,causal,circuit,circuit_mean").split(",")
     path = REPO / "benchmarks/results/graphs.json"
     payload: dict[str, Any] = {}
     if path.exists():  # parts run separately accumulate in one file
@@ -299,6 +302,7 @@ def run() -> dict[str, Any]:
         "exact": bench_exact,
         "causal": lambda: bench_causal(int(os.environ.get("GRAPHS_BENCH_CAUSAL", "60"))),
         "circuit": bench_circuit,
+        "circuit_mean": lambda: bench_circuit(baseline="mean"),
     }
     for part in parts:
         t0 = time.perf_counter()

@@ -141,8 +141,8 @@ def test_circuit_view_draws_the_ioi_circuit(gpage, graph_base):
     assert heads >= 3
     assert gpage.locator(".graph-node[data-type=logits]").count() == 1
     edges = gpage.evaluate("() => document.querySelectorAll('.graph-svg .links line').length")
-    assert edges == 60
-    assert "60 of" in gpage.get_by_test_id("circuit-summary").inner_text()
+    assert edges >= 60
+    assert "of 44371 edges" in gpage.get_by_test_id("circuit-summary").inner_text()
     gpage.get_by_test_id("circuit-curve").locator(".plot").wait_for()
     first_head = gpage.locator(".graph-node[data-type=head]").first
     first_head.dispatch_event("click")

@@ -62,6 +62,6 @@ def test_ioi_circuit_beats_random_circuits(smollm):
     r = find_circuit(smollm, task, CircuitConfig(edges=200, steps=2, sizes=(200, n_total), random_draws=2))
     assert r.n_edges_total == n_total
     assert r.faithfulness_at(n_total) == pytest.approx(1.0, abs=1e-4)
-    row = next(c for c in r.curve if c["n_edges"] == 200)
+    row = next(c for c in r.curve if c["n_requested"] == 200)
     assert row["faithfulness"] > row["random_max"] + 0.1
     assert r.clean_metric > 2 and r.empty_metric < r.clean_metric

@@ -66,6 +66,20 @@ class Components:
             return base + self.n_heads  # an MLP reads its own layer's heads
         return base
 
+    def on_paths(self, mask: torch.Tensor) -> torch.Tensor:
+        """The edges of ``mask`` that lie on some path embeddings → logits through ``mask``'s own edges
+        (a writer and a reader of one component are the same node: reader ``v`` writes as ``v + 1``)."""
+        reached_up = torch.zeros(self.n_up, dtype=torch.bool)
+        reached_up[0] = True
+        for v in range(self.n_down - 1):
+            if bool((mask[v] & reached_up).any()):
+                reached_up[v + 1] = True
+        useful_down = torch.zeros(self.n_down, dtype=torch.bool)
+        useful_down[self.down_logits] = True
+        for v in range(self.n_down - 2, -1, -1):
+            useful_down[v] = bool((mask[:, v + 1] & useful_down).any())
+        return mask & reached_up[None, :] & useful_down[:, None]
+
     def edge_mask(self) -> torch.Tensor:
         """``[n_down, n_up]`` True where (writer → reader) is an edge."""
         m = torch.zeros(self.n_down, self.n_up, dtype=torch.bool)

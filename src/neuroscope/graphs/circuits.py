@@ -8,8 +8,8 @@ logits). The metric is the logit difference ``answer - wrong`` at the last posit
   with respect to every reader's input; edge (u → v) scores ``Δa_u · mean_k ∂m/∂in_v``, summed over positions,
   averaged over pairs, with ``Δa_u`` the writer's clean − corrupted output.
 - **Faithfulness** of a circuit C (a set of edges): run each clean prompt with every edge outside C carrying the
-  writer's mean output instead of its own (mean over the task's clean and corrupted prompts; position 0, the
-  attention sink, has its own mean) and report ``(m(C) - m(∅)) / (m(M) - m(∅))``: ``M`` keeps every edge,
+  writer's mean output instead of its own (mean over the task's clean and corrupted prompts, position by
+  position: position 0, the attention sink, on its own, the others aligned from the end) and report ``(m(C) - m(∅)) / (m(M) - m(∅))``: ``M`` keeps every edge,
   ``∅`` none. Measured by real forwards, not by the linear estimate; random circuits of the same size beside.
 - :func:`edge_ig` is integrated gradients along one edge (the writer's output added to one reader's input
   in the corrupted run): by construction it converges to the exact effect of patching that edge.
@@ -157,22 +157,32 @@ def edge_ig(
 
 # --- faithfulness ---------------------------------------------------------------------------------------------
 def task_means(asm: Assembler, task: Task) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each writer's mean output over the task's clean and corrupted prompts: (at position 0, elsewhere)."""
-    first, rest, n_rest = None, None, 0
+    """Each writer's mean output over the task's clean and corrupted prompts, position by position: position 0
+    (the attention sink) on its own, the others aligned from the end (templates of different lengths share
+    their endings, where the task's names and answer sit). Returns ``(first [n_up, d], from_end [n_up,
+    longest - 1, d])``, ``from_end[:, i]`` the mean at ``i`` tokens before the last one."""
+    first = None
+    sums: torch.Tensor | None = None
+    counts: torch.Tensor | None = None
+    longest = max(p.clean_ids.shape[0] for p in task.pairs)
     for pair in task.pairs:
         for p in _runs(asm, pair):
-            o = p.outs
+            o = p.outs  # [n_up, pos, d]
             first = o[:, 0] if first is None else first + o[:, 0]
-            r = o[:, 1:].sum(1)
-            rest = r if rest is None else rest + r
-            n_rest += o.shape[1] - 1
-    assert first is not None and rest is not None
-    return first / (2 * len(task.pairs)), rest / max(n_rest, 1)
+            if sums is None:
+                sums = torch.zeros(o.shape[0], longest - 1, o.shape[2], dtype=o.dtype)
+                counts = torch.zeros(longest - 1, dtype=o.dtype)
+            rest = o[:, 1:].flip(1)  # distance from the end: 0 = last token
+            assert counts is not None
+            sums[:, : rest.shape[1]] += rest
+            counts[: rest.shape[1]] += 1
+    assert first is not None and sums is not None and counts is not None
+    return first / (2 * len(task.pairs)), sums / counts.clamp_min(1)[None, :, None]
 
 
 def _pair_means(means: tuple[torch.Tensor, torch.Tensor], pos: int) -> torch.Tensor:
-    first, rest = means
-    return torch.cat([first[:, None], rest[:, None].expand(-1, pos - 1, -1)], 1)
+    first, from_end = means
+    return torch.cat([first[:, None], from_end[:, : pos - 1].flip(1)], 1)
 
 
 def circuit_metric(asm: Assembler, task: Task, mask: torch.Tensor | None, means: Any) -> float:
@@ -190,7 +200,8 @@ def circuit_metric(asm: Assembler, task: Task, mask: torch.Tensor | None, means:
 class CircuitConfig:
     """``edges``: the reported circuit's size. ``steps``: IG steps. ``sizes``: circuit sizes of the
     faithfulness curve (default: a geometric range up to 5% of the edges and beyond). ``random_draws``:
-    random circuits per size."""
+    random circuits per size. ``connected``: a circuit is the top edges that lie on complete paths from
+    the embeddings to the logits (:func:`connected_top_mask`), else the plain top-N by |score|."""
 
     edges: int = 200
     steps: int = 5
@@ -198,6 +209,7 @@ class CircuitConfig:
     random_draws: int = 5
     seed: int = 0
     baseline: str = "corrupted"
+    connected: bool = True
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
@@ -219,6 +231,29 @@ def top_mask(scores: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
     keep = torch.zeros_like(flat, dtype=torch.bool)
     keep[torch.topk(flat, n).indices] = True
     return keep.reshape(scores.shape) & valid
+
+
+def connected_top_mask(scores: torch.Tensor, c: Components, n: int) -> torch.Tensor:
+    """The top edges by |score| that lie on complete paths embeddings → logits: the shortest prefix of the
+    ranking whose on-path edges number at least ``n`` (an edge from a writer nothing in the circuit feeds, or
+    into a reader that reaches no logit, carries nothing the circuit computes)."""
+    valid = c.edge_mask()
+    flat = torch.where(valid, scores.abs(), torch.full_like(scores, -1.0)).reshape(-1)
+    order = torch.argsort(flat, descending=True)[: int(valid.sum())]
+
+    def prefix(k: int) -> torch.Tensor:
+        keep = torch.zeros_like(flat, dtype=torch.bool)
+        keep[order[:k]] = True
+        return c.on_paths(keep.reshape(scores.shape))
+
+    lo, hi = 1, order.numel()
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if int(prefix(mid).sum()) >= n:
+            hi = mid
+        else:
+            lo = mid + 1
+    return prefix(lo)
 
 
 def random_mask(valid: torch.Tensor, n: int, rng: random.Random) -> torch.Tensor:
@@ -247,7 +282,8 @@ class CircuitResult:
         return int(self.components.edge_mask().sum())
 
     def faithfulness_at(self, n: int) -> float:
-        return next(r["faithfulness"] for r in self.curve if r["n_edges"] == n)
+        """Faithfulness of the circuit asked for with ``n`` edges."""
+        return next(r["faithfulness"] for r in self.curve if r["n_requested"] == n)
 
     def to_dict(self) -> dict[str, Any]:
         nodes: dict[str, schema.Node] = {}
@@ -342,15 +378,20 @@ def find_circuit(model: HookedModel, task: Task, cfg: CircuitConfig | None = Non
     for n in sorted(set(cfg.sizes or default_sizes(n_total, cfg.edges))):
         if n > n_total:
             continue
-        m = circuit_metric(asm, task, top_mask(scores, valid, n), means)
-        rand = [circuit_metric(asm, task, random_mask(valid, n, rng), means) for _ in range(cfg.random_draws)]
+        mask = connected_top_mask(scores, c, n) if cfg.connected else top_mask(scores, valid, n)
+        size = int(mask.sum())
+        m = circuit_metric(asm, task, mask, means)
+        rand = [
+            circuit_metric(asm, task, random_mask(valid, size, rng), means) for _ in range(cfg.random_draws)
+        ]
         den = full - empty
         f = (m - empty) / den if den else math.nan
         rf = [(r - empty) / den if den else math.nan for r in rand]
         curve.append(
             {
-                "n_edges": n,
-                "fraction": n / n_total,
+                "n_edges": size,
+                "n_requested": n,
+                "fraction": size / n_total,
                 "metric": m,
                 "faithfulness": f,
                 "random_mean": float(np.mean(rf)) if rf else math.nan,
@@ -359,7 +400,7 @@ def find_circuit(model: HookedModel, task: Task, cfg: CircuitConfig | None = Non
             }
         )
     t_curve = time.perf_counter() - t0
-    keep = top_mask(scores, valid, cfg.edges)
+    keep = connected_top_mask(scores, c, cfg.edges) if cfg.connected else top_mask(scores, valid, cfg.edges)
     order = sorted(
         ((float(scores[v, u]), v, u) for v, u in keep.nonzero().tolist()), key=lambda x: -abs(x[0])
     )
@@ -381,6 +422,7 @@ def find_circuit(model: HookedModel, task: Task, cfg: CircuitConfig | None = Non
             "random_draws": cfg.random_draws,
             "n_pairs": len(task.pairs),
             "prompt": task.pairs[0].clean,
+            "connected": cfg.connected,
             "method": "EAP-IG (inputs), midpoint rule; faithfulness by mean ablation of every edge outside the circuit",
         },
     )

@@ -83,6 +83,7 @@ def _circuit(args: argparse.Namespace) -> int:
         random_draws=args.random_draws,
         seed=args.seed,
         baseline=args.baseline,
+        connected=not args.unconnected,
     )
     result = find_circuit(model, task, cfg)
     print(result.summary())
@@ -150,6 +151,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="corrupted",
         choices=["corrupted", "mean"],
         help="scores compare the clean run with the corrupted prompts (EAP-IG) or with the task means",
+    )
+    c.add_argument(
+        "--unconnected",
+        action="store_true",
+        help="plain top-N by |score| (default: only edges on complete embeddings -> logits paths count)",
     )
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--json", default=None)
