@@ -151,21 +151,29 @@ print(json.dumps({"tokens": n_tokens, "rss_start_mb": start, "rss_peak_mb": peak
 """
 
 
-def bench_memory(lengths: tuple[int, ...] = (64, 128, 256, 512), threads: int = 1) -> dict[str, Any]:
+def bench_memory(
+    lengths: tuple[int, ...] = (64, 128, 192, 256, 384, 512), threads: int = 1, repeats: int = 2
+) -> dict[str, Any]:
+    """Each length in ``repeats`` fresh processes; the smaller added RSS counts (the allocator's arenas make
+    single peaks noisy)."""
     suite = _suite_path()
     runs = []
     for n in lengths:
-        proc = subprocess.run(
-            [sys.executable, "-c", _MEM_CHILD, str(n), str(suite), str(threads)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"memory run for {n} tokens failed:\n{proc.stderr[-3000:]}")
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        tries = []
+        for _ in range(repeats):
+            proc = subprocess.run(
+                [sys.executable, "-c", _MEM_CHILD, str(n), str(suite), str(threads)],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"memory run for {n} tokens failed:\n{proc.stderr[-3000:]}")
+            tries.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        best = min(tries, key=lambda r: r["added_mb"])
+        runs.append({**best, "added_mb_all": [round(r["added_mb"], 2) for r in tries]})
     x = np.array([r["tokens"] for r in runs], dtype=float)
     y = np.array([r["added_mb"] for r in runs])
     lin = np.polyfit(x, y, 1)
@@ -175,8 +183,12 @@ def bench_memory(lengths: tuple[int, ...] = (64, 128, 256, 512), threads: int = 
     # doubling the prompt from 256 to 512 tokens: ~2x the added memory if linear, ~4x if quadratic
     by = {r["tokens"]: r["added_mb"] for r in runs}
     doubling = by[512] / by[256] if 256 in by and 512 in by and by[256] > 0 else None
+    # the only terms quadratic in the prompt: the attention patterns of the blocks in reach (kept, float32)
+    # and the eager attention that computes them (transient)
+    pattern_mb = {str(r["tokens"]): round(9 * r["tokens"] ** 2 * 4 / 2**20, 2) for r in runs}
     return {
         "runs": runs,
+        "pattern_mb_per_block": pattern_mb,
         "linear_fit_mb_per_token": round(float(lin[0]), 4),
         "quadratic_term_mb_per_token2": float(quad[0]),
         "quadratic_share_at_512": round(float(quad[0] * 512**2 / max(y[-1], 1e-9)), 4),
@@ -216,7 +228,16 @@ def bench_circuit(threads: int = 1, random_draws: int = 3, baseline: str = "corr
     sizes = os.environ.get("GRAPHS_BENCH_SIZES", "20,50,100,200,500,1000,2218")
     out_doc = REPO / f"benchmarks/results/graphs_ioi_circuit_{baseline}.json"
     proc = subprocess.run(
-        [sys.executable, "-c", _CIRCUIT_CHILD, str(threads), sizes, str(random_draws), str(out_doc), baseline],
+        [
+            sys.executable,
+            "-c",
+            _CIRCUIT_CHILD,
+            str(threads),
+            sizes,
+            str(random_draws),
+            str(out_doc),
+            baseline,
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

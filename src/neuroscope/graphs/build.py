@@ -94,7 +94,7 @@ class Builder:
 
     def _feature(self, j: int, f: int, s: int) -> str:
         st = self.run.streams[j]
-        assert st.layer is not None and st.pre is not None and st.idx is not None and st.vals is not None
+        assert st.layer is not None and st.idx is not None and st.vals is not None
         nid = f"F{st.layer}:{f}@{s}"
         if nid not in self.nodes:
             hit = (st.idx[s] == f).nonzero()
@@ -107,7 +107,7 @@ class Builder:
                 label=f"L{st.layer} #{f}" + (f" {' '.join(repr(t) for t in top[:3])}" if top else ""),
                 layer=st.layer,
                 pos=s,
-                value=float(st.pre[s, f]),
+                value=st.pre_act(s, f),
                 activation=act,
                 feature=f,
                 top_tokens=top,

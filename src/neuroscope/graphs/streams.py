@@ -33,7 +33,6 @@ class Stream:
     W_dec: torch.Tensor | None = None  # [d_sae, d_model]
     b_enc: torch.Tensor | None = None
     b_dec: torch.Tensor | None = None
-    pre: torch.Tensor | None = None  # [pos, d_sae] pre-activations
     vals: torch.Tensor | None = None  # [pos, m] activations of the active latents (0 = padding)
     idx: torch.Tensor | None = None  # [pos, m]
     err: torch.Tensor | None = None  # [pos, d_model]
@@ -41,6 +40,11 @@ class Stream:
     @property
     def is_tokens(self) -> bool:
         return self.sae is None
+
+    def pre_act(self, s: int, f: int) -> float:
+        """Latent ``f``'s pre-activation at position ``s`` (its input, what a provenance graph splits)."""
+        assert self.W_enc is not None and self.b_dec is not None and self.b_enc is not None
+        return float((self.x[s] - self.b_dec) @ self.W_enc[:, f] + self.b_enc[f])
 
     def parent_weights(
         self, S: torch.Tensor, G: torch.Tensor
@@ -59,7 +63,7 @@ class Stream:
         return self.vals[S] * proj, (self.err[S] * G).sum(-1), G @ self.b_dec
 
 
-def _active(sae: SAE, pre: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _active(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(values, ids) of each position's active latents, padded to the largest count with zeros."""
     m = max(1, int((z > 0).sum(-1).max()))
     vals, idx = z.topk(m, dim=-1)
@@ -76,12 +80,13 @@ def build_stream(index: int, x: torch.Tensor, suite: SAESuite | None, dtype: tor
     W_dec = sae.W_dec.detach().to(dtype)
     b_enc = sae.b_enc.detach().to(dtype)
     b_dec = sae.b_dec.detach().to(dtype)
-    pre = (x - b_dec) @ W_enc + b_enc
     with torch.no_grad():
         z = sae.encode(x.float()).to(dtype)  # the SAE's own rule (TopK or ReLU) decides what is active
-    vals, idx = _active(sae, pre, z)
-    recon = torch.einsum("pm,pmd->pd", vals, W_dec[idx]) + b_dec
-    return Stream(index, x, layer, sae, W_enc, W_dec, b_enc, b_dec, pre, vals, idx, x - recon)
+    vals, idx = _active(z)
+    del z  # [pos, d_sae]: only the active latents are kept
+    # a gather-and-sum of the active rows: never materialises [pos, m, d_model]
+    recon = torch.nn.functional.embedding_bag(idx, W_dec, per_sample_weights=vals, mode="sum") + b_dec
+    return Stream(index, x, layer, sae, W_enc, W_dec, b_enc, b_dec, vals, idx, x - recon)
 
 
 @dataclass
