@@ -11,8 +11,9 @@ Parts (``GRAPHS_BENCH_PARTS``, comma-separated; default all):
   mean ablation) beside random circuits.
 - ``exact``: with patterns and norm scales frozen, 100 random edges of a depth-2 graph (float64 model)
   against nudging their parent.
-- ``causal``: the real model, nothing frozen: ablating each target's top-5 parents vs 5 random active
-  features of the layer below, over ``GRAPHS_BENCH_CAUSAL`` (60) targets.
+- ``causal`` / ``causal_no_identity``: the real model, nothing frozen: ablating each target's top-5 parents
+  vs 5 random active features of the layer below, over ``GRAPHS_BENCH_CAUSAL`` (60) targets; the second
+  leaves out parents that are the target itself persisting (decoder cosine >= 0.8).
 
 The suite is ``saes/smollm2-l11-15`` (``GRAPHS_BENCH_SUITE``), built by
 ``neuroscope train-sae-suite --model smollm2-135m --layers 11-15 --hook resid_post --tokens 250000 --k 64
@@ -286,7 +287,7 @@ def bench_exact(n_edges: int = 100) -> dict[str, Any]:
     }
 
 
-def bench_causal(n_targets: int) -> dict[str, Any]:
+def bench_causal(n_targets: int, skip_identity: float | None = None) -> dict[str, Any]:
     import neuroscope as ns
     from neuroscope.graphs.verify import causal_check
     from neuroscope.sae.suite import SAESuite
@@ -302,7 +303,7 @@ def bench_causal(n_targets: int) -> dict[str, Any]:
         z = suite.sae(LAYER).encode(cache[hook][0, p].float())
         tg.append((ids, p, int(z.argmax())))
     t0 = time.perf_counter()
-    r = causal_check(model, suite, LAYER, tg, k=5, n_random=10)
+    r = causal_check(model, suite, LAYER, tg, k=5, n_random=10, skip_identity=skip_identity)
     d = r.to_dict()
     d["seconds"] = round(time.perf_counter() - t0, 1)
     d["target"] = "median drop from the top-5 parents >= 5x that of 5 random active features, >= 50 targets"
@@ -311,7 +312,9 @@ def bench_causal(n_targets: int) -> dict[str, Any]:
 
 
 def run() -> dict[str, Any]:
-    parts = os.environ.get("GRAPHS_BENCH_PARTS", "speed,memory,exact,causal,circuit,circuit_mean").split(",")
+    parts = os.environ.get(
+        "GRAPHS_BENCH_PARTS", "speed,memory,exact,causal,causal_no_identity,circuit,circuit_mean"
+    ).split(",")
     path = REPO / "benchmarks/results/graphs.json"
     payload: dict[str, Any] = {}
     if path.exists():  # parts run separately accumulate in one file
@@ -322,6 +325,7 @@ def run() -> dict[str, Any]:
         "memory": bench_memory,
         "exact": bench_exact,
         "causal": lambda: bench_causal(int(os.environ.get("GRAPHS_BENCH_CAUSAL", "60"))),
+        "causal_no_identity": lambda: bench_causal(int(os.environ.get("GRAPHS_BENCH_CAUSAL", "60")), 0.8),
         "circuit": bench_circuit,
         "circuit_mean": lambda: bench_circuit(baseline="mean"),
     }

@@ -314,13 +314,16 @@ def causal_check(
     n_random: int = 10,
     seed: int = 0,
     cfg: Any = None,
+    skip_identity: float | None = None,
 ) -> CausalResult:
     """For each target (prompt, position, feature): ablate its top-``k`` parent features (largest positive
     total effect in its depth-1 provenance graph) vs ``n_random`` draws of ``k`` random active features of the
     same layer at positions up to the target's. Per target: the drop in activation for the top-``k`` set and
     the mean |change| over the random draws (absolute, so random sets that raise the activation count as
     much as ones that lower it: the comparison favours the random sets). Medians over targets, and a
-    bootstrap interval of the ratio of the medians."""
+    bootstrap interval of the ratio of the medians. ``skip_identity``: leave out parents whose decoder
+    direction has at least this cosine with the target's (the same feature persisting through the skip
+    connection), so the check is about the rest of its provenance."""
     from neuroscope.graphs.provenance import ProvenanceConfig, provenance
 
     cfg = cfg or ProvenanceConfig(depth=1, fold_identity=False)
@@ -330,6 +333,16 @@ def causal_check(
         g = provenance(model, suite, layer, f, prompt, pos, cfg)
         p = g.target["position"]
         effects = feature_parent_effects(g)
+        if skip_identity is not None:
+            d_target = suite.sae(layer).W_dec[f]
+            below = suite.sae(int(g.node(next(iter(effects))).layer or 0)) if effects else None
+            effects = {
+                nid: w
+                for nid, w in effects.items()
+                if below is not None
+                and float(torch.cosine_similarity(below.W_dec[g.node(nid).feature or 0], d_target, dim=0))
+                < skip_identity
+            }
         ranked = sorted(((w, nid) for nid, w in effects.items() if w > 0), reverse=True)[:k]
         if len(ranked) < k:
             continue
@@ -384,5 +397,5 @@ def causal_check(
         ratio_ci=ci,
         frac_top_greater=float(np.mean(top_d > rnd_d)) if rows else float("nan"),
         n_random=n_random,
-        extra={"k": k, "layer": layer, "n_targets": len(rows)},
+        extra={"k": k, "layer": layer, "n_targets": len(rows), "skip_identity": skip_identity},
     )
