@@ -155,6 +155,10 @@ def test_causal_check_top_parents_beat_random():
     assert r.ratio >= 5, r.to_dict()
     assert r.ratio_ci[0] >= 5
     assert r.median_drop_top > 0
+    # without the parents that are the target itself persisting through the skip connection
+    r = causal_check(model, suite, 1, targets, k=5, n_random=8, skip_identity=0.8)
+    assert r.extra["n_targets"] >= 50 and r.extra["skip_identity"] == 0.8
+    assert r.ratio >= 5, r.to_dict()
 
 
 def test_named_errors(tmp_path):
