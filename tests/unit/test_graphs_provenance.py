@@ -268,3 +268,24 @@ def test_suite_cli_and_provenance_cli(tmp_path, capsys):
     )
     assert rc == 2
     assert "feature 99999 is out of range" in capsys.readouterr().err
+
+
+def test_resid_pre_suites_work_the_same_way(tmp_path):
+    """A suite on hook_resid_pre: layer l's SAE sits before block l, so depth 1 from layer 1 reaches the
+    tokens through block 0; every edge still checks out."""
+    from neuroscope.sae.config import SAEConfig
+    from neuroscope.sae.io import save_sae
+    from neuroscope.sae.model import SAE
+
+    model = tiny64("qwen2")
+    cfg = SAEConfig(d_in=64, d_sae=128, k=8, hook_name="blocks.1.hook_resid_pre", model_name=model.cfg.name)
+    sae = SAE(cfg, seed=3)
+    with torch.no_grad():
+        sae.W_enc.mul_(10)
+    save_sae(sae, tmp_path / "L1")
+    suite = SAESuite.load(tmp_path, model)
+    assert suite.hook == "resid_pre" and suite.stream_index(1) == 1
+    f, _ = _top_feature(model, suite, 1, PROMPT)
+    g = provenance(model, suite, 1, f, PROMPT, -1, ProvenanceConfig(depth=1, fold_identity=False))
+    assert {n.type for n in g.nodes} >= {"token", "head", "mlp"}
+    assert check_edges(model, suite, g, n=40).max_rel_error <= 1e-3
