@@ -9,6 +9,8 @@ Parts (``GRAPHS_BENCH_PARTS``, comma-separated; default all):
 - ``circuit`` / ``circuit_mean``: ``find_circuit`` on the shipped IOI task in a fresh process, EAP-IG scored
   against the corrupted prompts / against the task means: time and peak RSS, the faithfulness curve (real
   mean ablation) beside random circuits.
+- ``convergence``: on one IOI pair, per-edge IG vs the exact edge patching effect as steps grow, and how much
+  the EAP-IG scores move between 2, 5 and 20 steps.
 - ``exact``: with patterns and norm scales frozen, 100 random edges of a depth-2 graph (float64 model)
   against nudging their parent.
 - ``causal`` / ``causal_no_identity``: the real model, nothing frozen: ablating each target's top-5 parents
@@ -311,9 +313,50 @@ def bench_causal(n_targets: int, skip_identity: float | None = None) -> dict[str
     return d
 
 
+def bench_convergence(n_edges: int = 3) -> dict[str, Any]:
+    """On the first IOI pair: per-edge IG against the exact edge patching effect as steps grow, for the
+    largest-|score| edges; and how far EAP-IG's all-edge scores move between step counts."""
+    import neuroscope as ns
+    from neuroscope.graphs.assembled import Assembler
+    from neuroscope.graphs.circuits import Task, edge_ig, edge_scores, load_task
+
+    model = ns.load_model(MODEL, device="cpu")
+    task = load_task(model, "ioi")
+    one = Task(task.name, task.description, task.pairs[:1])
+    asm = Assembler(model)
+    by_steps = {k: edge_scores(model, one, steps=k) for k in (2, 5, 20)}
+    ref = by_steps[20]
+    top = ref.abs().reshape(-1).topk(n_edges).indices.tolist()
+    edges = []
+    for idx in top:
+        v, u = divmod(idx, asm.c.n_up)
+        rows = []
+        for steps in (1, 4, 16):
+            est, exact = edge_ig(model, one.pairs[0], u, v, steps, asm)
+            rows.append(
+                {"steps": steps, "estimate": est, "exact": exact, "rel_error": abs(est - exact) / abs(exact)}
+            )
+        edges.append(
+            {
+                "edge": f"{asm.c.up_name(u)} -> {asm.c.down_name(v)}",
+                "eap_ig_score_20_steps": float(ref[v, u]),
+                "edge_ig": rows,
+            }
+        )
+    scale = float(ref.abs().max())
+    return {
+        "pair": one.pairs[0].clean,
+        "edges": edges,
+        "eap_ig_max_change_2_to_20_steps": float((by_steps[2] - ref).abs().max()) / scale,
+        "eap_ig_max_change_5_to_20_steps": float((by_steps[5] - ref).abs().max()) / scale,
+        "note": "edge IG converges to the exact edge effect; EAP-IG (inputs) converges to its own path integral",
+        "meets_target": all(e["edge_ig"][-1]["rel_error"] <= 1e-2 for e in edges),
+    }
+
+
 def run() -> dict[str, Any]:
     parts = os.environ.get(
-        "GRAPHS_BENCH_PARTS", "speed,memory,exact,causal,causal_no_identity,circuit,circuit_mean"
+        "GRAPHS_BENCH_PARTS", "speed,memory,exact,causal,causal_no_identity,convergence,circuit,circuit_mean"
     ).split(",")
     path = REPO / "benchmarks/results/graphs.json"
     payload: dict[str, Any] = {}
@@ -328,6 +371,7 @@ def run() -> dict[str, Any]:
         "causal_no_identity": lambda: bench_causal(int(os.environ.get("GRAPHS_BENCH_CAUSAL", "60")), 0.8),
         "circuit": bench_circuit,
         "circuit_mean": lambda: bench_circuit(baseline="mean"),
+        "convergence": bench_convergence,
     }
     for part in parts:
         t0 = time.perf_counter()
