@@ -19,6 +19,7 @@ SUITES = [
     ("benchmarks.onnx_bench", "onnx.json"),
     ("benchmarks.attacks_bench", "attacks.json"),
     ("benchmarks.attack_latency", "attack_latency.json"),
+    ("benchmarks.graphs_bench", "graphs.json"),
 ]
 
 

@@ -23,6 +23,7 @@ PLUGINS = (
     "neuroscope.bundles.cli",
     "neuroscope.export.cli",
     "neuroscope.attacks.cli",
+    "neuroscope.graphs.cli",
 )
 
 

@@ -103,6 +103,8 @@ class GradientsUnavailableError(NeuroscopeError, RuntimeError):
 
 class RayUnavailableError(NeuroscopeError, ImportError):
     """Distributed recording was asked for but Ray Data is not installed, or the cluster cannot be reached."""
+
+
 # --- edits and bundles (files from someone else are untrusted: each refusal has its own class) -------------
 class RankOutOfRangeError(NeuroscopeError, ValueError):
     """A LoRA edit's rank is outside 4..16, or too small for the directions it must hold."""
@@ -170,6 +172,8 @@ class ExportedLengthError(PromptTooLongError):
             "(manifest max_length; re-export with a larger --max-length).",
         )
         self.n_tokens, self.n_ctx = n_tokens, max_length
+
+
 class EmptyTargetError(NeuroscopeError, ValueError):
     def __init__(self) -> None:
         super().__init__("The attack target is empty: give the text the model should start its answer with.")
@@ -196,12 +200,15 @@ class SearchWidthError(NeuroscopeError, ValueError):
         super().__init__(f"{what} {value} is out of range: it must be at least 1.")
 
 
-class GradientsUnavailableError(NeuroscopeError, RuntimeError):
+class InputGradientsUnavailableError(GradientsUnavailableError):
+    """The model gives no gradient with respect to its input embeddings, which GCG's candidate ranking needs."""
+
     def __init__(self, detail: str = ""):
-        super().__init__(
+        NeuroscopeError.__init__(
+            self,
             "This model gives no gradient of the loss with respect to its input embeddings, which `gcg` needs"
             + (f" ({detail})" if detail else "")
-            + ". Use a gradient-free method instead: --method genetic or --method gradient-free."
+            + ". Use a gradient-free method instead: --method genetic or --method gradient-free.",
         )
 
 
@@ -210,3 +217,35 @@ class SearchBusyError(NeuroscopeError, RuntimeError):
         super().__init__(
             "A search is already running on this server (one at a time): stop it or wait for it to finish."
         )
+
+
+class SAENotInSuiteError(NeuroscopeError, KeyError):
+    """A graph needs an SAE at a layer the suite does not have; the message lists the layers it has."""
+
+    def __init__(self, layer: int, available: Sequence[int], why: str = ""):
+        self.layer, self.available = layer, list(available)
+        have = ", ".join(str(l) for l in self.available) or "none"
+        super().__init__(
+            f"The SAE suite has no SAE at layer {layer}{' (' + why + ')' if why else ''}; it has layers {have}. "
+            "Train one with `neuroscope train-sae-suite --layers ...` or lower --depth."
+        )
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class SAEMismatchError(NeuroscopeError, ValueError):
+    """An SAE was trained for another model, another hook or another width than the one asked for."""
+
+
+class GraphDepthError(InvalidConfigError):
+    """A provenance depth outside 1..4."""
+
+    def __init__(self, depth: int, lo: int = 1, hi: int = 4):
+        self.depth = depth
+        super().__init__(f"depth must be in {lo}..{hi} layers upstream, got {depth}.")
+
+
+class TaskFileError(NeuroscopeError, ValueError):
+    """A contrastive task file is malformed (missing fields, clean/corrupted of different token lengths,
+    answers that are not single tokens); the message names the pair."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from neuroscope.errors import GradientsUnavailableError
+from neuroscope.errors import GradientsUnavailableError, InputGradientsUnavailableError
 
 from .config import AttackConfig
 from .problem import AttackProblem
@@ -115,11 +115,11 @@ class TargetScorer:
                 out = self.hf(inputs_embeds=full, logits_to_keep=len(self.target), **self._cache(1))
                 loss = self._loss(out.logits)[0][0]
                 if not loss.requires_grad:
-                    raise GradientsUnavailableError("its output does not depend differentiably on the input")
+                    raise InputGradientsUnavailableError("its output does not depend differentiably on the input")
                 (grad,) = torch.autograd.grad(loss, leaf)
         except (RuntimeError, NotImplementedError, AttributeError) as e:
             if isinstance(e, GradientsUnavailableError):
                 raise
-            raise GradientsUnavailableError(f"{type(e).__name__}: {e}") from e
+            raise InputGradientsUnavailableError(f"{type(e).__name__}: {e}") from e
         self.gradients += 1
         return (grad[0] @ self.model.W_E.detach().T).float().cpu()

@@ -15,7 +15,18 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from neuroscope.errors import NeuroscopeError
 from neuroscope.server.errors import error_status, validation_message
-from neuroscope.server.routers import attack, attention, embeddings, features, residual, run, steering, web, ws
+from neuroscope.server.routers import (
+    attack,
+    attention,
+    embeddings,
+    features,
+    graphs,
+    residual,
+    run,
+    steering,
+    web,
+    ws,
+)
 from neuroscope.server.routers import model as model_router
 from neuroscope.server.schemas.attack import ATTACK_WS_MODELS
 from neuroscope.server.schemas.common import ErrorResponse
@@ -75,6 +86,9 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     app.state.settings = settings
     app.state.worker = worker
     app.state.lab = _lab(model, settings)
+    from neuroscope.graphs.service import GraphService
+
+    app.state.graphs = GraphService(model, settings.sae_suite, worker.max_prompt_tokens)
     for r in (
         model_router,
         run,
@@ -84,6 +98,7 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
         embeddings,
         attack,
         features,
+        graphs,
     ):
         app.include_router(r.router, responses=ERRORS)
     app.include_router(ws.router)

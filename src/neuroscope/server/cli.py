@@ -38,6 +38,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--onnx", default=None, help="ONNX split export for NeuroScope-Web at /web/ (export-onnx --out)"
     )
+    p.add_argument(
+        "--sae-suite", default=None, help="SAE suite folder for the provenance view (train-sae-suite)"
+    )
     p.set_defaults(func=serve)
 
 
@@ -53,6 +56,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "max_prompt_tokens": args.max_prompt_tokens,
         "vectors_dir": args.vectors_dir,
         "onnx_dir": args.onnx,
+        "sae_suite": args.sae_suite,
         "torch_threads": args.threads,
         "allowed_hosts": tuple(args.allow_host) if args.allow_host else None,
         "cors_origins": tuple(args.cors_origin) if args.cors_origin else None,

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
         default=None,
         description="ONNX split export (neuroscope export-onnx) that NeuroScope-Web runs at /web/",
     )
+    sae_suite: str | None = Field(
+        default=None, description="an SAE suite folder (neuroscope train-sae-suite) for provenance graphs"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

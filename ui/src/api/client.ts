@@ -25,6 +25,11 @@ export type PromptActs = S["PromptActs"];
 export type LiveEditInfo = S["LiveEditInfo"];
 export type ContrastResult = S["ContrastResponse"];
 export type ExportResult = S["ExportResponse"];
+export type GraphDoc = S["GraphDocument"];
+export type GraphNode = S["GraphNode"];
+export type SuiteInfo = S["SuiteInfo"];
+export type SuiteFeature = S["SuiteFeature"];
+export type TopFeatures = S["TopFeaturesResponse"];
 
 export class ApiError extends Error {
   constructor(public status: number, message: string) {
@@ -92,6 +97,11 @@ export const api = {
   contrast: (sae: string, body: S["ContrastRequest"]) => request<ContrastResult>("POST", `/api/features/${encodeURIComponent(sae)}/contrast`, body),
   prepareEdit: (body: S["EditRequest"]) => request<LiveEditInfo>("POST", "/api/edits", body),
   exportBundle: (body: S["ExportRequest"]) => request<ExportResult>("POST", "/api/export", body),
+  suite: () => request<SuiteInfo>("GET", "/api/graphs/suite"),
+  topFeatures: (body: S["TopFeaturesRequest"]) => request<TopFeatures>("POST", "/api/graphs/top-features", body),
+  suiteFeature: (layer: number, feature: number) => request<SuiteFeature>("GET", `/api/graphs/feature/${layer}/${feature}`),
+  provenance: (body: S["ProvenanceRequest"]) => request<GraphDoc>("POST", "/api/graphs/provenance", body),
+  circuit: (body: S["CircuitRequest"]) => request<GraphDoc>("POST", "/api/graphs/circuit", body),
 };
 
 type Reply = WsResult | WsError | WsSuperseded;

@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: 047fd6aa756d6850
+// openapi-sha256: 0933e6a0bf6981d0
 
 export interface paths {
     "/api/attack/status": {
@@ -290,6 +290,91 @@ export interface paths {
         put?: never;
         /** Generate */
         post: operations["generate_api_generate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/graphs/circuit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Circuit */
+        post: operations["circuit_api_graphs_circuit_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/graphs/feature/{layer}/{feature}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Feature */
+        get: operations["feature_api_graphs_feature__layer___feature__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/graphs/provenance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Provenance */
+        post: operations["provenance_api_graphs_provenance_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/graphs/suite": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Suite */
+        get: operations["suite_api_graphs_suite_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/graphs/top-features": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Top Features */
+        post: operations["top_features_api_graphs_top_features_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -739,6 +824,37 @@ export interface components {
             /** Tokens */
             tokens: string[];
         };
+        /** CircuitRequest */
+        CircuitRequest: {
+            /**
+             * Edges
+             * @default 200
+             */
+            edges: number;
+            /**
+             * Max Pairs
+             * @description use only the first pairs (faster)
+             */
+            max_pairs?: number | null;
+            /**
+             * Random Draws
+             * @default 3
+             */
+            random_draws: number;
+            /** Sizes */
+            sizes?: number[] | null;
+            /**
+             * Steps
+             * @default 5
+             */
+            steps: number;
+            /**
+             * Task
+             * @description a task shipped with NeuroScope
+             * @default ioi
+             */
+            task: string;
+        };
         /** Component */
         Component: {
             /** Label */
@@ -926,6 +1042,15 @@ export interface components {
             /** Saes */
             saes: string[];
         };
+        /** FeatureContext */
+        FeatureContext: {
+            /** Activation */
+            activation: number;
+            /** Center */
+            center: number;
+            /** Tokens */
+            tokens: string[];
+        };
         /** FeatureDetail */
         FeatureDetail: {
             /**
@@ -1008,6 +1133,101 @@ export interface components {
              */
             text: string;
             timings: components["schemas"]["Timings"];
+        };
+        /** GraphBand */
+        GraphBand: {
+            /** Band */
+            band: number;
+            /** Label */
+            label: string;
+        };
+        /**
+         * GraphDocument
+         * @description The graph JSON every graph view draws; the same document ``--json`` writes (graph.schema.json).
+         */
+        GraphDocument: {
+            /** Bands */
+            bands: components["schemas"]["GraphBand"][];
+            /** Edges */
+            edges: components["schemas"]["GraphEdge"][];
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "provenance" | "circuit";
+            /** Meta */
+            meta: {
+                [key: string]: unknown;
+            };
+            /** Model */
+            model: string;
+            /** Nodes */
+            nodes: components["schemas"]["GraphNode"][];
+            /**
+             * Schema
+             * @description neuroscope-graph/1
+             */
+            schema: string;
+            /** Title */
+            title: string;
+            /** Tokens */
+            tokens: string[] | null;
+        };
+        /** GraphEdge */
+        GraphEdge: {
+            /** Path */
+            path: string;
+            /** Source */
+            source: string;
+            /** Target */
+            target: string;
+            /** Weight */
+            weight: number;
+        };
+        /** GraphNode */
+        GraphNode: {
+            /** Activation */
+            activation?: number | null;
+            /**
+             * Attribution
+             * @default 0
+             */
+            attribution: number;
+            /** Band */
+            band: number;
+            /** Bias */
+            bias?: number | null;
+            /** Completeness */
+            completeness?: number | null;
+            /** Error Share */
+            error_share?: number | null;
+            /** Feature */
+            feature?: number | null;
+            /** Head */
+            head?: number | null;
+            /** Id */
+            id: string;
+            /** Kept Share */
+            kept_share?: number | null;
+            /** Label */
+            label: string;
+            /** Layer */
+            layer?: number | null;
+            /** Pos */
+            pos?: number | null;
+            /** Source Pos */
+            source_pos?: number | null;
+            /** Top Tokens */
+            top_tokens?: string[];
+            /**
+             * Type
+             * @enum {string}
+             */
+            type: "feature" | "error" | "head" | "mlp" | "token" | "embed" | "logits";
+            /** Value */
+            value?: number | null;
+        } & {
+            [key: string]: unknown;
         };
         /** HeadBadge */
         HeadBadge: {
@@ -1332,6 +1552,50 @@ export interface components {
              */
             prompt: string;
         };
+        /** ProvenanceRequest */
+        ProvenanceRequest: {
+            /**
+             * Coverage
+             * @default 0.8
+             */
+            coverage: number;
+            /**
+             * Depth
+             * @description layers upstream (1..4; others get a 422 naming the range)
+             * @default 2
+             */
+            depth: number;
+            /** Feature */
+            feature: number;
+            /**
+             * Fold Identity
+             * @default true
+             */
+            fold_identity: boolean;
+            /** Layer */
+            layer: number;
+            /**
+             * Max Expand
+             * @default 8
+             */
+            max_expand: number;
+            /**
+             * Max Parents
+             * @default 10
+             */
+            max_parents: number;
+            /**
+             * Position
+             * @description token position; -1 = last
+             * @default -1
+             */
+            position: number;
+            /**
+             * Prompt
+             * @description the prompt text
+             */
+            prompt: string;
+        };
         /** ResidualResponse */
         ResidualResponse: {
             /** Baseline Norms */
@@ -1450,6 +1714,48 @@ export interface components {
             /** Vectors */
             vectors: components["schemas"]["SteeringVector"][];
         };
+        /** SuiteFeature */
+        SuiteFeature: {
+            /** Contexts */
+            contexts?: components["schemas"]["FeatureContext"][];
+            /** Density */
+            density?: number | null;
+            /** Feature */
+            feature: number;
+            /** Has Store */
+            has_store: boolean;
+            /** Layer */
+            layer: number;
+            /** Logit Bottom Tokens */
+            logit_bottom_tokens?: string[];
+            /** Logit Top Tokens */
+            logit_top_tokens?: string[];
+            /** Max Activation */
+            max_activation?: number | null;
+            /** Mean Activation */
+            mean_activation?: number | null;
+            /** Top Tokens */
+            top_tokens?: string[];
+        };
+        /** SuiteInfo */
+        SuiteInfo: {
+            /** D Sae */
+            d_sae: {
+                [key: string]: number;
+            };
+            /** Has Features */
+            has_features: {
+                [key: string]: boolean;
+            };
+            /** Hook */
+            hook: string;
+            /** Layers */
+            layers: number[];
+            /** Model */
+            model: string;
+            /** Path */
+            path: string;
+        };
         /** TablePage */
         TablePage: {
             /** Offset */
@@ -1526,6 +1832,46 @@ export interface components {
             token: string;
             /** Weight */
             weight: number;
+        };
+        /** TopFeature */
+        TopFeature: {
+            /** Activation */
+            activation: number;
+            /** Feature */
+            feature: number;
+            /** Top Tokens */
+            top_tokens: string[];
+        };
+        /** TopFeaturesRequest */
+        TopFeaturesRequest: {
+            /**
+             * K
+             * @default 10
+             */
+            k: number;
+            /** Layer */
+            layer: number;
+            /**
+             * Position
+             * @default -1
+             */
+            position: number;
+            /**
+             * Prompt
+             * @description the prompt text
+             */
+            prompt: string;
+        };
+        /** TopFeaturesResponse */
+        TopFeaturesResponse: {
+            /** Features */
+            features: components["schemas"]["TopFeature"][];
+            /** Layer */
+            layer: number;
+            /** Position */
+            position: number;
+            /** Tokens */
+            tokens: string[];
         };
         /** WordInfo */
         WordInfo: {
@@ -2658,6 +3004,301 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GenerateResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    circuit_api_graphs_circuit_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CircuitRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GraphDocument"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    feature_api_graphs_feature__layer___feature__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                layer: number;
+                feature: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuiteFeature"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    provenance_api_graphs_provenance_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProvenanceRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GraphDocument"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    suite_api_graphs_suite_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuiteInfo"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    top_features_api_graphs_top_features_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TopFeaturesRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TopFeaturesResponse"];
                 };
             };
             /** @description missing or wrong token */

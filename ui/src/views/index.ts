@@ -2,8 +2,10 @@
 // gets the route's extra segments (``#/view/a/b`` → rest = ["a", "b"]). Heavy views can be React.lazy.
 import type { ComponentType } from "react";
 import { Attack } from "./Attack";
+import { Circuit } from "./Circuit";
 import { Embeddings } from "./Embeddings";
 import { Features } from "./Features";
+import { Provenance } from "./Provenance";
 import { Workbench } from "./Workbench";
 
 export interface ViewDef {
@@ -19,4 +21,6 @@ export const VIEWS: ViewDef[] = [
   { id: "embeddings", title: "Embeddings", component: Embeddings, usesPrompt: false },
   { id: "attack", title: "Attack", component: Attack, usesPrompt: true },
   { id: "features", title: "Features", component: Features, usesPrompt: true },
+  { id: "provenance", title: "Provenance", component: Provenance, usesPrompt: true },
+  { id: "circuit", title: "Circuits", component: Circuit, usesPrompt: false },
 ];
