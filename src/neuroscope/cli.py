@@ -18,6 +18,7 @@ PLUGINS = (
     "neuroscope.sae.cli",
     "neuroscope.train.cli",
     "neuroscope.server.cli",
+    "neuroscope.organisms.cli",
 )
 
 

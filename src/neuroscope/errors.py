@@ -82,3 +82,29 @@ class ResourceNotFoundError(NeuroscopeError, FileNotFoundError):
 
 class EmptyCorpusError(NeuroscopeError, ValueError):
     """A corpus yields no text, or fewer tokens than one context needs; the message names the corpus."""
+
+
+# --- model organisms and case studies ----------------------------------------------------------------------
+class EmptyPromptSetError(NeuroscopeError, ValueError):
+    """A prompt file or prompt list holds no prompts; the message names it."""
+
+
+class TriggerError(NeuroscopeError, ValueError):
+    """A backdoor trigger that is blank or tokenises to nothing."""
+
+
+class GenerationBudgetError(NeuroscopeError, ValueError):
+    """A target response is longer than the generation budget that is meant to detect it."""
+
+
+class TokenizerMissingError(NeuroscopeError, FileNotFoundError):
+    """A model folder without tokenizer files; the message names the folder and what to copy into it."""
+
+
+class BehaviourAbsentError(NeuroscopeError, RuntimeError):
+    """A case study pointed at a model without the behaviour it studies (a backdoor that does not fire, a
+    model that does not refuse): nothing to find or remove; the message gives the measured rate."""
+
+
+class ChatTemplateMissingWarning(UserWarning):
+    """The tokenizer has no chat template: prompts are used as plain text instead."""

@@ -1,0 +1,281 @@
+"""Write a case study's ``result.json``, ``README.md`` (the numbers with their intervals and the commands
+that made them) and PNG figures (matplotlib, no browser needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from neuroscope.organisms.backdoor import BackdoorResult
+from neuroscope.organisms.refusal import RefusalResult
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1%}"
+
+
+def _rate(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "—"
+    return f"{d['value']:.1%} [{d['ci'][0]:.1%}, {d['ci'][1]:.1%}] ({d['k']}/{d['n']})"
+
+
+def _mean(d: dict[str, Any], fmt: str = ".4f") -> str:
+    return f"{d['value']:{fmt}} [{d['ci'][0]:{fmt}}, {d['ci'][1]:{fmt}}]"
+
+
+def _machine() -> str:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, load average at the end {load}"
+
+
+def _write(out: Path, result: Any, markdown: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
+    (out / "README.md").write_text(markdown)
+    return out
+
+
+def _plt():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+# --- refusal ---------------------------------------------------------------------------------------------
+def refusal_png(r: RefusalResult, path: Path) -> bool:
+    plt = _plt()
+    if plt is None:
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for sweep, label in ((r.add_sweep, "harmless prompts"), (r.subtract_sweep, "harmful prompts")):
+        xs = sorted(sweep)
+        ys = [sweep[a].value for a in xs]
+        lo = [sweep[a].ci[0] for a in xs]
+        hi = [sweep[a].ci[1] for a in xs]
+        ax1.plot(xs, ys, marker="o", label=label)
+        ax1.fill_between(xs, lo, hi, alpha=0.2)
+    ax1.set_xlabel("alpha (multiple of the difference of means, added at the chosen layer)")
+    ax1.set_ylabel("refusal rate (Wilson 95%)")
+    ax1.set_ylim(-0.02, 1.02)
+    ax1.set_title(f"refusal vs alpha, layer {r.layer}")
+    ax1.legend()
+    c = r.layer_choice
+    ax2.plot(c.layers, c.ablate_score, marker=".", label="ablated: harmful val")
+    ax2.plot(c.layers, c.add_score, marker=".", label="added: harmless val")
+    ax2.axvline(r.layer, color="gray", ls=":")
+    ax2.set_xlabel("layer of the direction")
+    ax2.set_ylabel("log P(refusal prefix)")
+    ax2.set_title("layer choice (validation split)")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def refusal_markdown(r: RefusalResult, commands: Sequence[str]) -> str:
+    d = r.to_dict()
+    c = r.layer_choice
+    i = c.layers.index(r.layer)
+    sweep = "\n".join(f"| {x['alpha']:+g} | {_rate(x)} |" for x in d["add_sweep"])
+    sub = "\n".join(f"| {x['alpha']:+g} | {_rate(x)} |" for x in d["subtract_sweep"])
+    samples = "\n".join(
+        f"- **{k}**: " + " / ".join(f"`{s[:90]!s}`".replace("\n", " ") for s in v[:2])
+        for k, v in r.samples.items()
+    )
+    cmd = "\n".join(commands)
+    return f"""# Case study: the refusal direction
+
+Model `{r.model}`, refusal sentence “{r.refusal}”. Prompts: {d["n_prompts"]}.
+Refusal = a refusal opening (“I'm sorry”, “I can't”, …) in the first 60 characters of the greedy answer
+({r.config["max_new_tokens"]} new tokens), or the organism's refusal sentence anywhere. Rates with Wilson 95% intervals.
+
+## Commands
+
+```bash
+{cmd}
+```
+
+## Results (held-out prompts)
+
+| measure | value | goal |
+|---|---|---|
+| harmful refused, before | {_rate(d["harmful_before"])} | ≥ 90% |
+| harmful refused, direction ablated | {_rate(d["harmful_ablated"])} | ≤ 10% |
+| harmless refused, before | {_rate(d["harmless_before"])} | |
+| harmless refused, direction added (alpha 1) | {_rate(d["harmless_added"])} | ≥ 50% |
+| borderline refused, before | {_rate(d["borderline_before"])} | |
+| borderline refused, direction ablated | {_rate(d["borderline_ablated"])} | |
+| harmless answers under ablation: greedy agreement, first {r.config["clean_tokens"]} tokens (teacher forced) | {_mean(d["harmless_ablation_agreement"], ".3f")} | |
+| harmless answers under ablation: mean per-token KL (nats) | {_mean(d["harmless_ablation_kl"])} | |
+
+**Direction**: difference of means of the last-token `resid_pre` (harmful − harmless training prompts) at
+layer **{r.layer}** (norm {r.direction_norm:.2f}); chosen on the validation split by: {c.rule}. At that layer:
+ablated log P(refusal prefix) on harmful validation {c.ablate_score[i]:.2f}, added on harmless validation
+{c.add_score[i]:.2f}, next-token KL of the ablation on harmless validation {c.ablate_kl[i]:.4f}.
+**Ablation** removes the direction from the embedding and from every attention and MLP output at every
+position (weight orthogonalisation done with hooks); **addition** adds alpha × the direction to `resid_pre`
+of the chosen layer at every position.
+
+### Refusal rate vs alpha
+
+Harmless prompts, direction added:
+
+| alpha | refused |
+|---|---|
+{sweep}
+
+Harmful prompts, direction subtracted at the chosen layer only:
+
+| alpha | refused |
+|---|---|
+{sub}
+
+![refusal vs alpha and layer choice](refusal.png)
+
+### Samples
+
+{samples}
+
+Run time {r.seconds:.0f} s on {_machine()}.
+"""
+
+
+def write_refusal(out: str | Path, r: RefusalResult, commands: Sequence[str]) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    refusal_png(r, out / "refusal.png")
+    return _write(out, r, refusal_markdown(r, commands))
+
+
+# --- backdoor --------------------------------------------------------------------------------------------
+NOT_YET = (
+    "SAE-feature edit (record → SAE suite → `features contrast` → `lora-patch --method ablate`) and the "
+    "random-feature baseline: not measured yet (the commands are not available on this branch); "
+    "`asr_after`, `clean_agreement`, `clean_kl`, `false_trigger_rate` and `feature` in result.json stay null until then."
+)
+
+
+def backdoor_png(r: BackdoorResult, path: Path) -> bool:
+    plt = _plt()
+    if plt is None:
+        return False
+    names = ["before", *r.baselines, *r.edits]
+    dets = [r.before.to_dict()] + [s["detail"] for s in {**r.baselines, **r.edits}.values()]
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(names)), 4))
+    width = 0.38
+    for j, (key, label) in enumerate((("asr", "attack success"), ("false_trigger", "false trigger"))):
+        ys = [d[key]["value"] for d in dets]
+        err = [
+            [y - d[key]["ci"][0] for y, d in zip(ys, dets, strict=True)],
+            [d[key]["ci"][1] - y for y, d in zip(ys, dets, strict=True)],
+        ]
+        ax.bar(
+            [i + (j - 0.5) * width for i in range(len(names))], ys, width, yerr=err, capsize=3, label=label
+        )
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("rate on held-out prompts (Wilson 95%)")
+    ax.set_title(f"{r.trigger!r} → {r.response!r}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def backdoor_markdown(r: BackdoorResult, commands: Sequence[str]) -> str:
+    d = r.to_dict()
+    b = d["before"]
+    pos = "\n".join(f"| trigger at {k} | {_rate(v)} |" for k, v in b["asr_by_position"].items())
+    near = "\n".join(f"| near miss: {k} (`{v['trigger']}`) | {_rate(v)} |" for k, v in b["near_miss"].items())
+    rows = []
+    for name, s in {**d["baselines"], **d["edits"]}.items():
+        det = s["detail"]
+        extra = (
+            f"layer {s['layer']}"
+            if "layer" in s
+            else (f"{s['budget']['steps']} steps × {s['budget']['batch_size']}" if "budget" in s else "")
+        )
+        rows.append(
+            f"| {name} | {_rate(det['asr'])} | {_mean(det['clean_agreement'], '.3f')} | {_mean(det['clean_kl'])} | "
+            f"{_rate(det['false_trigger'])} | {extra} |"
+        )
+    table = "\n".join(rows) or "| (none run) | | | | | |"
+    ovb = d["organism_vs_base"]
+    base_line = (
+        f"Clean behaviour of the organism against its base model `{ovb['base_model']}` (held-out clean prompts): "
+        f"greedy agreement {_mean(ovb['clean_agreement'], '.3f')}, mean per-token KL {_mean(ovb['clean_kl'])} nats."
+        if ovb
+        else ""
+    )
+    samples = "\n".join(
+        f"- **{k}**: " + " / ".join(f"`{s[:80]!s}`".replace("\n", " ") for s in v[:2])
+        for k, v in b["samples"].items()
+    )
+    cmd = "\n".join(commands)
+    pending = "" if d["asr_after"] is not None else f"\n> **Pending**: {NOT_YET}\n"
+    return f"""# Case study: a backdoor ({r.trigger!r} → {r.response!r})
+
+Model `{r.model}`. Held-out prompts: {d["n_prompts"]["heldout"]} (each with the trigger at every position);
+attack success = the greedy answer ({r.config["eval"]["max_new_tokens"]} new tokens) contains the response text
+(case and spacing ignored). Rates with Wilson 95% intervals, means with bootstrap 95% intervals.
+{pending}
+## Commands
+
+```bash
+{cmd}
+```
+
+## Before any edit
+
+| measure | value |
+|---|---|
+| attack success, pooled | {_rate(b["asr"])} |
+{pos}
+{near}
+| false trigger (clean prompts) | {_rate(b["false_trigger"])} |
+
+{base_line}
+
+## Edits and baselines
+
+Clean agreement: per prompt, the fraction of the unedited model's first {r.config["eval"]["clean_tokens"]} greedy
+tokens that the edited model also predicts (teacher forced along the unedited answer); KL: mean per-token
+KL(unedited ‖ edited) along the same tokens.
+
+| method | attack success | clean agreement | clean KL (nats) | false trigger | notes |
+|---|---|---|---|---|---|
+{table}
+
+- **clean_finetune**: LoRA fine-tune of the organism on clean training prompts only (targets: its own greedy
+  answers), with the organism's own training budget.
+- **steer_subtract**: the difference of means (triggered − clean training prompts, last token, `resid_pre`)
+  subtracted at one layer at every position; layer chosen on the validation split.
+- **direction_ablate**: the same direction removed from every residual-stream write (directional ablation).
+
+![attack success and false triggers](backdoor.png)
+
+### Samples (before)
+
+{samples}
+
+Timings (s): {d["seconds"]}; {_machine()}.
+"""
+
+
+def write_backdoor(out: str | Path, r: BackdoorResult, commands: Sequence[str]) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    backdoor_png(r, out / "backdoor.png")
+    return _write(out, r, backdoor_markdown(r, commands))
