@@ -13,6 +13,7 @@ SUITES = [
     ("benchmarks.analysis_bench", "analysis.json"),
     ("benchmarks.sae_bench", "sae.json"),
     ("benchmarks.latency_bench", "latency.json"),
+    ("benchmarks.organisms_bench", "organisms.json"),
 ]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -312,7 +312,7 @@ def backdoor_study(
                 prefix,
                 cfg.max_layer_frac,
                 cfg.max_kl,
-                min_add_score=float("-inf"),
+                score_add=False,
                 batch_size=ecfg.batch_size,
                 remove=remove,
             )
@@ -327,7 +327,9 @@ def backdoor_study(
                 "layer_choice": choice.to_dict(),
                 "vector_norm": float(v.float().norm()),
             }
-        m = measure_backdoor(target, ref, trigger, response, prompts.heldout, edit, ecfg)
+        # near misses are measured before and for the edits; a baseline is judged on the table's columns
+        bcfg = replace(ecfg, near_miss=False)
+        m = measure_backdoor(target, ref, trigger, response, prompts.heldout, edit, bcfg)
         baselines[name] = {**_summary(m), **info}
         seconds[name] = round(time.perf_counter() - t0, 1)
     measured_edits: dict[str, dict[str, Any]] = {}

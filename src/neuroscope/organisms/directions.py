@@ -122,7 +122,7 @@ class LayerChoice:
 
     layers: list[int]
     ablate_score: list[float]
-    add_score: list[float]
+    add_score: list[float | None]  # None where not scored
     ablate_kl: list[float]
     best: int
     rule: str
@@ -142,6 +142,7 @@ def choose_layer(
     min_add_score: float = float(np.log(0.5)),
     batch_size: int = 16,
     remove: Callable[[HookedModel, int, torch.Tensor], Any] | None = None,
+    score_add: bool = True,
 ) -> LayerChoice:
     """Arditi et al.'s selection, with the behaviour scored as log P(``prefix``): among layers below
     ``max_layer_frac`` of the depth whose ablation keeps the next-token KL on ``negative_val`` ≤ ``max_kl``
@@ -150,28 +151,32 @@ def choose_layer(
     are relaxed in that order (addition first), and the rule used is recorded.
 
     ``remove(model, layer, direction)`` replaces the directional ablation as the edit being scored (e.g.
-    subtracting the vector at its layer, for a steering baseline)."""
+    subtracting the vector at its layer, for a steering baseline); ``score_add=False`` skips the addition
+    score and its filter where only removal matters."""
     if not positive_val or not negative_val:
         raise EmptyPromptSetError("Choosing a layer needs validation prompts in both sets.")
     n = model.cfg.n_layers
     layers = list(range(max(1, int(np.ceil(n * max_layer_frac)))))
-    abl, add, kls = [], [], []
+    abl: list[float] = []
+    add: list[float | None] = []
+    kls: list[float] = []
     base = next_token_logprobs(model, negative_val, None, batch_size)
     for l in layers:
         ab = remove(model, l, directions[l]) if remove else directional_ablation(model, directions[l])
         abl.append(float(prefix_logprob(model, positive_val, prefix, ab, batch_size).mean()))
+        added = add_direction(l, directions[l])
         add.append(
-            float(
-                prefix_logprob(
-                    model, negative_val, prefix, add_direction(l, directions[l]), batch_size
-                ).mean()
-            )
+            float(prefix_logprob(model, negative_val, prefix, added, batch_size).mean())
+            if score_add
+            else None
         )
         kls.append(float(kl_rows(base, next_token_logprobs(model, negative_val, ab, batch_size)).mean()))
     ok_kl = [i for i in range(len(layers)) if kls[i] <= max_kl]
-    ok_both = [i for i in ok_kl if add[i] >= min_add_score]
+    passes = [a is None or a >= min_add_score for a in add]  # None: not scored, no filter
+    ok_both = [i for i in ok_kl if passes[i]]
     if ok_both:
-        pool, rule = ok_both, f"min ablate score with KL <= {max_kl} and add score >= {min_add_score:.3f}"
+        extra = f" and add score >= {min_add_score:.3f}" if score_add else ""
+        pool, rule = ok_both, f"min ablate score with KL <= {max_kl}{extra}"
     elif ok_kl:
         pool, rule = ok_kl, f"min ablate score with KL <= {max_kl} (no layer met the add-score filter)"
     else:
