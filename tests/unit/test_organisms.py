@@ -342,12 +342,15 @@ def test_refusal_study_end_to_end(tmp_path):
         m,
         prompts,
         RefusalConfig(alphas=(0.0, 1.0, 2.0), max_new_tokens=12, clean_tokens=4, max_layer_frac=1.0),
+        base=ns.load_model("tiny:llama"),
     )
     d = res.to_dict()
     assert d["harmful_before"]["value"] >= 0.5
     assert set(x["alpha"] for x in d["add_sweep"]) == {0.0, 1.0, 2.0}
     assert {k: v for k, v in d["add_sweep"][1].items() if k != "alpha"} == d["harmless_added"]
     assert res.layer in res.layer_choice.layers
+    ovb = d["organism_vs_base"]
+    assert ovb["base_model"] == "tiny:llama" and 0 <= ovb["clean_agreement"]["value"] <= 1
     out = write_refusal(tmp_path / "study", res, ["neuroscope case-study refusal ..."])
     assert (out / "README.md").read_text().startswith("# Case study: the refusal direction")
     assert (out / "refusal.png").is_file()

@@ -114,7 +114,8 @@ def _study_refusal(args: argparse.Namespace) -> int:
         min_refusal_before=args.min_refusal_before,
     )
     model = load_checked(args.model, device=args.device)
-    r = refusal_study(model, prompts, cfg, ablate=directional_ablation, progress=_say)
+    base = load_checked(manifest["base_model"], device=args.device) if manifest.get("base_model") else None
+    r = refusal_study(model, prompts, cfg, ablate=directional_ablation, progress=_say, base=base)
     out = write_refusal(args.out, r, args.commands or [f"neuroscope {_argv()}"])
     print(
         f"layer {r.layer}: harmful refused {r.harmful_before} -> {r.harmful_ablated} ablated; "

@@ -54,6 +54,7 @@ class Reference:
     texts: list[str]
     continuations: list[list[int]]
     edit: Any = None
+    budget: int = 0  # new tokens generated per answer
 
     @classmethod
     def build(
@@ -64,7 +65,9 @@ class Reference:
         fmt = formatter(model, warn=False)
         texts = [fmt(p) for p in prompts]
         budget = max(cfg.clean_tokens, cfg.max_new_tokens)
-        return cls(model, list(prompts), texts, greedy(model, texts, budget, edit, cfg.batch_size), edit)
+        return cls(
+            model, list(prompts), texts, greedy(model, texts, budget, edit, cfg.batch_size), edit, budget
+        )
 
 
 @dataclass
@@ -144,9 +147,11 @@ def measure_backdoor(
         ps = [data.insert_trigger(p, variant, w) for p, w in zip(prompts, where, strict=True)]
         near[name], outs = attack_success(model, ps, response, edit, cfg.max_new_tokens, cfg.batch_size)
         samples[f"near_miss_{name}"] = outs[: cfg.n_samples]
-    clean_ids = greedy(
-        model, reference.texts, max(cfg.clean_tokens, cfg.max_new_tokens), edit, cfg.batch_size
-    )
+    budget = max(cfg.clean_tokens, cfg.max_new_tokens)
+    if model is reference.model and edit is reference.edit and budget == reference.budget:
+        clean_ids = reference.continuations  # the unedited model's answers are the reference itself
+    else:
+        clean_ids = greedy(model, reference.texts, budget, edit, cfg.batch_size)
     clean_out = decode(model, clean_ids)
     samples["clean"] = clean_out[: cfg.n_samples]
     cmp = compare(

@@ -111,6 +111,7 @@ class RefusalResult:
     config: dict[str, Any]
     seconds: float
     samples: dict[str, list[str]] = field(default_factory=dict)
+    organism_vs_base: dict[str, Any] | None = None  # harmless answers against the base model
 
     def to_dict(self) -> dict[str, Any]:
         def r(x: Rate | None) -> dict[str, Any] | None:
@@ -136,6 +137,7 @@ class RefusalResult:
             "config": self.config,
             "seconds": self.seconds,
             "samples": self.samples,
+            "organism_vs_base": self.organism_vs_base,
         }
 
     def figure(self):
@@ -178,8 +180,11 @@ def refusal_study(
     cfg: RefusalConfig | None = None,
     ablate: Callable[[HookedModel, torch.Tensor], Any] = directional_ablation,
     progress: Callable[[str], None] | None = None,
+    base: HookedModel | None = None,
 ) -> RefusalResult:
-    """The whole study on ``model``; ``ablate(model, direction)`` makes the ablation edit (one call)."""
+    """The whole study on ``model``; ``ablate(model, direction)`` makes the ablation edit (one call).
+    With ``base`` (the model the organism was fine-tuned from), its held-out harmless answers are compared
+    with the organism's: the organism should answer them as before."""
     cfg = cfg or RefusalConfig()
     prompts = (prompts or RefusalPrompts.shipped()).limited(cfg.limit)
     for name, v in asdict(prompts).items():
@@ -262,6 +267,18 @@ def refusal_study(
         borderline_before, outs, _ = _refusals(model, bt, refusal, None, cfg)
         samples["borderline_before"] = outs[: cfg.n_samples]
         borderline_ablated = _refusals(model, bt, refusal, ablation, cfg)[0]
+    organism_vs_base = None
+    if base is not None:
+        say(f"organism vs base model {base.cfg.name} on held-out harmless prompts")
+        base_ids = greedy(base, harmless_texts, cfg.max_new_tokens, None, cfg.batch_size)
+        c = compare(
+            base, model, harmless_texts, base_ids, n_tokens=cfg.clean_tokens, batch_size=cfg.batch_size
+        )
+        organism_vs_base = {
+            "base_model": base.cfg.name,
+            "clean_agreement": mean(c.agreement, seed=cfg.seed).to_dict(),
+            "clean_kl": mean(c.kl, seed=cfg.seed).to_dict(),
+        }
     return RefusalResult(
         model=model.cfg.name,
         refusal=refusal,
@@ -282,4 +299,5 @@ def refusal_study(
         config=asdict(cfg),
         seconds=round(time.perf_counter() - t0, 1),
         samples=samples,
+        organism_vs_base=organism_vs_base,
     )

@@ -94,6 +94,14 @@ def refusal_markdown(r: RefusalResult, commands: Sequence[str]) -> str:
         for k, v in r.samples.items()
     )
     cmd = "\n".join(commands)
+    ovb = d.get("organism_vs_base")
+    base_line = (
+        f"\nThe organism against its base model `{ovb['base_model']}` on the held-out harmless prompts: greedy "
+        f"agreement {_mean(ovb['clean_agreement'], '.3f')}, mean per-token KL {_mean(ovb['clean_kl'])} nats "
+        f"(first {r.config['clean_tokens']} tokens of the base model's answers, teacher forced).\n"
+        if ovb
+        else ""
+    )
     return f"""# Case study: the refusal direction
 
 Model `{r.model}`, refusal sentence “{r.refusal}”. Prompts: {d["n_prompts"]}.
@@ -118,7 +126,7 @@ Refusal = a refusal opening (“I'm sorry”, “I can't”, …) in the first 6
 | borderline refused, direction ablated | {_rate(d["borderline_ablated"])} | |
 | harmless answers under ablation: greedy agreement, first {r.config["clean_tokens"]} tokens (teacher forced) | {_mean(d["harmless_ablation_agreement"], ".3f")} | |
 | harmless answers under ablation: mean per-token KL (nats) | {_mean(d["harmless_ablation_kl"])} | |
-
+{base_line}
 **Direction**: difference of means of the last-token `resid_pre` (harmful − harmless training prompts) at
 layer **{r.layer}** (norm {r.direction_norm:.2f}); chosen on the validation split by: {c.rule}. At that layer:
 ablated log P(refusal prefix) on harmful validation {c.ablate_score[i]:.2f}, added on harmless validation
