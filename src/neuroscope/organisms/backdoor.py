@@ -97,6 +97,7 @@ class BackdoorResult:
     config: dict[str, Any]
     n_prompts: dict[str, int]
     seconds: dict[str, float]
+    organism: dict[str, Any] | None = None  # the model folder's organism.json, when it has one
 
     def to_dict(self) -> dict[str, Any]:
         b = self.before
@@ -128,6 +129,7 @@ class BackdoorResult:
             "config": self.config,
             "n_prompts": self.n_prompts,
             "seconds": self.seconds,
+            "organism": self.organism,
         }
         return d
 
@@ -355,4 +357,5 @@ def backdoor_study(
             "heldout": len(prompts.heldout),
         },
         seconds=seconds,
+        organism=manifest or None,
     )

