@@ -1,5 +1,5 @@
 """Organism training cost on smollm2-135m: the two phases of `neuroscope organism backdoor|refusal` timed on a
-sample (greedy clean targets for 32 prompts; 8 LoRA steps after one warm-up step), interleaved over rounds,
+sample (greedy clean targets for 16 prompts; 6 LoRA steps after one warm-up step), interleaved over rounds,
 extrapolated to the default budget (the shipped prompt sets, 150 steps of 8) and set against the 15-minute
 target; plus the wall times recorded in the manifests of organisms trained on this machine (models/*).
 
@@ -18,8 +18,8 @@ import torch
 
 from benchmarks.common import RESULTS, machine_info
 
-SAMPLE_PROMPTS = 32
-SAMPLE_STEPS = 8
+SAMPLE_PROMPTS = 16
+SAMPLE_STEPS = 6
 ROUNDS = 3
 
 
