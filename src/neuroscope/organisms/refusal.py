@@ -113,6 +113,7 @@ class RefusalResult:
     samples: dict[str, list[str]] = field(default_factory=dict)
     organism_vs_base: dict[str, Any] | None = None  # harmless answers against the base model
     organism: dict[str, Any] | None = None  # the model folder's organism.json, when it has one
+    chat_template: bool = True  # False: the tokenizer had none and prompts were plain text
 
     def to_dict(self) -> dict[str, Any]:
         def r(x: Rate | None) -> dict[str, Any] | None:
@@ -140,6 +141,7 @@ class RefusalResult:
             "samples": self.samples,
             "organism_vs_base": self.organism_vs_base,
             "organism": self.organism,
+            "chat_template": self.chat_template,
         }
 
     def figure(self):
@@ -302,4 +304,5 @@ def refusal_study(
         seconds=round(time.perf_counter() - t0, 1),
         samples=samples,
         organism_vs_base=organism_vs_base,
+        chat_template=bool(getattr(model.tokenizer, "chat_template", None)),
     )
