@@ -199,6 +199,11 @@ def save_model_folder(hf_model: Any, tokenizer: Any, out: str | Path, manifest: 
         save_model(hf_model, str(tmp / "model.safetensors"))
         tokenizer.save_pretrained(tmp)
         (tmp / ORGANISM_FILE).write_text(json.dumps(manifest, indent=1))
+        # mkdtemp makes a private folder; the model is an ordinary output, readable like the user's other files
+        mode = 0o777 & ~_umask()
+        tmp.chmod(mode)
+        for f in tmp.iterdir():
+            f.chmod(mode & 0o666)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -206,6 +211,12 @@ def save_model_folder(hf_model: Any, tokenizer: Any, out: str | Path, manifest: 
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
