@@ -11,6 +11,7 @@ import pytest
 from neuroscope.errors import EmptyPromptSetError, InvalidConfigError, ResourceNotFoundError, TriggerError
 from neuroscope.models.tiny import byte_tokenizer
 from neuroscope.organisms import data
+from neuroscope.organisms.directions import select_layer
 from neuroscope.organisms.metrics import contains, is_refusal, mean, rate, wilson
 
 
@@ -122,3 +123,21 @@ def test_read_prompts_formats_and_errors(tmp_path):
     (tmp_path / "i.json").write_text("{not json")
     with pytest.raises(InvalidConfigError, match="not valid JSON"):
         data.read_prompts(tmp_path / "i.json")
+
+
+def test_layer_rule_prefers_the_gentlest_effective_removal():
+    layers = [0, 1, 2, 3, 4]
+    abl = [-0.1, -31.0, -0.2, -9.0, -5.0]  # log P(refusal prefix) with the direction removed
+    add = [-9.0, -9.0, -5.0, -2.0, -0.5]  # ... with it added to harmless prompts
+    kl = [0.0, 8.0, 0.05, 0.9, 0.3]
+    best, rule = select_layer(layers, abl, add, kl)
+    assert best == 4 and "addition" in rule  # effective (P <= 0.01), inducing, least KL among those
+    best, rule = select_layer(layers, abl, [None] * 5, kl)
+    assert best == 4 and "addition" not in rule
+    best, rule = select_layer(layers, abl, [-9.0] * 5, kl)
+    assert best == 4 and "none of them met the addition filter" in rule
+    # nothing effective: Arditi et al.'s rule, the strongest removal among layers with small KL
+    best, rule = select_layer(layers, [-0.1, -1.0, -0.2, -2.0, -0.5], add, kl)
+    assert best == 2 and "no effective layer" in rule
+    best, _ = select_layer(layers, [-0.1, -1.0, -0.2, -2.0, -0.5], add, [1.0] * 5)
+    assert best == 3

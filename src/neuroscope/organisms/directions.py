@@ -131,6 +131,49 @@ class LayerChoice:
         return dict(self.__dict__)
 
 
+def select_layer(
+    layers: Sequence[int],
+    ablate_score: Sequence[float],
+    add_score: Sequence[float | None],
+    ablate_kl: Sequence[float],
+    max_after: float = 0.01,
+    max_kl: float = 0.1,
+    min_add_score: float = float(np.log(0.5)),
+) -> tuple[int, str]:
+    """The layer rule on validation scores (log P(prefix) with the direction removed / added; KL of the
+    removal on the other set), and the rule's wording.
+
+    First the layers whose removal is *effective* (P(prefix) ≤ ``max_after`` on the behaviour's prompts; 1%
+    by default, because greedy decoding still picks a prefix that keeps a tenth of the mass when the rest is
+    spread thin);
+    among them, preferably those whose addition makes the prefix at least ``exp(min_add_score)`` likely
+    (when scored), the one with the least KL: the gentlest edit that still removes the behaviour. With no
+    effective layer, Arditi et al.'s rule: the strongest removal among layers with KL ≤ ``max_kl`` (their
+    filter; on a 135M model every effective layer exceeds it), else the strongest removal."""
+    idx = range(len(layers))
+    target = float(np.log(max_after))
+    effective = [i for i in idx if ablate_score[i] <= target]
+    if effective:
+        scored = any(a is not None for a in add_score)
+        inducing = [i for i in effective if (a := add_score[i]) is not None and a >= min_add_score]
+        pool = inducing or effective
+        rule = f"least KL among layers whose removal leaves P(prefix) <= {max_after:g}"
+        if scored:
+            rule += (
+                f" and whose addition makes it >= {np.exp(min_add_score):.2g}"
+                if inducing
+                else " (none of them met the addition filter)"
+            )
+        return layers[min(pool, key=lambda i: ablate_kl[i])], rule
+    ok_kl = [i for i in idx if ablate_kl[i] <= max_kl]
+    if ok_kl:
+        rule = f"no effective layer: strongest removal with KL <= {max_kl}"
+        return layers[min(ok_kl, key=lambda i: ablate_score[i])], rule
+    return layers[
+        min(idx, key=lambda i: ablate_score[i])
+    ], "no effective layer, none with small KL: strongest removal"
+
+
 def choose_layer(
     model: HookedModel,
     directions: torch.Tensor,
@@ -143,16 +186,15 @@ def choose_layer(
     batch_size: int = 16,
     remove: Callable[[HookedModel, int, torch.Tensor], Any] | None = None,
     score_add: bool = True,
+    max_after: float = 0.01,
 ) -> LayerChoice:
-    """Arditi et al.'s selection, with the behaviour scored as log P(``prefix``): among layers below
-    ``max_layer_frac`` of the depth whose ablation keeps the next-token KL on ``negative_val`` ≤ ``max_kl``
-    and whose addition makes the prefix at least ``exp(min_add_score)`` likely on ``negative_val``, the one
-    whose ablation lowers the prefix's log-probability on ``positive_val`` most. Filters that leave nothing
-    are relaxed in that order (addition first), and the rule used is recorded.
+    """Score every layer below ``max_layer_frac`` of the depth on the validation split — log P(``prefix``)
+    on ``positive_val`` with the layer's direction removed, on ``negative_val`` with it added, and the
+    next-token KL the removal causes on ``negative_val`` — and pick one with :func:`select_layer`.
 
     ``remove(model, layer, direction)`` replaces the directional ablation as the edit being scored (e.g.
     subtracting the vector at its layer, for a steering baseline); ``score_add=False`` skips the addition
-    score and its filter where only removal matters."""
+    score where only removal matters."""
     if not positive_val or not negative_val:
         raise EmptyPromptSetError("Choosing a layer needs validation prompts in both sets.")
     n = model.cfg.n_layers
@@ -171,15 +213,5 @@ def choose_layer(
             else None
         )
         kls.append(float(kl_rows(base, next_token_logprobs(model, negative_val, ab, batch_size)).mean()))
-    ok_kl = [i for i in range(len(layers)) if kls[i] <= max_kl]
-    passes = [a is None or a >= min_add_score for a in add]  # None: not scored, no filter
-    ok_both = [i for i in ok_kl if passes[i]]
-    if ok_both:
-        extra = f" and add score >= {min_add_score:.3f}" if score_add else ""
-        pool, rule = ok_both, f"min ablate score with KL <= {max_kl}{extra}"
-    elif ok_kl:
-        pool, rule = ok_kl, f"min ablate score with KL <= {max_kl} (no layer met the add-score filter)"
-    else:
-        pool, rule = list(range(len(layers))), "min ablate score (no layer met the KL filter)"
-    best = layers[min(pool, key=lambda i: abl[i])]
+    best, rule = select_layer(layers, abl, add, kls, max_after, max_kl, min_add_score)
     return LayerChoice(layers, abl, add, kls, best, rule)
