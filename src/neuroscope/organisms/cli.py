@@ -166,6 +166,24 @@ def _study_backdoor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from neuroscope.errors import ResourceNotFoundError
+    from neuroscope.organisms.report import write_backdoor, write_refusal
+
+    path = Path(args.dir) / "result.json"
+    if not path.is_file():
+        raise ResourceNotFoundError(
+            f"{str(path)!r} does not exist: run the case study into {args.dir} first."
+        )
+    d = json.loads(path.read_text())
+    commands = args.commands or d.get("commands") or []
+    write = write_refusal if "add_sweep" in d else write_backdoor
+    print(f"wrote {write(args.dir, d, commands)}/README.md")
+    return 0
+
+
 def _say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -238,6 +256,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _study_common(bd)
     bd.set_defaults(func=_study_backdoor)
+    _add_report(studies)
+
+
+def _add_report(studies: argparse._SubParsersAction) -> None:
+    rp = studies.add_parser(
+        "report", help="rebuild README.md and the figure of a case study from its result.json"
+    )
+    rp.add_argument("dir", help="the case study's output folder")
+    rp.add_argument(
+        "--commands", nargs="*", default=None, help="commands to list (default: from result.json)"
+    )
+    rp.set_defaults(func=_report)
 
 
 def _study_common(p: argparse.ArgumentParser) -> None:
