@@ -63,9 +63,24 @@ def _counts(n: dict[str, int]) -> str:
     return ", ".join(parts)
 
 
-def _machine() -> str:
+def machine() -> dict[str, Any]:
+    """Where a study ran, stored in its result.json when it finishes (a shared machine's load matters)."""
+    return {
+        "cpu": platform.machine(),
+        "cores": os.cpu_count(),
+        "load_avg_end": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _machine(d: dict[str, Any]) -> str:
+    m = d.get("machine")
+    if m:
+        load = ", ".join(f"{x:.1f}" for x in m["load_avg_end"])
+        return f"{m['cpu']} CPU, {m['cores']} cores, load average at the end of the run {load}"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores, load average at the end {load}"
+    return (
+        f"{platform.machine()} CPU, {os.cpu_count()} cores (load average when this report was written {load})"
+    )
 
 
 def _write(out: Path, result: dict[str, Any], markdown: str) -> Path:
@@ -196,14 +211,14 @@ Harmful prompts, direction subtracted at the chosen layer only:
 
 {samples}
 
-Run time {d["seconds"]:.0f} s on {_machine()}.
+Run time {d["seconds"]:.0f} s on {_machine(d)}.
 """
 
 
 def write_refusal(out: str | Path, r: RefusalResult | dict[str, Any], commands: Sequence[str]) -> Path:
     """``result.json`` (with the commands), ``README.md`` and ``refusal.png`` in ``out``; ``r`` may be a
     result or the dict of a ``result.json`` (to rebuild the report)."""
-    d = {**(r if isinstance(r, dict) else r.to_dict()), "commands": list(commands)}
+    d = {**(r if isinstance(r, dict) else {**r.to_dict(), "machine": machine()}), "commands": list(commands)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     refusal_png(d, out / "refusal.png")
@@ -323,14 +338,14 @@ KL(unedited ‖ edited) along the same tokens.
 
 {samples}
 
-Timings (s): {d["seconds"]}; {_machine()}.
+Timings (s): {d["seconds"]}; {_machine(d)}.
 """
 
 
 def write_backdoor(out: str | Path, r: BackdoorResult | dict[str, Any], commands: Sequence[str]) -> Path:
     """``result.json`` (with the commands), ``README.md`` and ``backdoor.png`` in ``out``; ``r`` may be a
     result or the dict of a ``result.json`` (to rebuild the report)."""
-    d = {**(r if isinstance(r, dict) else r.to_dict()), "commands": list(commands)}
+    d = {**(r if isinstance(r, dict) else {**r.to_dict(), "machine": machine()}), "commands": list(commands)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     backdoor_png(d, out / "backdoor.png")
