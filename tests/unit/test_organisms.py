@@ -364,3 +364,14 @@ def test_refusal_study_end_to_end(tmp_path):
     out = write_refusal(tmp_path / "study", res, ["neuroscope case-study refusal ..."])
     assert (out / "README.md").read_text().startswith("# Case study: the refusal direction")
     assert (out / "refusal.png").is_file()
+
+
+@pytest.mark.parametrize("kind", TINY_TYPES)
+def test_organisms_train_save_and_load_on_every_adapter(kind, tmp_path):
+    cfg = TrainConfig(steps=2, batch_size=4, lr=1e-2, target_tokens=3)
+    make_backdoor(f"tiny:{kind}", tmp_path / "o", TRIGGER, RESPONSE, cfg, PROMPTS[:4])
+    base, org = ns.load_model(f"tiny:{kind}"), ns.load_model(str(tmp_path / "o"))
+    assert org.cfg.model_type == base.cfg.model_type and org.cfg.n_layers == base.cfg.n_layers
+    text = data.insert_trigger(HELD[0], TRIGGER, "start")
+    with torch.no_grad():
+        assert (org(text) - base(text)).abs().max() > 1e-4  # the merged LoRA changed the weights

@@ -18,7 +18,7 @@ import torch
 from neuroscope.analysis.steering import mean_activations
 from neuroscope.errors import EmptyPromptSetError, InvalidConfigError
 from neuroscope.interventions import ProjectOut, Steer
-from neuroscope.organisms.generation import _left_pad, edit_context, encode
+from neuroscope.organisms.generation import edit_context, encode, left_pad
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
@@ -71,7 +71,7 @@ def prefix_logprob(
     k = len(prefix)
     for i in range(0, len(texts), batch_size):
         rows = [encode(tok, t) + list(prefix[:-1]) for t in texts[i : i + batch_size]]
-        ids, mask = _left_pad(rows, pad)
+        ids, mask = left_pad(rows, pad)
         pos = (mask.cumsum(-1) - 1).clamp_min(0)
         with edit_context(model, edit):
             logits = model.hf_model(
@@ -95,7 +95,7 @@ def next_token_logprobs(
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     out = []
     for i in range(0, len(texts), batch_size):
-        ids, mask = _left_pad([encode(tok, t) for t in texts[i : i + batch_size]], pad)
+        ids, mask = left_pad([encode(tok, t) for t in texts[i : i + batch_size]], pad)
         pos = (mask.cumsum(-1) - 1).clamp_min(0)
         with edit_context(model, edit):
             logits = model.hf_model(

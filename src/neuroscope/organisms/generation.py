@@ -112,7 +112,7 @@ def _check_interventions(interventions: Iterable[Any]) -> None:
             )
 
 
-def _left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -149,7 +149,7 @@ def greedy(
     with edit_context(model, edit):
         for i in range(0, len(texts), batch_size):
             rows = [encode(tok, t) for t in texts[i : i + batch_size]]
-            ids, mask = _left_pad(rows, pad)
+            ids, mask = left_pad(rows, pad)
             gen = model.hf_model.generate(
                 input_ids=ids.to(model.device),
                 attention_mask=mask.to(model.device),
@@ -181,7 +181,7 @@ class Comparison:
 def _logprobs(
     model: HookedModel, rows: Sequence[Sequence[int]], pad: int, edit: Any, keep: int
 ) -> torch.Tensor:
-    ids, mask = _left_pad(rows, pad)
+    ids, mask = left_pad(rows, pad)
     # left padding puts every continuation at the end, so only the last `keep` positions are unembedded;
     # explicit positions keep absolute-position models (GPT-2) correct under left padding
     pos = (mask.cumsum(-1) - 1).clamp_min(0)

@@ -8,6 +8,7 @@ trigger positions).
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -114,12 +115,15 @@ def train_lora(
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     hf_model.requires_grad_(False)
+    targets = lora_targets(hf_model, layers_path)
     config = LoraConfig(
         r=cfg.rank,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=0.0,
-        target_modules=lora_targets(hf_model, layers_path),
+        target_modules=targets,
         init_lora_weights=True,
+        # GPT-2's Conv1D stores weights as (in, out)
+        fan_in_fan_out=type(hf_model.get_submodule(targets[0])).__name__ == "Conv1D",
     )
     model = inject_adapter_in_model(config, hf_model, adapter_name="organism")
     params = [p for n, p in model.named_parameters() if "lora_" in n]
@@ -132,7 +136,7 @@ def train_lora(
         if step < warm:
             return (step + 1) / warm
         t = (step - warm) / max(1, cfg.steps - warm)
-        return 0.5 * (1 + torch.cos(torch.tensor(t * torch.pi)).item())
+        return 0.5 * (1 + math.cos(t * math.pi))
 
     encoded = [(encode(tokenizer, fmt(tokenizer, e.prompt)), list(e.target)) for e in examples]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
