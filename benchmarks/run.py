@@ -20,6 +20,7 @@ SUITES = [
     ("benchmarks.attacks_bench", "attacks.json"),
     ("benchmarks.attack_latency", "attack_latency.json"),
     ("benchmarks.graphs_bench", "graphs.json"),
+    ("benchmarks.organisms_bench", "organisms.json"),
 ]
 
 

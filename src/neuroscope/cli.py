@@ -24,6 +24,7 @@ PLUGINS = (
     "neuroscope.export.cli",
     "neuroscope.attacks.cli",
     "neuroscope.graphs.cli",
+    "neuroscope.organisms.cli",
 )
 
 

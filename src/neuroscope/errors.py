@@ -249,3 +249,29 @@ class GraphDepthError(InvalidConfigError):
 class TaskFileError(NeuroscopeError, ValueError):
     """A contrastive task file is malformed (missing fields, clean/corrupted of different token lengths,
     answers that are not single tokens); the message names the pair."""
+
+
+# --- model organisms and case studies ----------------------------------------------------------------------
+class EmptyPromptSetError(NeuroscopeError, ValueError):
+    """A prompt file or prompt list holds no prompts; the message names it."""
+
+
+class TriggerError(NeuroscopeError, ValueError):
+    """A backdoor trigger that is blank or tokenises to nothing."""
+
+
+class GenerationBudgetError(NeuroscopeError, ValueError):
+    """A target response is longer than the generation budget that is meant to detect it."""
+
+
+class TokenizerMissingError(NeuroscopeError, FileNotFoundError):
+    """A model folder without tokenizer files; the message names the folder and what to copy into it."""
+
+
+class BehaviourAbsentError(NeuroscopeError, RuntimeError):
+    """A case study pointed at a model without the behaviour it studies (a backdoor that does not fire, a
+    model that does not refuse): nothing to find or remove; the message gives the measured rate."""
+
+
+class ChatTemplateMissingWarning(UserWarning):
+    """The tokenizer has no chat template: prompts are used as plain text instead."""

@@ -23,16 +23,31 @@ def mean_activation(
     model: HookedModel, prompts: Sequence[str], layer: int, site: str = "resid_pre", batch_size: int = 16
 ) -> Float[torch.Tensor, " d_model"]:
     """Mean residual stream at each prompt's last real token."""
-    model.check_layer(layer)
-    name = f"blocks.{layer}.hook_{site}"
+    return mean_activations(model, prompts, [layer], site, batch_size)[0]
+
+
+def mean_activations(
+    model: HookedModel,
+    prompts: Sequence[str],
+    layers: Sequence[int],
+    site: str = "resid_pre",
+    batch_size: int = 16,
+) -> Float[torch.Tensor, "layer d_model"]:
+    """Mean residual stream at each prompt's last real token, for several layers from one forward per batch."""
+    if not layers:
+        raise InvalidConfigError("mean_activations needs at least one layer")
+    for layer in layers:
+        model.check_layer(layer)
+    names = [f"blocks.{layer}.hook_{site}" for layer in layers]
     total: torch.Tensor | None = None
     count = 0
     for i in range(0, len(prompts), batch_size):
         batch = list(prompts[i : i + batch_size])
         tokens = model.tokenize(batch)
+        rows = torch.arange(len(batch))
         with torch.no_grad():
-            _, cache = model.run_with_cache(batch, names=[name], stop_at_layer=layer + 1)
-        act = cache[name][torch.arange(len(batch)), tokens.last_positions].float().sum(0)
+            _, cache = model.run_with_cache(batch, names=names, stop_at_layer=max(layers) + 1)
+        act = torch.stack([cache[n][rows, tokens.last_positions].float().sum(0) for n in names])
         total = act if total is None else total + act
         count += len(batch)
     if total is None:
