@@ -119,6 +119,17 @@ def smollm_web(smollm, smollm_onnx):
         yield base
 
 
+def test_workbench_links_to_the_served_export(browser, smollm_web):
+    """The workbench's nav shows NeuroScope-Web when ``--onnx`` serves an export, and the link opens it."""
+    with open_page(browser, smollm_web, "/", "workbench_nav_web") as pg:
+        link = pg.get_by_test_id("nav-web")
+        link.wait_for()
+        assert link.get_attribute("href") == "/web/"
+        link.click()
+        pg.wait_for_selector("[data-testid=web-status][aria-busy=false]")
+        assert pg.url.rstrip("/").endswith("/web")
+
+
 def test_web_next_token_equals_onnxruntime_python(browser, smollm_web, smollm_onnx):
     runner = SplitRunner(smollm_onnx, verify=False)
     ids = runner.encode(PROMPT)[0].tolist()

@@ -209,6 +209,7 @@ def test_web_routes_serve_the_page_and_the_export(llama_export, tmp_path):
     with TestClient(app, base_url="http://127.0.0.1") as c:
         r = c.get("/web", follow_redirects=False)
         assert r.status_code == 307 and r.headers["location"] == "/web/"
+        assert c.get("/api/model").json()["web"] is True  # the workbench's nav links to /web/
         page = c.get("/web/")
         assert page.status_code == 200 and "NeuroScope-Web" in page.text
         for h, v in (

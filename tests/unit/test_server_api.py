@@ -33,6 +33,7 @@ def _next_probs(model, prompt, ivs=()):
 def test_model_info(client, tiny_llama):
     info = client.get("/api/model").json()
     c = tiny_llama.cfg
+    assert info["web"] is False  # no ONNX export served: the nav shows no NeuroScope-Web link
     assert (info["n_layers"], info["n_heads"], info["d_model"], info["d_vocab"]) == (
         c.n_layers,
         c.n_heads,

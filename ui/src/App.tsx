@@ -81,6 +81,11 @@ export function App() {
             {v.title}
           </a>
         ))}
+        {model?.web && (
+          <a href="/web/" data-testid="nav-web" title="the ONNX export running in this browser (NeuroScope-Web)">
+            Web (ONNX) ↗
+          </a>
+        )}
       </nav>
 
       {view.usesPrompt && (

@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: 0933e6a0bf6981d0
+// openapi-sha256: 8233c448e6b31b64
 
 export interface paths {
     "/api/attack/status": {
@@ -1434,6 +1434,12 @@ export interface components {
             n_layers: number;
             /** Name */
             name: string;
+            /**
+             * Web
+             * @description an ONNX split export is served at /web/ (neuroscope ui --onnx)
+             * @default false
+             */
+            web: boolean;
         };
         /** Neighbour */
         Neighbour: {

@@ -31,6 +31,7 @@ async def model_info(worker: WorkerDep, settings: SettingsDep) -> dict[str, Any]
             "max_new_tokens": settings.max_new_tokens,
             "max_body_bytes": settings.max_body_bytes,
         },
+        "web": settings.onnx_dir is not None,
     }
 
 

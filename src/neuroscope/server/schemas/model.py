@@ -25,6 +25,9 @@ class ModelInfo(BaseModel):
     d_vocab: int
     n_ctx: int
     limits: Limits
+    web: bool = Field(
+        default=False, description="an ONNX split export is served at /web/ (neuroscope ui --onnx)"
+    )
 
 
 class SteeringVector(BaseModel):
