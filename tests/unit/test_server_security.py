@@ -58,8 +58,11 @@ def test_every_rest_route_needs_the_token(token_client):
             elif hasattr(r, "original_router"):
                 yield from walk(r.original_router.routes, prefix + r.include_context.prefix)
 
-    every = {(m, re.sub(r"\{[^}]+\}", "x", p)) for m, p in walk(token_client.app.routes)}
-    assert set(routes) <= every and len(every) >= 11
+    def filled(path: str) -> str:
+        return re.sub(r"\{[^}]+\}", "x", path)
+
+    every = {(m, filled(p)) for m, p in walk(token_client.app.routes)}
+    assert {(m, filled(p)) for m, p in routes} <= every and len(every) >= 11
     for method, path in sorted(every | {("get", "/"), ("get", "/openapi.json")}):
         r = token_client.request(method.upper(), path, json={"prompt": "hi"})
         assert r.status_code == 401, (method, path)

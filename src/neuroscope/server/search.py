@@ -164,12 +164,24 @@ async def run_search(worker: Any, slot: SearchSlot, search: Search, send: Any) -
         with contextlib.suppress(RuntimeError):  # the loop is closed: the server is shutting down
             loop.call_soon_threadsafe(fn, *args)
 
+    last: list[dict[str, Any]] = []
+
+    def emit(msg: dict[str, Any]) -> None:
+        # the closing message (done or error) waits until the slot is free: a client that starts again as
+        # soon as it reads it must not be told a search is still running
+        if msg["type"] in ("done", "error"):
+            last.append(msg)
+        else:
+            on_loop(queue.put_nowait, msg)
+
     def body() -> None:
         try:
-            _search_thread(worker, search, lambda msg: on_loop(queue.put_nowait, msg))
+            _search_thread(worker, search, emit)
         finally:
+            on_loop(slot.release, search)  # callbacks run in order: released before the client hears
+            for msg in last:
+                on_loop(queue.put_nowait, msg)
             on_loop(queue.put_nowait, None)
-            on_loop(slot.release, search)
 
     search.thread = threading.Thread(target=body, name="neuroscope-search", daemon=True)
     search.thread.start()
