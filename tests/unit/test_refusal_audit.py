@@ -122,3 +122,18 @@ def test_an_audit_file_outside_the_workspace_is_refused(tiny_llama, tmp_path):
     )
     with pytest.raises(UnsafePathError):
         create_app(settings, model=tiny_llama)
+
+
+def test_auto_computes_once_from_the_shipped_sets_and_caches_in_the_workspace(tiny_llama, tmp_path):
+    ws = tmp_path / "w"
+    settings = Settings(model="tiny:llama", workspace=str(ws), refusal_direction="auto", refusal_layer=1)
+    with TestClient(create_app(settings, model=tiny_llama), base_url=BASE) as c:
+        vec = next(v for v in c.get("/api/steering/vectors").json()["vectors"] if v["name"] == "refusal")
+    cached = list((ws / "directions").glob("*.safetensors"))
+    assert len(cached) == 1 and vec["layer"] == 1
+    ref = compute_refusal_direction(tiny_llama, layer=1)  # the full shipped prompt sets
+    back = load_refusal_direction(cached[0], tiny_llama)
+    assert (
+        torch.allclose(back.vector, ref.vector, atol=1e-5)
+        and abs(vec["norm"] - float(ref.vector.norm())) < 1e-3
+    )
