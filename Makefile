@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 #   make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 TORCH_INDEX_URL ?=
 
-.PHONY: setup run test test-unit test-integration test-browser bench screenshot lint typecheck model ui chromium corpus clean
+.PHONY: setup run test test-unit test-integration test-browser bench screenshot demo-gif lint typecheck model ui chromium corpus clean
 
 setup: $(STAMP) model ui
 
@@ -69,6 +69,12 @@ bench: setup
 screenshot: setup chromium
 	$(PY) -m pytest -q -p no:cacheprovider tests/browser/test_workbench.py -k test_logit_lens_and_pca_render
 	cp test-artifacts/browser/readme-workbench.png docs/screenshot.png
+
+# The README's animation (live editing in the Features view), from Playwright frames in Debian's Chromium. Needs
+# the README's SAE (DEMO_SAE); not part of `make test`, and no test writes docs/demo.gif.
+DEMO_SAE ?= saes/l15-k64
+demo-gif: setup chromium
+	$(PY) scripts/demo_gif.py --sae $(DEMO_SAE) --out docs/demo.gif
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

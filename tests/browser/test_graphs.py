@@ -1,6 +1,7 @@
 """The provenance and circuit views in a real browser on smollm2-135m: a small SAE suite is trained here
 (layers 3-5, a few seconds each), a feature's provenance is opened from the top-feature list, at least two
-upstream layers are drawn, a feature node opens its detail and a head node its attention pattern; the circuit
+upstream layers are drawn, a feature node opens its detail and a head node its attention pattern (also starting
+from the Features view, whose "open provenance" link leads there); the circuit
 view draws the IOI circuit. Screenshots in test-artifacts/browser/."""
 
 from __future__ import annotations
@@ -46,7 +47,13 @@ def graph_base(smollm, small_suite):
     from neuroscope.server.background import serve_in_thread
     from neuroscope.server.settings import Settings
 
-    settings = Settings(model="smollm2-135m", max_prompt_tokens=64, sae_suite=str(small_suite))
+    # the suite's layer-5 SAE is also attached to the Features view (--sae), which then links to provenance
+    settings = Settings(
+        model="smollm2-135m",
+        max_prompt_tokens=64,
+        sae_suite=str(small_suite),
+        saes=(str(small_suite / "L5"),),
+    )
     with serve_in_thread(create_app(settings, model=smollm)) as base:
         yield base
 
@@ -131,6 +138,33 @@ def test_open_provenance_see_two_layers_click_through(gpage, graph_base, smollm,
     assert "maximised" in gpage.get_by_test_id("graph-view").get_attribute("class")
     gpage.screenshot(path=str(ARTIFACTS / "provenance_maximised.png"))
     gpage.get_by_test_id("graph-maximise").click()
+
+
+def test_open_provenance_from_the_features_view(gpage, graph_base, smollm, small_suite):
+    """Issue 13's acceptance path: start in the Features view on the suite's SAE, follow its "open provenance"
+    link for a feature active on the prompt, see two upstream layers drawn, click a node through to its detail."""
+    from neuroscope.sae.suite import SAESuite
+
+    suite = SAESuite.load(small_suite, smollm)
+    _, cache = smollm.run_with_cache(PROMPT, names=["blocks.5.hook_resid_post"])
+    feature = int(suite.sae(5, smollm).encode(cache["blocks.5.hook_resid_post"][0, -1].float()).argmax())
+    gpage.goto(f"{graph_base}/?prompt={quote(PROMPT)}#/features/L5/{feature}")
+    gpage.get_by_test_id("feature-provenance").wait_for()
+    assert "another file" not in gpage.get_by_test_id("feature-provenance").inner_text()
+    gpage.screenshot(path=str(ARTIFACTS / "features_open_provenance.png"))
+    gpage.get_by_test_id(f"open-provenance-5-{feature}").click()
+    gpage.wait_for_function(f"() => location.hash.startsWith('#/provenance/5/{feature}')")
+    gpage.locator("[data-testid=provenance-graph][aria-busy=false] svg .graph-node").first.wait_for()
+    ref = provenance(smollm, suite, 5, feature, PROMPT, -1, ProvenanceConfig(depth=2))
+    drawn = gpage.evaluate(
+        "() => [...document.querySelectorAll('.graph-node')].map(g => [g.dataset.id, g.__data__.data.band])"
+    )
+    assert {i for i, _ in drawn} == {n.id for n in ref.nodes}
+    assert {6.0, 5.0, 4.0} <= {b for _, b in drawn}  # the target's stream and two upstream layers
+    node_id = next(n.id for n in ref.nodes if n.type == "feature" and n.id != ref.target["id"])
+    gpage.locator(f".graph-node[data-id='{node_id}']").dispatch_event("click")
+    gpage.get_by_test_id("feature-top-tokens").wait_for()
+    gpage.screenshot(path=str(ARTIFACTS / "features_to_provenance_detail.png"), full_page=True)
 
 
 def test_circuit_view_draws_the_ioi_circuit(gpage, graph_base):

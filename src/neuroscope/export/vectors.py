@@ -115,3 +115,11 @@ def read_export_vectors(folder: str | Path) -> dict[str, torch.Tensor]:
         return {}
     data = json.loads(path.read_text())
     return {v["name"]: torch.tensor(v["values"], dtype=torch.float32) for v in data["vectors"]}
+
+
+def read_vector(path: str | Path) -> StoredVector:
+    """One stored vector file (``NAME.safetensors``: tensor ``vector``, metadata ``layer``); never unpickles."""
+    p = Path(path)
+    if not p.is_file():
+        raise ResourceNotFoundError(f"The vector file {p} does not exist (or is not a file).")
+    return _read_one(p)

@@ -86,6 +86,9 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     app.state.settings = settings
     app.state.worker = worker
     app.state.lab = _lab(model, settings)
+    from neuroscope.server.audit import attach_refusal
+
+    app.state.refusal = attach_refusal(model, worker, settings)  # the refusal slider's vector and audit log
     from neuroscope.graphs.service import GraphService
 
     app.state.graphs = GraphService(model, settings.sae_suite, worker.max_prompt_tokens)

@@ -41,6 +41,18 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--sae-suite", default=None, help="SAE suite folder for the provenance view (train-sae-suite)"
     )
+    p.add_argument(
+        "--refusal-direction",
+        default=None,
+        help="refusal direction for the workbench's refusal slider: a safetensors file (tensor 'vector', metadata "
+        "'layer') or 'auto' (computed from the shipped prompt sets, cached in the workspace)",
+    )
+    p.add_argument("--refusal-layer", type=int, default=None, help="layer of the refusal direction")
+    p.add_argument(
+        "--audit-file",
+        default=None,
+        help="log of refusal-steered live runs, inside the workspace (default refusal-audit.jsonl)",
+    )
     p.set_defaults(func=serve)
 
 
@@ -64,6 +76,9 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "bundle": getattr(args, "bundle", None),
         "force_bundle": True if getattr(args, "force", False) else None,
         "workspace": getattr(args, "workspace", None),
+        "refusal_direction": getattr(args, "refusal_direction", None),
+        "refusal_layer": getattr(args, "refusal_layer", None),
+        "audit_file": getattr(args, "audit_file", None),
     }
     chosen = {k: v for k, v in given.items() if v is not None}
     if args.threads == 0:  # torch's own default (every core) rather than ours

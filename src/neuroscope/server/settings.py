@@ -98,6 +98,20 @@ class Settings(BaseSettings):
     sae_suite: str | None = Field(
         default=None, description="an SAE suite folder (neuroscope train-sae-suite) for provenance graphs"
     )
+    refusal_direction: str | None = Field(
+        default=None,
+        description="the refusal direction for the workbench's refusal slider: a safetensors file (tensor "
+        "'vector', metadata 'layer'), or 'auto' to compute it from the shipped prompt sets (cached in the workspace)",
+    )
+    refusal_layer: int | None = Field(
+        default=None,
+        ge=0,
+        description="layer of the refusal direction (default: chosen on the validation split)",
+    )
+    audit_file: str = Field(
+        default="refusal-audit.jsonl",
+        description="JSON Lines file inside the workspace that logs every live run steered along the refusal direction",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -10,6 +10,7 @@ import { Neurons } from "../components/Neurons";
 import { NextToken } from "../components/NextToken";
 import { Panel } from "../components/Panel";
 import { DirectLogitAttribution, PcaTrajectory, ResidualNorms } from "../components/ResidualViews";
+import { RefusalBanner, RefusalSlider, useRefusalVector } from "../components/RefusalSteering";
 import { TokenStrip } from "../components/TokenStrip";
 import { useView } from "../hooks";
 import type { Pair } from "../state";
@@ -20,6 +21,7 @@ import { useSession } from "../store";
 export function Workbench() {
   const { model, prompt, iv, setIv, run } = useSession();
   const [selected, setSelected] = useState<Pair | null>(null);
+  const refusal = useRefusalVector();
   const spec = toSpec(iv);
   const key = JSON.stringify(spec);
 
@@ -41,12 +43,14 @@ export function Workbench() {
   const tokens = run.data?.tokens ?? grid.data?.tokens ?? null;
   return (
     <>
+      <RefusalBanner iv={iv} vec={refusal} />
       {tokens && <TokenStrip tokens={tokens} scores={attribution.data?.token_scores} />}
       {attribution.data && <p className="hint">Token colour: gradient × input for “{attribution.data.target}” (red raises it, blue lowers it).</p>}
       {model && (
         <div className="layout">
           <Panel title="Interventions" testid="interventions-panel" wide>
             <Interventions model={model} iv={iv} onChange={setIv} prompt={prompt} />
+            {refusal && <RefusalSlider iv={iv} onChange={setIv} vec={refusal} />}
           </Panel>
           <Panel title="Next token" testid="next-token-panel" loading={run.loading} error={null}>
             {run.data ? <NextToken run={run.data} intervened={!isEmpty(iv)} /> : !run.loading && <p className="muted">no result</p>}

@@ -17,6 +17,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from neuroscope.errors import NeuroscopeError
+from neuroscope.server.audit import client_of
 from neuroscope.server.compute import Spec
 from neuroscope.server.errors import error_status, validation_message
 from neuroscope.server.schemas.run import WsRequest
@@ -49,6 +50,7 @@ async def live(websocket: WebSocket) -> None:
     await websocket.accept()
     worker = websocket.app.state.worker
     limit = websocket.app.state.settings.max_body_bytes
+    audit, client = getattr(websocket.app.state, "refusal", None), client_of(websocket)
     slot = LatestSlot()
     send_lock = asyncio.Lock()
 
@@ -61,6 +63,8 @@ async def live(websocket: WebSocket) -> None:
             req, received = await slot.take()
             try:
                 spec = Spec.from_dict(req.interventions.model_dump())
+                if audit is not None:  # superseded requests never run, so they are not logged
+                    audit.record(spec, req.prompt, client, "live", worker)
                 out = await worker.next_token_live(req.prompt, spec, req.top_k)
                 total = (time.perf_counter() - received) * 1e3
                 await send({"type": "result", "id": req.id, **out.value, "timings": out.timings(total)})
