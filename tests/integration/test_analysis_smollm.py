@@ -96,7 +96,9 @@ def test_patching_batched_equals_loop_and_the_patched_model(smollm, ioi, tmp_pat
         assert abs(ioi.normalise(float(ioi.ld(logits))) - arr[layer, pos]) <= 1e-4
     # information sits at the name positions early and at the last position late
     names = [i for i, t in enumerate(ioi.str_tokens) if t in (" Mary", " John")]
-    print("resid_pre patching: layer 0", np.round(arr[0], 3).tolist(), "layer 27", np.round(arr[27], 3).tolist())
+    print(
+        "resid_pre patching: layer 0", np.round(arr[0], 3).tolist(), "layer 27", np.round(arr[27], 3).tolist()
+    )
     assert int(np.argmax(arr[0])) in names and arr[0, -1] < 0.1
     assert int(np.argmax(arr[27])) == len(ioi.str_tokens) - 1 and arr[27, -1] > 0.7
     figures.write(sweep.figure(), tmp_path / "patch.html")
@@ -169,7 +171,9 @@ def test_contrastive_experiment_from_the_cli(tmp_path):
         "heldout_indices",
     ):
         assert key in blob
-    print("contrastive:", {k: blob[k] for k in ("top_heads", "effect", "effect_ci", "random_mean", "p_value")})
+    print(
+        "contrastive:", {k: blob[k] for k in ("top_heads", "effect", "effect_ci", "random_mean", "p_value")}
+    )
     assert "permutation p-value" in (out / "report.md").read_text()
     assert blob["effect"] < blob["random_mean"]  # the top heads matter more for copying than random heads
 

@@ -115,7 +115,9 @@ class TargetScorer:
                 out = self.hf(inputs_embeds=full, logits_to_keep=len(self.target), **self._cache(1))
                 loss = self._loss(out.logits)[0][0]
                 if not loss.requires_grad:
-                    raise InputGradientsUnavailableError("its output does not depend differentiably on the input")
+                    raise InputGradientsUnavailableError(
+                        "its output does not depend differentiably on the input"
+                    )
                 (grad,) = torch.autograd.grad(loss, leaf)
         except (RuntimeError, NotImplementedError, AttributeError) as e:
             if isinstance(e, GradientsUnavailableError):
