@@ -60,8 +60,9 @@ def test_tutorial_executes_at_small_size(smollm, tmp_path, monkeypatch):
         plain = torch.softmax(smollm(s["prompt"])[0, -1].float(), -1)
     assert smollm.to_string([int(plain.argmax())]) == s["lens_final_token"] == s["target_token"]
     assert abs(float(plain.max()) - s["p_before"]) < 1e-4
-    # the live edit moved the prediction
+    # the live edits moved the prediction; the set edit removes the single feature among others
     assert abs(s["p_before"] - s["p_after"]) > 1e-3
+    assert s["feature"] in s["multi_features"] and abs(s["p_before"] - s["p_after_multi"]) > 1e-3
 
     # the exported bundle verifies and, attached to another model instance, gives the notebook's p_after
     bundle = Path(s["bundle"])
@@ -69,12 +70,15 @@ def test_tutorial_executes_at_small_size(smollm, tmp_path, monkeypatch):
     attached = import_bundle(bundle, smollm, prefix="tutorial-")
     host = EditHost.of(smollm)
     try:
-        names = list(attached.edit_names.values())
-        assert names == [f"tutorial-no-{s['feature']}"]
-        assert attached.verified.manifest["edits"][f"no-{s['feature']}"]["features"] == [s["feature"]]
-        with torch.no_grad(), host.use(names):
-            edited = torch.softmax(smollm(s["prompt"])[0, -1].float(), -1)
-        assert abs(float(edited[int(plain.argmax())]) - s["p_after"]) < 1e-4
+        single, multi = f"no-{s['feature']}", "no-exception-set"
+        assert attached.edit_names == {single: f"tutorial-{single}", multi: f"tutorial-{multi}"}
+        edits = attached.verified.manifest["edits"]
+        assert edits[single]["features"] == [s["feature"]]
+        assert edits[multi]["features"] == s["multi_features"]
+        for name, expected in ((single, s["p_after"]), (multi, s["p_after_multi"])):
+            with torch.no_grad(), host.use([attached.edit_names[name]]):
+                edited = torch.softmax(smollm(s["prompt"])[0, -1].float(), -1)
+            assert abs(float(edited[int(plain.argmax())]) - expected) < 1e-4
     finally:
         for n in attached.edit_names.values():
             host.remove(n)
