@@ -82,3 +82,26 @@ def smollm_onnx(smollm, tmp_path_factory) -> Path:
         smollm, ExportConfig(split=15, max_length=512), out, select_vectors(root / "vectors", ["sentiment"])
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def smollm_suite(smollm, real_corpus, tmp_path_factory):
+    """A small SAE suite on smollm2-135m (layers 3-5, 16k tokens of the real corpus), trained once per session:
+    the graphs' integration and browser tests share it. Returns (folder, the suite's eval rows)."""
+    from neuroscope.sae.suite import SuiteConfig, train_suite
+
+    out = tmp_path_factory.mktemp("suite") / "smollm2-l3-5"
+    cfg = SuiteConfig(
+        layers=(3, 4, 5),
+        tokens=16_384,
+        heldout_tokens=4096,
+        k=32,
+        expansion=2,
+        epochs=2,
+        batch_size=1024,
+        ctx_len=128,
+        data=str(real_corpus),
+        ce_contexts=2,
+    )
+    result = train_suite(smollm, cfg, out, progress=False)
+    return out, result.eval

@@ -21,24 +21,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
 
 @pytest.fixture(scope="module")
-def small_suite(smollm, real_corpus, tmp_path_factory) -> Path:
-    from neuroscope.sae.suite import SuiteConfig, train_suite
-
-    out = tmp_path_factory.mktemp("suite") / "smollm2-l3-5"
-    cfg = SuiteConfig(
-        layers=(3, 4, 5),
-        tokens=16_384,
-        heldout_tokens=4096,
-        k=32,
-        expansion=2,
-        epochs=2,
-        batch_size=1024,
-        ctx_len=128,
-        data=str(real_corpus),
-        ce_contexts=2,
-    )
-    train_suite(smollm, cfg, out, progress=False)
-    return out
+def small_suite(smollm_suite) -> Path:
+    return smollm_suite[0]  # shared with the integration tier (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

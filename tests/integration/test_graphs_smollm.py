@@ -12,7 +12,7 @@ import neuroscope as ns
 from neuroscope.graphs.circuits import CircuitConfig, Task, find_circuit, load_task
 from neuroscope.graphs.provenance import ProvenanceConfig, provenance
 from neuroscope.graphs.verify import check_edges
-from neuroscope.sae.suite import SAESuite, SuiteConfig, train_suite
+from neuroscope.sae.suite import SAESuite
 
 pytestmark = pytest.mark.integration
 
@@ -20,22 +20,10 @@ PROMPT = "When Mary and John went to the store, John gave a drink to"
 
 
 @pytest.fixture(scope="module")
-def small_suite(smollm, real_corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("suite") / "l3-5"
-    cfg = SuiteConfig(
-        layers=(3, 4, 5),
-        tokens=16_384,
-        heldout_tokens=4096,
-        k=32,
-        expansion=2,
-        epochs=2,
-        batch_size=1024,
-        data=str(real_corpus),
-        ce_contexts=2,
-    )
-    result = train_suite(smollm, cfg, out, progress=False)
-    assert [r["layer"] for r in result.eval] == [3, 4, 5]
-    assert all(r["fvu"] < 0.5 and r["l0"] <= 32 for r in result.eval), result.eval
+def small_suite(smollm_suite):
+    out, rows = smollm_suite  # trained once per session (tests/conftest.py), shared with the browser tier
+    assert [r["layer"] for r in rows] == [3, 4, 5]
+    assert all(r["fvu"] < 0.5 and r["l0"] <= 32 for r in rows), rows
     return out
 
 
