@@ -84,5 +84,8 @@ say "== 5. measure: before, the feature edit, and the baselines"
 $NS case-study backdoor "${COMMON[@]}" --baselines "$BASELINES" "${FINETUNE[@]}" \
   --edit "sae_feature=$OUT/lora/trigger-feature" --primary sae_feature --feature "$OUT/feature.json" \
   --random-features "$SAE" \
-  --commands "docs/case-studies/backdoor/run.sh $(printf '%q ' "$MODEL" "$TRIGGER" "$RESPONSE" "$OUT")"
+  --commands "$(printf '%s ' LIMIT="${LIMIT:-}" LAYERS="$LAYERS" K="$K" EXPANSION="$EXPANSION" EPOCHS="$EPOCHS" \
+      BATCH_SIZE="$BATCH_SIZE" CTX_LEN="$CTX_LEN" TOKENS="$TOKENS" HELDOUT_TOKENS="$HELDOUT_TOKENS" \
+      MAX_NEW_TOKENS="$MAX_NEW_TOKENS" FINETUNE_STEPS="${FINETUNE_STEPS:-}" BASELINES="$BASELINES" THREADS="$THREADS" \
+      )docs/case-studies/backdoor/run.sh $(printf '%q ' "$MODEL" "$TRIGGER" "$RESPONSE" "$OUT")"
 say "done: $OUT/result.json, $OUT/README.md"

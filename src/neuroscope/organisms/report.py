@@ -261,6 +261,12 @@ def _ci(d: dict[str, Any], key: str, fmt: str) -> str:
     return f"{v:{fmt}} [{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else f"{v:{fmt}}"
 
 
+def _notes(d: dict[str, Any]) -> str:
+    """Free-text notes stored in result.json under ``notes`` (what a run's size or outcome means)."""
+    notes = d.get("notes") or []
+    return "\n## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else ""
+
+
 def headline(d: dict[str, Any]) -> str:
     """The result's top-level numbers (the primary feature edit) against the issue's goals."""
     f = d.get("feature") or {}
@@ -378,7 +384,7 @@ KL(unedited ‖ edited) along the same tokens.
   (weight orthogonalisation of every writer up to the SAE's layer, as a LoRA), the edit this study is about.
 
 ![attack success and false triggers](backdoor.png)
-
+{_notes(d)}
 ### Samples (before)
 
 {samples}
