@@ -321,6 +321,10 @@ def backdoor_markdown(d: dict[str, Any], commands: Sequence[str]) -> str:
             if "layer" in s
             else (f"{s['budget']['steps']} steps × {s['budget']['batch_size']}" if "budget" in s else "")
         )
+        if s.get("features"):
+            extra = f"features {s['features']}"
+        elif s.get("feature"):
+            extra = f"layer {s['feature'].get('layer')} feature {s['feature'].get('feature')}"
         rows.append(
             f"| {name} | {_rate(det['asr'])} | {_mean(det['clean_agreement'], '.3f')} | {_mean(det['clean_kl'])} | "
             f"{_rate(det['false_trigger'])} | {extra} |"
@@ -374,7 +378,7 @@ KL(unedited ‖ edited) along the same tokens.
 {table}
 
 - **clean_finetune**: LoRA fine-tune of the organism on clean training prompts only (targets: its own greedy
-  answers), with the organism's own training budget.
+  answers), for the budget in the notes column (by default the organism's own; `--finetune-steps` changes it).
 - **steer_subtract**: the difference of means (triggered − clean training prompts, last token, `resid_pre`)
   subtracted at one layer at every position; layer chosen on the validation split.
 - **direction_ablate**: the same direction removed from every residual-stream write (directional ablation).
