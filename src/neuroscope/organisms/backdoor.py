@@ -125,6 +125,7 @@ class BackdoorResult:
             "feature": after.get("feature") if after else None,
             "baselines": self.baselines,
             "edits": self.edits,
+            "primary": self.primary,
             "organism_vs_base": self.organism_vs_base,
             "before": b.to_dict(),
             "config": self.config,
@@ -231,8 +232,14 @@ def backdoor_study(
     primary: str | None = None,
     model: HookedModel | None = None,
     progress: Callable[[str], None] | None = None,
+    edit_info: dict[str, dict[str, Any]] | None = None,
+    edit_baselines: dict[str, tuple[Any, dict[str, Any]]] | None = None,
 ) -> BackdoorResult:
-    """Measure the backdoor of the model at ``spec`` before any edit, the baselines, and any ``edits``."""
+    """Measure the backdoor of the model at ``spec`` before any edit, the baselines, and any ``edits``.
+
+    ``edit_info`` adds a description to a named edit's entry (the primary's ``feature`` fills the result's
+    ``feature``); ``edit_baselines`` are more baselines given as edits with their description (the
+    random-feature ablation), measured like the built-in ones."""
     cfg = cfg or BackdoorConfig()
     prompts = (prompts or BackdoorPrompts.shipped()).limited(cfg.limit)
     if not prompts.heldout:
@@ -336,12 +343,20 @@ def backdoor_study(
         m = measure_backdoor(target, ref, trigger, response, prompts.heldout, edit, bcfg)
         baselines[name] = {**_summary(m), **info}
         seconds[name] = round(time.perf_counter() - t0, 1)
+    for name, (edit, info) in (edit_baselines or {}).items():
+        t0 = time.perf_counter()
+        say(f"baseline {name}")
+        m = measure_backdoor(
+            model, ref, trigger, response, prompts.heldout, edit, replace(ecfg, near_miss=False)
+        )
+        baselines[name] = {**_summary(m), **info}
+        seconds[name] = round(time.perf_counter() - t0, 1)
     measured_edits: dict[str, dict[str, Any]] = {}
     for name, edit in (edits or {}).items():
         t0 = time.perf_counter()
         say(f"edit {name}")
         m = measure_backdoor(model, ref, trigger, response, prompts.heldout, edit, ecfg)
-        measured_edits[name] = _summary(m)
+        measured_edits[name] = {**_summary(m), **(edit_info or {}).get(name, {})}
         seconds[name] = round(time.perf_counter() - t0, 1)
     return BackdoorResult(
         model=model.cfg.name,

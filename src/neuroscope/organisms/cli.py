@@ -127,15 +127,10 @@ def _study_refusal(args: argparse.Namespace) -> int:
 
 
 def _study_backdoor(args: argparse.Namespace) -> int:
-    from neuroscope.organisms.backdoor import (
-        BackdoorConfig,
-        BackdoorPrompts,
-        backdoor_study,
-        write_prompt_files,
-    )
+    from neuroscope.organisms.backdoor import BackdoorConfig, BackdoorPrompts, backdoor_study
     from neuroscope.organisms.data import read_prompts
     from neuroscope.organisms.evaluate import EvalConfig
-    from neuroscope.organisms.generation import formatter, load_checked
+    from neuroscope.organisms.generation import load_checked
     from neuroscope.organisms.report import write_backdoor
 
     set_threads(args.threads)
@@ -144,26 +139,139 @@ def _study_backdoor(args: argparse.Namespace) -> int:
         prompts = BackdoorPrompts(
             *(read_prompts(args.prompts, s) for s in ("train", "validation", "heldout"))
         )
+    model = load_checked(args.model, device=args.device)
+    if args.check_only:
+        return _check_only(args, model, prompts.limited(args.limit))
     cfg = BackdoorConfig(
         eval=EvalConfig(max_new_tokens=args.max_new_tokens, seed=args.seed),
         baselines=tuple(b for b in args.baselines.split(",") if b),
         min_asr_before=args.min_asr_before,
         limit=args.limit,
+        finetune=_finetune_budget(args),
     )
-    model = load_checked(args.model, device=args.device)
-    r = backdoor_study(args.model, args.trigger, args.response, prompts, cfg, model=model, progress=_say)
+    edits, info, extra = _feature_edits(args, model, prompts.limited(args.limit))
+    r = backdoor_study(
+        args.model,
+        args.trigger,
+        args.response,
+        prompts,
+        cfg,
+        edits=edits,
+        primary=args.primary,
+        model=model,
+        progress=_say,
+        edit_info=info,
+        edit_baselines=extra,
+    )
     out = write_backdoor(args.out, r, args.commands or [f"neuroscope {_argv()}"])
     if args.prompt_files:
-        fmt = formatter(model, warn=False)
-        paths = write_prompt_files(out / "prompts", prompts.limited(args.limit), args.trigger, fmt, args.seed)
-        print("prompt files: " + ", ".join(paths.values()))
+        _write_prompt_files(args, model, prompts.limited(args.limit))
     print(f"attack success before: {r.before.asr}; false trigger {r.before.false_trigger}")
-    for name, s in r.baselines.items():
+    for name, s in {**r.baselines, **r.edits}.items():
         print(
-            f"{name}: attack success {s['asr']:.1%}, clean agreement {s['clean_agreement']:.3f}, KL {s['clean_kl']:.4f}"
+            f"{name}: attack success {s['asr']:.1%}, clean agreement {s['clean_agreement']:.3f}, "
+            f"KL {s['clean_kl']:.4f}, false trigger {s['false_trigger_rate']:.1%}"
         )
     print(f"wrote {out}/result.json, {out}/README.md")
     return 0
+
+
+def _finetune_budget(args: argparse.Namespace):
+    """The clean-data fine-tune's budget: the organism's own (organism.json), with ``--finetune-steps``
+    replacing its number of steps when given (a smaller budget is recorded in the result as such)."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from neuroscope.organisms.train import TrainConfig, read_manifest
+
+    if args.finetune_steps is None:
+        return None
+    manifest = read_manifest(args.model) if Path(args.model).is_dir() else {}
+    base = TrainConfig(**manifest["train"]) if "train" in manifest else TrainConfig()
+    return replace(base, steps=args.finetune_steps)
+
+
+def _write_prompt_files(args: argparse.Namespace, model, prompts) -> None:
+    from pathlib import Path
+
+    from neuroscope.organisms.backdoor import write_prompt_files
+    from neuroscope.organisms.generation import formatter
+    from neuroscope.organisms.sae_steps import write_sae_corpus
+
+    fmt = formatter(model, warn=False)
+    folder = Path(args.out) / "prompts"
+    paths = write_prompt_files(folder, prompts, args.trigger, fmt, args.seed)
+    corpus = write_sae_corpus(
+        folder / "sae-corpus", prompts, args.trigger, fmt, args.seed, model.tokenizer, args.sae_ctx_len
+    )
+    print("prompt files: " + ", ".join(paths.values()) + f"; SAE corpus: {corpus}")
+
+
+def _check_only(args: argparse.Namespace, model, prompts) -> int:
+    """Step 1 of run.sh: does the backdoor fire (a few held-out prompts)? Then the prompt files."""
+    from neuroscope.organisms.sae_steps import check_fires
+
+    r = check_fires(
+        model,
+        args.trigger,
+        args.response,
+        prompts.heldout[: args.check_n],
+        args.min_asr_before,
+        args.max_new_tokens,
+        args.seed,
+    )
+    print(f"the backdoor fires: attack success {r} on the first {r.n} held-out prompts")
+    if args.prompt_files:
+        _write_prompt_files(args, model, prompts)
+    return 0
+
+
+def _feature_edits(args: argparse.Namespace, model, prompts):
+    """``--edit NAME=FOLDER`` LoRA edits (from ``lora-patch``), attached to the model; ``--feature FILE``
+    (from ``case-study pick-feature``) describes the primary; ``--random-features`` adds the baseline that
+    ablates as many random live features of the same SAE."""
+    from pathlib import Path
+
+    from neuroscope.edits.build import ablation_edit
+    from neuroscope.edits.edit import load_edit
+    from neuroscope.errors import InvalidConfigError
+    from neuroscope.organisms.generation import formatter
+    from neuroscope.organisms.sae_steps import attach, random_alive_features
+    from neuroscope.sae.io import load_sae
+
+    edits, info, extra = {}, {}, {}
+    for spec in args.edit or []:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            raise InvalidConfigError(f"--edit takes NAME=FOLDER (a lora-patch output folder), got {spec!r}")
+        e = load_edit(folder)
+        edits[name] = attach(model, name, e)
+        info[name] = {
+            "edit_folder": folder,
+            "edit": {k: e.info.get(k) for k in ("method", "hook", "features", "exact", "measured")},
+        }
+    if args.feature:
+        if not args.primary:
+            raise InvalidConfigError("--feature describes the primary edit: give --primary NAME too")
+        info.setdefault(args.primary, {})["feature"] = json.loads(Path(args.feature).read_text())
+    if args.random_features:
+        if not args.primary or args.primary not in edits:
+            raise InvalidConfigError(
+                "--random-features needs the primary feature edit (--edit and --primary)"
+            )
+        chosen = info[args.primary]["edit"]
+        sae = load_sae(args.random_features)
+        fmt = formatter(model, warn=False)
+        texts = [fmt(p) for p in prompts.train]
+        feats = random_alive_features(
+            model, sae, texts, chosen["features"] or [], len(chosen["features"] or [1]), args.seed
+        )
+        e = ablation_edit(model, sae, feats, rank=8, hook=chosen["hook"])
+        extra["random_features"] = (
+            attach(model, "random_features", e),
+            {"features": feats, "sae": args.random_features},
+        )
+    return edits, info, extra
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -252,11 +360,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     bd.add_argument("--max-new-tokens", type=int, default=24)
     bd.add_argument("--min-asr-before", type=float, default=0.2)
     bd.add_argument(
-        "--prompt-files", action="store_true", help="also write OUT/prompts/{triggered,clean}.jsonl"
+        "--prompt-files",
+        action="store_true",
+        help="also write OUT/prompts/{triggered,clean}.jsonl and the SAE corpus OUT/prompts/sae-corpus",
+    )
+    bd.add_argument(
+        "--check-only",
+        action="store_true",
+        help="only check that the backdoor fires on the first --check-n held-out prompts (and write prompt files)",
+    )
+    bd.add_argument("--check-n", type=int, default=16)
+    bd.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=None,
+        help="clean-data fine-tune baseline: this many steps instead of the organism's own budget",
+    )
+    bd.add_argument("--sae-ctx-len", type=int, default=64, help="context length of the SAE corpus count")
+    bd.add_argument("--edit", action="append", help="NAME=FOLDER: a LoRA edit (lora-patch output) to measure")
+    bd.add_argument("--primary", default=None, help="the edit whose numbers are the result's after-numbers")
+    bd.add_argument(
+        "--feature", default=None, help="JSON describing the primary edit's feature (pick-feature)"
+    )
+    bd.add_argument(
+        "--random-features",
+        default=None,
+        metavar="SAE",
+        help="baseline: ablate as many random live features of this SAE as the primary edit does",
     )
     _study_common(bd)
     bd.set_defaults(func=_study_backdoor)
     _add_report(studies)
+    pf = studies.add_parser(
+        "pick-feature", help="the trigger-detector feature over per-layer contrast results"
+    )
+    pf.add_argument("--suite", required=True, help="SAE suite folder (L<layer>/ sub-folders)")
+    pf.add_argument("--contrast", required=True, help="folder of L<layer>.json from features contrast --json")
+    pf.add_argument("--out", required=True, help="JSON file for the chosen feature")
+    pf.set_defaults(func=_pick_feature)
+
+
+def _pick_feature(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from neuroscope.organisms.sae_steps import pick_feature
+
+    best = pick_feature(args.suite, args.contrast)
+    Path(args.out).write_text(json.dumps(best, indent=1))
+    # the last line is what run.sh reads: SAE folder and feature id
+    print(
+        f"layer {best['layer']} feature {best['feature']}: held-out AUROC {best['auroc']:.3f} "
+        f"[{best['ci_low']:.3f}, {best['ci_high']:.3f}] ({best['n_tied_auroc']} candidates tie)"
+    )
+    print(best["sae"], best["feature"])
+    return 0
 
 
 def _add_report(studies: argparse._SubParsersAction) -> None:
