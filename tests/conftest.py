@@ -63,9 +63,10 @@ def real_corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smollm_onnx(smollm, tmp_path_factory) -> Path:
+def smollm_onnx(tmp_path_factory) -> Path:
     """smollm2-135m exported once per session, split after block 15, with the sentiment steering vector made
-    at blocks.16.hook_resid_pre (the boundary); shared by the ONNX integration and browser tests."""
+    at blocks.16.hook_resid_pre (the boundary); shared by the ONNX integration and browser tests. Exported from
+    a model of its own: the shared ``smollm`` may carry other tests' live LoRA edits, which export refuses."""
     import json
     from importlib import resources
 
@@ -73,6 +74,7 @@ def smollm_onnx(smollm, tmp_path_factory) -> Path:
     from neuroscope.export.onnx_split import ExportConfig, export_split
     from neuroscope.export.vectors import save_vector, select_vectors
 
+    smollm = ns.load_model("smollm2-135m", device="cpu")
     root = tmp_path_factory.mktemp("onnx-smollm2")
     sets = json.loads(resources.files("neuroscope.data").joinpath("sentiment.json").read_text())
     vector = steering_vector(smollm, sets["positive"], sets["negative"], 16)

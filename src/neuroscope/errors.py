@@ -275,3 +275,8 @@ class BehaviourAbsentError(NeuroscopeError, RuntimeError):
 
 class ChatTemplateMissingWarning(UserWarning):
     """The tokenizer has no chat template: prompts are used as plain text instead."""
+
+
+class LiveEditsAttachedError(NeuroscopeError, ValueError):
+    """The model carries live LoRA edits (the feature laboratory's peft layers, chosen per request row), which
+    an exporter cannot trace as a plain model; export a freshly loaded or merged model instead."""

@@ -117,6 +117,20 @@ def test_split_outside_range_is_refused(tmp_path):
     assert main(["export-onnx", "--model", "tiny:llama", "--split", "3", "--out", str(tmp_path / "y")]) == 2
 
 
+def test_a_model_with_live_edits_is_refused(tmp_path):
+    """The lab's per-row LoRA layers read the batch size, which torch.export would freeze at the example's 2."""
+    from edits_testutil import fresh, random_sae
+
+    from neuroscope.edits import EditHost, ablation_edit
+    from neuroscope.errors import LiveEditsAttachedError
+
+    model = fresh("llama")
+    EditHost.of(model).add("a", ablation_edit(model, random_sae(model), [3, 7], rank=4))
+    with pytest.raises(LiveEditsAttachedError, match="live LoRA edits.*--merge"):
+        export_split(model, ExportConfig(split=0), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
 def test_unknown_architecture_names_the_tested_ones(tmp_path):
     model = copy.copy(tiny("llama"))
     model.cfg = dataclasses.replace(model.cfg, model_type="mamba")

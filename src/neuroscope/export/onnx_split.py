@@ -29,6 +29,7 @@ from neuroscope.errors import (
     ExportArchitectureError,
     IndexOutOfRangeError,
     InvalidConfigError,
+    LiveEditsAttachedError,
     ResourceNotFoundError,
 )
 from neuroscope.export import manifest as mf
@@ -199,6 +200,19 @@ def tied_embeddings(model: Any) -> bool:
     return model.W_E.data_ptr() == model.W_U.data_ptr()
 
 
+def check_no_live_edits(model: Any) -> None:
+    """Refuse a model with the feature lab's live LoRA layers injected: their per-row adapter choice reads the
+    batch size, so torch.export would fix the batch at the example's 2 (onnxruntime then refuses batch 1)."""
+    from peft.tuners.lora import LoraLayer
+
+    wrapped = [n for n, m in model.hf_model.named_modules() if isinstance(m, LoraLayer)]
+    if wrapped:
+        raise LiveEditsAttachedError(
+            f"{model.cfg.name} has live LoRA edits injected ({len(wrapped)} layers, e.g. {wrapped[0]}). Export a "
+            "freshly loaded model, or merge the edit first (`neuroscope import BUNDLE --merge OUT`) and export OUT."
+        )
+
+
 def export_split(
     model: Any, config: ExportConfig, out: str | Path, vectors: list[StoredVector] | tuple = ()
 ) -> dict[str, Any]:
@@ -206,6 +220,7 @@ def export_split(
     returns the manifest. An existing ``out`` is replaced only when it holds an earlier export."""
     check_architecture(model)
     check_split(model, config.split)
+    check_no_live_edits(model)
     for v in vectors:
         v.check_width(model.cfg.d_model)
     out = Path(out)
