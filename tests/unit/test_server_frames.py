@@ -10,54 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
-import torch
+from server_testutil import library_top, served_ui
 from websockets.sync.client import connect
 
-from neuroscope.interventions import Ablate
 from neuroscope.server.settings import Settings, default_torch_threads
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def served():
-    port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "neuroscope.server.cli", "--model", "tiny:llama", "--port", str(port)]
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(base + "/api/health", timeout=5).read()
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-                assert time.monotonic() < deadline, "the server did not come up"
-                time.sleep(0.2)
+    with served_ui(timeout=180) as (base, _):
         yield base.replace("http", "ws") + "/ws"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-@torch.no_grad()
-def library_top(model, prompt: str, heads, k: int) -> list[int]:
-    ivs = [Ablate(heads=[tuple(h) for h in heads])] if heads else []
-    probs = torch.softmax(model.run_with_hooks(prompt, interventions=ivs)[0, -1].float(), -1)
-    return probs.topk(k).indices.tolist()
 
 
 def ask(ws, frame) -> dict:
@@ -91,7 +55,7 @@ def test_every_frame_is_answered_and_the_connection_stays_open(served, tiny_llam
         # one message sent in fragments is one request
         r = ask(ws, [valid[:10], valid[10:30], valid[30:]])
         assert (r["type"], r["id"]) == ("result", "v")
-        assert [t["token_id"] for t in r["top"]] == library_top(tiny_llama, "hello", [[1, 2]], 3)
+        assert [t["token_id"] for t in r["top"]] == library_top(tiny_llama, "hello", [[1, 2]], 3)[0]
         # a burst of valid requests: each id answered exactly once, the newest with a result
         n = 25
         for i in range(n):
@@ -107,11 +71,13 @@ def test_every_frame_is_answered_and_the_connection_stays_open(served, tiny_llam
         for i, r in replies.items():
             if r["type"] == "result":
                 top = [t["token_id"] for t in r["top"]]
-                assert top == library_top(tiny_llama, f"burst {i}", [[i % 2, i % 4]], len(top))
+                assert top == library_top(tiny_llama, f"burst {i}", [[i % 2, i % 4]], len(top))[0]
         # and the same connection still serves
         r = ask(ws, json.dumps({"id": "last", "prompt": "still here"}))
         assert (r["type"], r["id"]) == ("result", "last")
-        assert [t["token_id"] for t in r["top"]] == library_top(tiny_llama, "still here", [], len(r["top"]))
+        assert [t["token_id"] for t in r["top"]] == library_top(tiny_llama, "still here", [], len(r["top"]))[
+            0
+        ]
 
 
 def test_default_threads_leave_room_on_a_busy_machine():

@@ -16,9 +16,9 @@ import psutil
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from server_testutil import library_top, served_ui
 from websockets.sync.client import connect
 
-from neuroscope.interventions import Ablate
 from neuroscope.server.app import create_app
 from neuroscope.server.background import serve_in_thread
 from neuroscope.server.routers.ws import LatestSlot
@@ -49,14 +49,6 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@torch.no_grad()
-def library_top(model, prompt: str, heads, k: int):
-    ivs = [Ablate(heads=[tuple(h) for h in heads])] if heads else []
-    probs = torch.softmax(model.run_with_hooks(prompt, interventions=ivs)[0, -1].float(), -1)
-    vals, idx = probs.topk(k)
-    return idx.tolist(), vals.tolist()
 
 
 def test_reply_matches_library(client, tiny_llama):
@@ -218,48 +210,12 @@ def test_an_internal_error_is_reported_and_the_socket_survives(client, monkeypat
         assert ws.receive_json()["type"] == "result"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_twenty_clients_for_thirty_seconds_against_a_served_process(tiny_llama):
     """The acceptance run: `neuroscope ui` in its own process, 20 clients toggling their own heads for the
     full 30 s. Every reply is checked against the library, and the server process's RSS (nothing of the
     test's own bookkeeping in it) is sampled through the run: it must stay flat."""
-    import subprocess
-    import sys
-    import urllib.request
-
     seconds, n_clients = 30.0, 20
-    port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "neuroscope.server.cli",
-        "--model",
-        "tiny:llama",
-        "--port",
-        str(port),
-        "--threads",
-        "1",
-    ]
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(base + "/api/health", timeout=5).read()
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-                assert time.monotonic() < deadline, "the server did not come up"
-                time.sleep(0.2)
+    with served_ui("--threads", "1") as (base, server):
         cfg = tiny_llama.cfg
         seen: dict[tuple[str, tuple], set[tuple]] = {}  # (prompt, heads) -> distinct (ids, probs) replies
         counts = [0] * n_clients
@@ -316,9 +272,6 @@ def test_twenty_clients_for_thirty_seconds_against_a_served_process(tiny_llama):
         sampler.join()
         rss.append(proc.memory_info().rss)
         served = sum(counts) - warm
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert not errors, errors[:3]
     assert all(c > 0 for c in counts), counts
     with one_thread():

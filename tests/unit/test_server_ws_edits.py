@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -16,6 +14,7 @@ import urllib.request
 import pytest
 import torch
 from edits_testutil import fresh
+from server_testutil import served_ui
 from websockets.sync.client import connect
 
 from neuroscope.interventions import Ablate
@@ -41,14 +40,6 @@ def _edits(model, sae) -> list[dict]:
     ]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(base: str, path: str, body: dict) -> dict:
     req = urllib.request.Request(base + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
     return json.loads(urllib.request.urlopen(req, timeout=120).read())
@@ -60,40 +51,13 @@ def test_twenty_clients_with_their_own_edits_for_thirty_seconds(tmp_path):
     sae, _, sae_dir = trained()
     with torch.no_grad():
         edits = _edits(fresh("llama"), sae)
-    port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "neuroscope.server.cli",
-        "--model",
-        "tiny:llama",
-        "--port",
-        str(port),
-        "--threads",
-        "1",
-        "--sae",
-        str(sae_dir),
-        "--workspace",
-        str(tmp_path / "ws"),
-    ]
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
     sae_name = sae_dir.resolve().name
     seen: dict[tuple, set[tuple]] = {}
     counts = [0] * N_CLIENTS
     errors: list[str] = []
     lock = threading.Lock()
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(base + "/api/health", timeout=5).read()
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-                assert time.monotonic() < deadline, "the server did not come up"
-                time.sleep(0.2)
+    ui_args = ("--threads", "1", "--sae", str(sae_dir), "--workspace", str(tmp_path / "ws"))
+    with served_ui(*ui_args) as (base, _):
         names = [_post(base, "/api/edits", {"sae": sae_name, **e})["name"] for e in edits]
 
         def client(k: int, stop_at: float) -> None:
@@ -132,9 +96,6 @@ def test_twenty_clients_with_their_own_edits_for_thirty_seconds(tmp_path):
         threads = [threading.Thread(target=client, args=(k, stop_at)) for k in range(N_CLIENTS)]
         [t.start() for t in threads]
         [t.join() for t in threads]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert not errors, errors[:3]
     assert all(c > 0 for c in counts), counts
     # the library's answer, on this process's own copy of the model and the same prepared edits

@@ -18,7 +18,7 @@ import torch
 from neuroscope.analysis.steering import mean_activations
 from neuroscope.errors import EmptyPromptSetError, InvalidConfigError
 from neuroscope.interventions import ProjectOut, Steer
-from neuroscope.organisms.generation import edit_context, encode, left_pad
+from neuroscope.organisms.generation import encode, padded_logprobs
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
@@ -65,23 +65,12 @@ def prefix_logprob(
     if not prefix:
         raise InvalidConfigError("prefix_logprob needs at least one prefix token")
     tok = model.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     out: list[float] = []
     target = torch.as_tensor(list(prefix))
     k = len(prefix)
     for i in range(0, len(texts), batch_size):
         rows = [encode(tok, t) + list(prefix[:-1]) for t in texts[i : i + batch_size]]
-        ids, mask = left_pad(rows, pad)
-        pos = (mask.cumsum(-1) - 1).clamp_min(0)
-        with edit_context(model, edit):
-            logits = model.hf_model(
-                input_ids=ids.to(model.device),
-                attention_mask=mask.to(model.device),
-                position_ids=pos.to(model.device),
-                use_cache=False,
-                logits_to_keep=k,
-            ).logits
-        lp = torch.log_softmax(logits.float(), -1).cpu()
+        lp = padded_logprobs(model, rows, edit, k).cpu()
         out += lp.gather(-1, target.expand(lp.shape[0], k).unsqueeze(-1)).squeeze(-1).sum(-1).tolist()
     return np.asarray(out)
 
@@ -92,20 +81,10 @@ def next_token_logprobs(
 ) -> torch.Tensor:
     """``[text, vocab]`` log-probabilities of the token after each formatted text, under ``edit``."""
     tok = model.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     out = []
     for i in range(0, len(texts), batch_size):
-        ids, mask = left_pad([encode(tok, t) for t in texts[i : i + batch_size]], pad)
-        pos = (mask.cumsum(-1) - 1).clamp_min(0)
-        with edit_context(model, edit):
-            logits = model.hf_model(
-                input_ids=ids.to(model.device),
-                attention_mask=mask.to(model.device),
-                position_ids=pos.to(model.device),
-                use_cache=False,
-                logits_to_keep=1,
-            ).logits
-        out.append(torch.log_softmax(logits[:, -1].float(), -1).cpu())
+        rows = [encode(tok, t) for t in texts[i : i + batch_size]]
+        out.append(padded_logprobs(model, rows, edit, 1)[:, -1].cpu())
     return torch.cat(out)
 
 

@@ -144,7 +144,7 @@ def greedy(
     """Greedy continuations (token ids, without the final EOS) of already formatted ``texts``."""
     tok = model.tokenizer
     eos = tok.eos_token_id
-    pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+    pad = pad_id(tok)
     out: list[list[int]] = []
     with edit_context(model, edit):
         for i in range(0, len(texts), batch_size):
@@ -178,10 +178,14 @@ class Comparison:
     n_tokens: np.ndarray
 
 
-def _logprobs(
-    model: HookedModel, rows: Sequence[Sequence[int]], pad: int, edit: Any, keep: int
-) -> torch.Tensor:
-    ids, mask = left_pad(rows, pad)
+def pad_id(tokenizer: Any) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def padded_logprobs(model: HookedModel, rows: Sequence[Sequence[int]], edit: Any, keep: int) -> torch.Tensor:
+    """``[row, keep, vocab]`` log-probabilities at the last ``keep`` positions of left-padded ``rows``, one
+    forward under ``edit``; every teacher-forced score in the organisms reads them from here."""
+    ids, mask = left_pad(rows, pad_id(model.tokenizer))
     # left padding puts every continuation at the end, so only the last `keep` positions are unembedded;
     # explicit positions keep absolute-position models (GPT-2) correct under left padding
     pos = (mask.cumsum(-1) - 1).clamp_min(0)
@@ -211,7 +215,6 @@ def compare(
     reference's greedy ``continuations`` (plus its EOS when it ended sooner). Both models must share a tokenizer."""
     tok = reference.tokenizer
     eos = tok.eos_token_id
-    pad = tok.pad_token_id if tok.pad_token_id is not None else eos
     agree, kls, counts = [], [], []
     for i in range(0, len(texts), batch_size):
         prompts = [encode(tok, t) for t in texts[i : i + batch_size]]
@@ -222,8 +225,8 @@ def compare(
         # the model sees prompt + continuation minus its last token; position j predicts continuation[j]
         rows = [p + c[:-1] for p, c in zip(prompts, conts, strict=True)]
         keep = max(len(c) for c in conts)
-        ref = _logprobs(reference, rows, pad, reference_edit, keep)
-        new = _logprobs(edited, rows, pad, edit, keep)
+        ref = padded_logprobs(reference, rows, reference_edit, keep)
+        new = padded_logprobs(edited, rows, edit, keep)
         for r, c in enumerate(conts):
             sl = slice(keep - len(c), keep)
             p, q = ref[r, sl], new[r, sl]

@@ -240,16 +240,7 @@ def record_ray(
         if started:
             ray.shutdown()
     secs = time.perf_counter() - t0
-    return TraceResult(
-        str(rec.out),
-        n_tok,
-        len(rec.shards),
-        len(rec.shards) - rec.reused,
-        rec.reused,
-        round(secs, 3),
-        round(pending_tokens / secs, 1) if pending_tokens else 0.0,
-        list(cfg.hooks),
-    )
+    return TraceResult.of(rec, n_tok, secs, pending_tokens)
 
 
 def _dataset(

@@ -109,6 +109,20 @@ class TraceResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def of(cls, rec: Recording, tokens: int, seconds: float, pending_tokens: int) -> TraceResult:
+        """What a finished recording reports; the one constructor for the local and the Ray paths."""
+        return cls(
+            str(rec.out),
+            tokens,
+            len(rec.shards),
+            len(rec.shards) - rec.reused,
+            rec.reused,
+            round(seconds, 3),
+            round(pending_tokens / seconds, 1) if pending_tokens else 0.0,
+            list(rec.cfg.hooks),
+        )
+
 
 def stop_layer_for(names: Sequence[str], n_layers: int) -> int | None:
     """Where the forward may stop: the first block nothing recorded needs (``n_layers`` skips only the final
@@ -349,16 +363,7 @@ def record(
         bar.close()
     n_tok = rec.finish()
     secs = time.perf_counter() - t0
-    return TraceResult(
-        str(rec.out),
-        n_tok,
-        len(rec.shards),
-        len(rec.shards) - rec.reused,
-        rec.reused,
-        round(secs, 3),
-        round(pending_tokens / secs, 1) if pending_tokens else 0.0,
-        list(cfg.hooks),
-    )
+    return TraceResult.of(rec, n_tok, secs, pending_tokens)
 
 
 def _hook_width(model: HookedModel, name: str) -> int:
