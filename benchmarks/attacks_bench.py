@@ -3,8 +3,8 @@
 Same model (smollm2-135m, float32, CPU), message, target, initial suffix (20 x " x"), seeds 0-4, and budget:
 ``STEPS`` steps of ``WIDTH`` candidates with top-k ``TOPK`` for both GCGs; the genetic search gets the same
 number of candidate rows (population 256, 16 elites: 240 new rows per generation). Every run is its own
-subprocess with one torch thread (``OMP_NUM_THREADS=1``), sides interleaved in a shuffled order per seed, and
-resumable (finished runs are kept under ``test-artifacts/attacks_bench/``).
+subprocess with one torch thread (``OMP_NUM_THREADS=1``), two streams at a time (the GCGs, sides interleaved in
+a shuffled order per seed; the genetic seeds), and resumable (finished runs are kept under ``test-artifacts/attacks_bench/``).
 
 Success is judged identically for both: the suffix string a method holds is rendered into the chat template,
 re-tokenised and decoded greedily by :func:`neuroscope.attacks.verify`; the output must start with the target.
@@ -283,24 +283,32 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run() -> dict[str, Any]:
+    from concurrent.futures import ThreadPoolExecutor
+
     rng = random.Random(0)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    # the two GCGs first, interleaved seed by seed in a shuffled order; the genetic search (reported beside
-    # them) after
-    order = []
+    # two streams of one-thread runs, one per core: the two GCGs interleaved seed by seed in a shuffled order,
+    # and the genetic search (reported beside them)
+    gcgs = []
     for seed in SEEDS:
         pair = ["ours-gcg", "nanogcg"]
         rng.shuffle(pair)
-        order += [(side, seed) for side in pair]
-    order += [("ours-genetic", seed) for seed in SEEDS]
-    for side, seed in order:
-        if not (RUNS / f"{side}-{seed}.json").exists():
-            subprocess.run(
-                [sys.executable, "-m", "benchmarks.attacks_bench", "one", side, str(seed)],
-                cwd=ROOT,
-                env=env,
-                check=True,
-            )
+        gcgs += [(side, seed) for side in pair]
+    genetic = [("ours-genetic", seed) for seed in SEEDS]
+
+    def stream(order: list[tuple[str, int]]) -> None:
+        for side, seed in order:
+            if not (RUNS / f"{side}-{seed}.json").exists():
+                subprocess.run(
+                    [sys.executable, "-m", "benchmarks.attacks_bench", "one", side, str(seed)],
+                    cwd=ROOT,
+                    env=env,
+                    check=True,
+                )
+
+    with ThreadPoolExecutor(2) as pool:
+        for done in [pool.submit(stream, gcgs), pool.submit(stream, genetic)]:
+            done.result()
     return write_summary()
 
 
@@ -326,8 +334,9 @@ def write_summary(runs_dir: Path = RUNS) -> dict[str, Any]:
             "success": "greedy decode of the re-tokenised rendered prompt starts with the target",
             "peer": "nanogcg 0.3.0, use_prefix_cache=False, early_stop=False, verified after every step; "
             "tokenizer copy with bos_token unset (it would strip every <|im_start|> otherwise)",
-            "order": "each run its own process; the GCGs one at a time, seed by seed (shuffled within a seed); "
-            "the genetic seeds in a second process alongside them (compare its CPU seconds)",
+            "order": "each run its own one-thread process, two at a time on the 2 cores: the GCGs seed by seed "
+            "(shuffled within a seed) in one stream, the genetic seeds (then, once they were done, reruns of "
+            "any GCG run measured under load) in the other",
             "load_average_1min_range": [min(loads), max(loads)] if loads else None,
             "note": "a shared 2-core machine: wall times depend on the load; CPU seconds (time.process_time, one "
             "torch thread) are the load-robust measure of work",
