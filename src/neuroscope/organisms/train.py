@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from neuroscope.errors import InvalidConfigError
-from neuroscope.organisms.generation import PromptFormat, encode
+from neuroscope.organisms.generation import PromptFormat, encode, pad_id
 
 ORGANISM_FILE = "organism.json"
 
@@ -139,7 +139,7 @@ def train_lora(
         return 0.5 * (1 + math.cos(t * math.pi))
 
     encoded = [(encode(tokenizer, fmt(tokenizer, e.prompt)), list(e.target)) for e in examples]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     order: list[int] = []
     log = TrainLog(threads=torch.get_num_threads())
     t0 = time.perf_counter()
