@@ -61,13 +61,10 @@ def _all_sum(t: torch.Tensor) -> torch.Tensor:
 
 
 class SAETrainingModule(L.LightningModule):
-    """Loss per architecture, on inputs scaled by ``scale`` (mean squared norm = d_in):
+    """The architecture's loss (:meth:`Architecture.train_step`), on inputs scaled by ``scale`` (mean
+    squared norm = d_in), + AuxK.
 
-    - ``topk``: FVU of the batch (squared error over the batch's total variance) + AuxK.
-    - ``relu``: squared error summed over d_in, mean over tokens, + ``l1_coefficient`` × L1 of latents
-      (decoder rows are unit norm, so this is SAELens's decoder-norm-weighted L1).
-
-    AuxK (both architectures): the ``aux_k`` largest dead latents reconstruct the main residual error;
+    AuxK (every architecture): the ``aux_k`` largest dead latents reconstruct the main residual error;
     this keeps gradients flowing to latents that stopped firing (Gao et al. 2024).
 
     Under DDP the step is that of one process on the union of the ranks' batches: the batch variance, the
@@ -123,28 +120,16 @@ class SAETrainingModule(L.LightningModule):
         x = batch.float()
         sae = self.sae
         total_var, n_tokens, world = self._batch_stats(x)
-        if sae.cfg.arch == "topk":
-            xc = x - sae.b_dec
-            with torch.no_grad():
-                pre = xc @ sae.W_enc + sae.b_enc
-                idx = pre.topk(sae.cfg.k, dim=-1, sorted=False).indices
-            vals = F.relu(sae.gather_pre_acts(xc, pre, idx))
-            x_hat = sae.decode_sparse(vals, idx)
-            fired = torch.zeros(sae.d_sae, dtype=torch.bool, device=x.device)
-            fired[idx[vals > 0]] = True
-            active = (vals > 0).sum()
-            err = x - x_hat
-            fvu = err.pow(2).sum() / total_var
-            loss = fvu
-        else:
-            xc = None
-            z = pre = F.relu(sae.pre_acts(x))
-            x_hat = sae.decode(z)
-            fired = (z > 0).any(0)
-            active = (z > 0).sum()
-            err = x - x_hat
-            fvu = err.pow(2).sum() / total_var
-            loss = (err.pow(2).sum() + sae.cfg.l1_coefficient * z.sum()) / n_tokens
+        out = sae.arch.train_step(sae, x, total_var, n_tokens, int(self.global_step))
+        loss, fvu, err, pre, xc, fired, active = (
+            out.loss,
+            out.fvu,
+            out.err,
+            out.pre,
+            out.xc,
+            out.fired,
+            out.active,
+        )
         aux = self._aux_loss(pre, err, total_var, xc)
         loss = loss + self.tcfg.aux_coefficient * aux
         if world > 1:
@@ -175,6 +160,7 @@ class SAETrainingModule(L.LightningModule):
                     "fvu": fvu_v,
                     "l0": l0,
                     "dead": dead,
+                    **(out.metrics or {}),
                 }
             )
         return loss
@@ -184,6 +170,7 @@ class SAETrainingModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.sae.normalize_decoder()
+        self.sae.arch.after_step(self.sae)
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.Adam(self.sae.parameters(), lr=self.lr, betas=(0.9, 0.999), eps=6.25e-10)
