@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from neuroscope.cli import set_threads
 
@@ -67,7 +68,7 @@ ARCH_FLAGS = {
 }
 
 
-def arch_params(args: argparse.Namespace) -> dict[str, object]:
+def arch_params(args: argparse.Namespace) -> dict[str, Any]:
     """The architecture flags that were given, as SAEConfig fields; a flag of another architecture is an
     error rather than silently ignored."""
     from neuroscope.errors import SAEArchitectureError

@@ -53,7 +53,7 @@ def _all_min(t: torch.Tensor) -> torch.Tensor:
 class BatchTopK(Architecture):
     name = "batchtopk"
     saelens = "jumprelu"
-    cfg_keys: tuple[str, ...] = ("k", "topk_threshold_lr")
+    cfg_keys = ("k", "topk_threshold_lr")
     tensors = ("threshold",)
     uses_k = True
 
