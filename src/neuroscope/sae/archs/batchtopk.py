@@ -8,7 +8,7 @@ SAELens saves it: a ``jumprelu`` SAE whose ``threshold`` is that value for every
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,7 @@ def _all_min(t: torch.Tensor) -> torch.Tensor:
 class BatchTopK(Architecture):
     name = "batchtopk"
     saelens = "jumprelu"
-    cfg_keys = ("k", "topk_threshold_lr")
+    cfg_keys: ClassVar[tuple[str, ...]] = ("k", "topk_threshold_lr")
     tensors = ("threshold",)
     uses_k = True
 
