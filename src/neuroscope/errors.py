@@ -280,3 +280,11 @@ class ChatTemplateMissingWarning(UserWarning):
 class LiveEditsAttachedError(NeuroscopeError, ValueError):
     """The model carries live LoRA edits (the feature laboratory's peft layers, chosen per request row), which
     an exporter cannot trace as a plain model; export a freshly loaded or merged model instead."""
+
+
+class SAEArchitectureError(InvalidConfigError):
+    """An SAE architecture's own parameters (threshold, bandwidth, prefixes, ...) are invalid."""
+
+
+class MatryoshkaPrefixError(SAEArchitectureError):
+    """Matryoshka prefix widths that are missing, not strictly increasing, or outside 1..d_sae."""

@@ -89,3 +89,58 @@ def test_lr_finder_flag_picks_a_learning_rate(tmp_path):
     _, result = train_sae(train, tcfg=tcfg, out=tmp_path / "s", arch="topk", k=4, expansion=2)
     assert 1e-6 <= result.lr <= 1e-1
     assert json.loads((tmp_path / "s" / "training.json").read_text())["train"]["lr"] == result.lr
+
+
+def planted_dictionary(d: int = 16, m: int = 64) -> torch.Tensor:
+    return torch.nn.functional.normalize(
+        torch.randn(m, d, generator=torch.Generator().manual_seed(1234)), dim=-1
+    )
+
+
+def planted(n: int = 8192, d: int = 16, m: int = 64, active: int = 3, seed: int = 0) -> torch.Tensor:
+    """``n`` tokens, each a sum of ``active`` of the ``m`` unit directions of :func:`planted_dictionary`
+    with weights in [1, 2], plus an offset; ``seed`` draws the tokens."""
+    gen = torch.Generator().manual_seed(seed)
+    D = planted_dictionary(d, m)
+    idx = torch.rand(n, m, generator=gen).topk(active, dim=-1).indices
+    w = torch.zeros(n, m).scatter_(1, idx, 1 + torch.rand(n, active, generator=gen))
+    return w @ D + 0.5
+
+
+def test_train_on_tensor_shares_the_store_trainer_and_saves(tmp_path):
+    from neuroscope.sae.train import train_sae_on_tensor
+
+    x = planted()
+    cfg = SAEConfig(d_in=16, d_sae=64, k=3, hook_name="blocks.0.hook_resid_post", model_name="planted")
+    tcfg = TrainConfig(batch_size=256, epochs=3, lr=3e-3, progress=False, dead_tokens=2048)
+    sae, result = train_sae_on_tensor(x, cfg, tcfg, out=tmp_path / "s")
+    assert result.steps == 3 * (8192 // 256)
+    assert result.tokens == 3 * 8192
+    assert result.history[-1]["fvu"] < 0.5 * result.history[0]["fvu"]
+    typical = x[x.norm(dim=-1) <= 10 * x.norm(dim=-1).median()]
+    assert abs(result.input_scale - input_scale(typical)) < 1e-4 * result.input_scale
+    # the input scale is folded in: raw activations go in, raw reconstructions come out
+    fvu = (sae(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
+    assert fvu < 0.45  # 0.35 reached
+    loaded = load_sae(tmp_path / "s")
+    torch.testing.assert_close(loaded(x[:8]), sae(x[:8]))
+    assert loaded.cfg.hook_name == "blocks.0.hook_resid_post"
+    info = json.loads((tmp_path / "s" / "training.json").read_text())
+    assert info["acts"] == "tensor[8192, 16]" and info["result"]["steps"] == result.steps
+
+
+def test_train_on_tensor_refuses_bad_tensors():
+    import pytest
+
+    from neuroscope.errors import InvalidConfigError, ShapeMismatchError
+    from neuroscope.sae.train import train_sae_on_tensor
+
+    cfg = SAEConfig(d_in=16, d_sae=32, k=2)
+    with pytest.raises(ShapeMismatchError, match="d_in=16"):
+        train_sae_on_tensor(torch.randn(512, 8), cfg)
+    with pytest.raises(InvalidConfigError, match="fewer than one batch"):
+        train_sae_on_tensor(torch.randn(100, 16), cfg, TrainConfig(batch_size=256))
+    bad = torch.randn(512, 16)
+    bad[3, 0] = float("nan")
+    with pytest.raises(InvalidConfigError, match="NaN"):
+        train_sae_on_tensor(bad, cfg, TrainConfig(batch_size=256))

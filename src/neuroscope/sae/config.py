@@ -6,19 +6,31 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from neuroscope.errors import InvalidConfigError
+from neuroscope.sae.archs.registry import REGISTRY, get_architecture
 
-ARCHITECTURES = ("relu", "topk")
-# SAELens spells the ReLU + L1 architecture "standard"
-SAELENS_ARCH = {"relu": "standard", "topk": "topk"}
+ARCHITECTURES = tuple(REGISTRY)
+# the ``architecture`` each is saved as in cfg.json (SAELens spells ReLU + L1 "standard", and saves
+# BatchTopK and Matryoshka as the JumpReLU SAEs they run as at inference)
+SAELENS_ARCH = {name: a.saelens for name, a in REGISTRY.items()}
 B_DEC_INITS = ("geometric_median", "mean", "zeros")
 STRATEGIES = ("auto", "ddp")
 
 
 @dataclass(frozen=True)
 class SAEConfig:
-    """What an SAE is. ``arch``: ``relu`` (ReLU with an L1 penalty of weight ``l1_coefficient``) or
-    ``topk`` (keep the ``k`` largest pre-activations). Weights work on raw activations: the input
-    normalisation used in training is folded into the biases when training ends."""
+    """What an SAE is. ``arch`` (see :mod:`neuroscope.sae.archs`):
+
+    - ``relu``: ReLU with an L1 penalty of weight ``l1_coefficient``;
+    - ``topk``: keep each token's ``k`` largest pre-activations;
+    - ``batchtopk``: keep a batch's ``k · n`` largest (``k`` is the mean L0); at inference a JumpReLU
+      threshold, a moving average (rate ``topk_threshold_lr``) of the smallest kept activation;
+    - ``jumprelu``: a learned threshold per latent (straight-through estimator with a rectangle kernel
+      of width ``jumprelu_bandwidth``), L0 (``step``) or ``tanh`` penalty of weight ``l0_coefficient``;
+    - ``matryoshka``: BatchTopK with the loss summed over the nested prefixes ``matryoshka_widths``
+      (``d_sae`` is appended when the last is smaller).
+
+    Parameter names follow SAELens's training configs. Weights work on raw activations: the input
+    normalisation used in training is folded into the biases (and thresholds) when training ends."""
 
     d_in: int
     d_sae: int
@@ -28,16 +40,24 @@ class SAEConfig:
     hook_name: str = ""
     model_name: str = ""
     dtype: str = "float32"
+    topk_threshold_lr: float = 0.01
+    matryoshka_widths: tuple[int, ...] = ()
+    l0_coefficient: float = 1.0
+    jumprelu_init_threshold: float = 0.01
+    jumprelu_bandwidth: float = 0.05
+    jumprelu_sparsity_loss_mode: str = "step"
+    jumprelu_tanh_scale: float = 4.0
+    jumprelu_ste_to_input: bool = False
+    l0_warm_up_steps: int = 0
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise InvalidConfigError(
-                f"Unknown SAE architecture {self.arch!r}; valid architectures: {', '.join(ARCHITECTURES)}."
-            )
+        arch = get_architecture(self.arch)
         if self.d_in < 1 or self.d_sae < 1:
             raise InvalidConfigError(f"d_in and d_sae must be >= 1, got d_in={self.d_in}, d_sae={self.d_sae}")
-        if self.arch == "topk" and not 1 <= self.k <= self.d_sae:
-            raise InvalidConfigError(f"k must be in 1..d_sae ({self.d_sae}), got {self.k}")
+        object.__setattr__(self, "matryoshka_widths", tuple(self.matryoshka_widths))
+        for key, value in arch.normalize(self).items():
+            object.__setattr__(self, key, value)
+        arch.validate(self)
         if self.l1_coefficient < 0:
             raise InvalidConfigError(f"l1_coefficient must be >= 0, got {self.l1_coefficient}")
 
@@ -124,8 +144,6 @@ class TrainConfig:
 
 
 def default_lr(cfg: SAEConfig) -> float:
-    """The OpenAI scaling-laws rule for TopK (2e-4 / sqrt(d_sae / 2**14)); 4e-4 for ReLU + L1 (SAELens's
-    usual range)."""
-    if cfg.arch == "topk":
-        return 2e-4 / (cfg.d_sae / 2**14) ** 0.5
-    return 4e-4
+    """The OpenAI scaling-laws rule for TopK-like SAEs (2e-4 / sqrt(d_sae / 2**14)); 4e-4 for ReLU + L1 and
+    JumpReLU (SAELens's usual range)."""
+    return get_architecture(cfg.arch).default_lr(cfg)

@@ -315,7 +315,7 @@ def evaluate_sae(
         arch=sae.cfg.arch,
         d_in=sae.d_in,
         d_sae=sae.d_sae,
-        k=sae.cfg.k if sae.cfg.arch == "topk" else None,
+        k=sae.cfg.k if sae.arch.uses_k else None,
         hook=hook,
         **stats,
         **ce,

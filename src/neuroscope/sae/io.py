@@ -1,9 +1,12 @@
 """SAELens-compatible folders: ``cfg.json`` + ``sae_weights.safetensors``.
 
-Weights: ``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_in]``, ``b_enc [d_sae]``, ``b_dec [d_in]``; TopK's ``k``
-is in ``cfg.json`` (SAELens keeps it there too). ``architecture`` is SAELens's name (``standard`` for
-ReLU + L1, ``topk``); hook and model go in ``metadata`` as SAELens writes them. Weights are read with
-safetensors only (never pickle)."""
+Weights: ``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_in]``, ``b_enc [d_sae]``, ``b_dec [d_in]``, and the
+architecture's extra tensors (``threshold [d_sae]`` for JumpReLU, BatchTopK and Matryoshka).
+``architecture`` is the SAELens inference architecture the SAE runs as (``standard`` for ReLU + L1,
+``topk``, and ``jumprelu`` for JumpReLU, BatchTopK and Matryoshka, as SAELens saves the latter two);
+``neuroscope_architecture`` and the architecture's parameters (``k``, ``matryoshka_widths``, ...) are
+written beside it, where SAELens ignores them. Hook and model go in ``metadata`` as SAELens writes
+them. Weights are read with safetensors only (never pickle)."""
 
 from __future__ import annotations
 
@@ -15,12 +18,13 @@ from typing import Any
 import torch
 
 from neuroscope.errors import CorruptDataError, InvalidConfigError, ResourceNotFoundError
-from neuroscope.sae.config import ARCHITECTURES, SAELENS_ARCH, SAEConfig
+from neuroscope.sae.archs import from_saelens, get_architecture
+from neuroscope.sae.config import SAEConfig
 from neuroscope.sae.model import SAE
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
-FROM_SAELENS = {v: k for k, v in SAELENS_ARCH.items()}
+BASE_TENSORS = ("W_enc", "W_dec", "b_enc", "b_dec")
 
 
 def save_sae(sae: SAE, path: str | os.PathLike) -> Path:
@@ -29,8 +33,10 @@ def save_sae(sae: SAE, path: str | os.PathLike) -> Path:
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     c = sae.cfg
+    arch = get_architecture(c.arch)
     cfg: dict[str, Any] = {
-        "architecture": SAELENS_ARCH[c.arch],
+        "architecture": arch.saelens,
+        "neuroscope_architecture": c.arch,
         "d_in": c.d_in,
         "d_sae": c.d_sae,
         "dtype": c.dtype,
@@ -40,14 +46,9 @@ def save_sae(sae: SAE, path: str | os.PathLike) -> Path:
         "reshape_activations": "none",
         "metadata": {"hook_name": c.hook_name, "model_name": c.model_name, "prepend_bos": True},
     }
-    if c.arch == "topk":
-        cfg["k"] = c.k
-        cfg["rescale_acts_by_decoder_norm"] = False
-    else:
-        cfg["l1_coefficient"] = c.l1_coefficient
+    cfg.update(arch.saelens_cfg(c))
     tensors = {
-        n: getattr(sae, n).detach().to(torch.float32).contiguous().cpu()
-        for n in ("W_enc", "W_dec", "b_enc", "b_dec")
+        n: getattr(sae, n).detach().to(torch.float32).contiguous().cpu() for n in BASE_TENSORS + arch.tensors
     }
     save_file(tensors, str(out / WEIGHTS_FILE))
     (out / CFG_FILE).write_text(json.dumps(cfg, indent=2))
@@ -70,7 +71,8 @@ def _read_cfg(path: Path) -> dict[str, Any]:
 
 
 def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SAE:
-    """Load an SAE folder written by us or by SAELens (``standard`` and ``topk`` architectures)."""
+    """Load an SAE folder written by us (every architecture) or by SAELens (``standard``, ``topk`` and
+    ``jumprelu``, which is also how SAELens saves BatchTopK and Matryoshka SAEs)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -78,12 +80,11 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SAE
     if not p.is_dir():
         raise ResourceNotFoundError(f"SAE folder {p} does not exist.")
     raw = _read_cfg(p)
-    arch_name = raw.get("architecture", "standard")
-    if arch_name not in FROM_SAELENS:
-        raise InvalidConfigError(
-            f"Unknown SAE architecture {arch_name!r} in {p / CFG_FILE}; valid architectures: "
-            f"{', '.join(SAELENS_ARCH[a] for a in ARCHITECTURES)} (SAELens names)."
-        )
+    try:
+        arch_name = from_saelens(str(raw.get("architecture", "standard")), raw.get("neuroscope_architecture"))
+    except InvalidConfigError as e:
+        raise InvalidConfigError(f"{e} (in {p / CFG_FILE})") from e
+    arch = get_architecture(arch_name)
     for key in ("d_in", "d_sae"):
         if not isinstance(raw.get(key), int):
             raise CorruptDataError(f"SAE config {p / CFG_FILE} lacks an integer {key!r}.")
@@ -93,14 +94,16 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SAE
             "supported (fold the scaling into the weights first, as SAELens does when it saves)."
         )
     meta = raw.get("metadata") or {}
+    params = {key: raw[key] for key in arch.cfg_keys if raw.get(key) is not None}
+    if "k" in params:
+        params["k"] = int(params["k"])
     cfg = SAEConfig(
         d_in=raw["d_in"],
         d_sae=raw["d_sae"],
-        arch=FROM_SAELENS[arch_name],
-        k=int(raw.get("k", 32) or 32),
-        l1_coefficient=float(raw.get("l1_coefficient", 5.0) or 0.0),
+        arch=arch_name,
         hook_name=str(meta.get("hook_name") or raw.get("hook_name") or ""),
         model_name=str(meta.get("model_name") or raw.get("model_name") or ""),
+        **params,
     )
     wfile = p / WEIGHTS_FILE
     if not wfile.exists():
@@ -125,7 +128,18 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SAE
             raise CorruptDataError(
                 f"SAE weights {wfile}: {k} has shape {tuple(state[k].shape)}, expected {shape}."
             )
-    state = {k: state[k].float() for k in expected}
+    try:
+        extra = arch.load_tensors(state, cfg.d_sae)
+    except KeyError as e:
+        raise CorruptDataError(
+            f"SAE weights {wfile} lack {e.args[0]}, which a {arch_name} SAE needs (found: {', '.join(sorted(state))})."
+        ) from e
+    for k, t in extra.items():
+        if tuple(t.shape) != (cfg.d_sae,):
+            raise CorruptDataError(
+                f"SAE weights {wfile}: {k} has shape {tuple(t.shape)}, expected ({cfg.d_sae},)."
+            )
+    state = {k: state[k].float() for k in expected} | {k: t.float() for k, t in extra.items()}
     with torch.no_grad():
         if cfg.arch == "topk" and raw.get("rescale_acts_by_decoder_norm"):
             # SAELens's TopK training layout: latents are scaled by their decoder row norm before the top-k
@@ -140,6 +154,6 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SAE
             state["b_enc"] = state["b_enc"] + state["b_dec"] @ state["W_enc"]
     sae = SAE(cfg)
     with torch.no_grad():
-        for k in expected:
+        for k in state:
             getattr(sae, k).copy_(state[k])
     return sae.to(device)

@@ -10,6 +10,17 @@ from torch.utils.data import DataLoader, IterableDataset
 from neuroscope.record.reader import ActivationStore
 
 
+def _placement(rank: int | None, world: int | None) -> tuple[int, int]:
+    """``(rank, world)``: as given, else from ``torch.distributed``, else ``(0, 1)``."""
+    if world is not None:
+        return rank or 0, world
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class ActivationStream(IterableDataset):
     """Yields ``[batch_size, d]`` float32 batches, special tokens dropped (and, with ``max_norm``, rows whose
     raw norm exceeds it, so a batch can be a few rows short). Each pass over the store uses a
@@ -46,14 +57,7 @@ class ActivationStream(IterableDataset):
         self.passes = 0
 
     def placement(self) -> tuple[int, int]:
-        """``(rank, world)``: as given, else from ``torch.distributed``, else ``(0, 1)``."""
-        if self.world is not None:
-            return self.rank or 0, self.world
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
+        return _placement(self.rank, self.world)
 
     def batches_per_pass(self, world: int | None = None) -> int | None:
         """Batches each rank yields per pass when ``world`` > 1 (None: one process, every whole batch)."""
@@ -107,3 +111,56 @@ def outlier_norm(sample: torch.Tensor, factor: float | None) -> float | None:
     if factor is None:
         return None
     return float(factor * sample.float().norm(dim=-1).median())
+
+
+class TensorStream(IterableDataset):
+    """:class:`ActivationStream`'s contract over an in-memory ``[n_tokens, d]`` tensor: shuffled
+    ``batch_size`` batches (a new permutation per pass, ``seed + pass``), whole batches only, rows above
+    ``max_norm`` dropped, scaled by ``scale``; under data parallelism each rank takes a contiguous share of
+    each pass's permutation and all ranks yield the same number of batches."""
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        batch_size: int,
+        seed: int = 0,
+        scale: float = 1.0,
+        max_norm: float | None = None,
+        rank: int | None = None,
+        world: int | None = None,
+    ):
+        self.x = x
+        self.batch_size = batch_size
+        self.seed = seed
+        self.scale = scale
+        self.max_norm = max_norm
+        self.rank, self.world = rank, world
+        self.passes = 0
+
+    def placement(self) -> tuple[int, int]:
+        return _placement(self.rank, self.world)
+
+    def n_usable_tokens(self) -> int:
+        return int(self.x.shape[0])
+
+    def batches_per_pass(self, world: int | None = None) -> int | None:
+        world = world if world is not None else self.placement()[1]
+        if world <= 1:
+            return None
+        return (self.n_usable_tokens() // world) // self.batch_size
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed + self.passes)
+        self.passes += 1
+        rank, world = self.placement()
+        perm = torch.randperm(self.n_usable_tokens(), generator=gen)
+        share = self.n_usable_tokens() // world
+        perm = perm[rank * share : (rank + 1) * share]
+        for i in range(len(perm) // self.batch_size):
+            x = self.x[perm[i * self.batch_size : (i + 1) * self.batch_size]].float()
+            if self.max_norm is not None:
+                x = x[x.norm(dim=-1) <= self.max_norm]
+            yield x * self.scale if self.scale != 1.0 else x
+
+    def loader(self) -> DataLoader:
+        return DataLoader(self, batch_size=None, num_workers=0)

@@ -1,7 +1,9 @@
-"""Sparse autoencoders: ReLU with an L1 penalty, and TopK. One module, the architecture picks the encoder.
+"""Sparse autoencoders: one module for every architecture; the architecture (:mod:`neuroscope.sae.archs`)
+adds its extra tensors (a JumpReLU ``threshold``), picks the inference rule and the training loss.
 
 Weights follow SAELens's layout and naming (``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_in]``, ``b_enc``,
-``b_dec``) so a saved SAE is a SAELens SAE. Decoder rows (one per latent) have unit norm.
+``b_dec``, ``threshold [d_sae]``) so a saved SAE is a SAELens SAE. Decoder rows (one per latent) have
+unit norm.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from jaxtyping import Float, Int
 from torch import nn
 
 from neuroscope.errors import InvalidConfigError
+from neuroscope.sae.archs import Architecture, get_architecture
 from neuroscope.sae.config import SAEConfig
 
 
@@ -47,9 +50,12 @@ class _GatherPreActs(torch.autograd.Function):
 
 
 class SAE(nn.Module):
+    threshold: torch.Tensor  # JumpReLU-style architectures only
+
     def __init__(self, cfg: SAEConfig, seed: int = 0):
         super().__init__()
         self.cfg = cfg
+        self.arch: Architecture = get_architecture(cfg.arch)
         gen = torch.Generator().manual_seed(seed)
         w_dec = torch.randn(cfg.d_sae, cfg.d_in, generator=gen)
         w_dec = w_dec / w_dec.norm(dim=-1, keepdim=True)
@@ -59,6 +65,7 @@ class SAE(nn.Module):
         self.W_enc = nn.Parameter((w_dec.t() * 0.1).contiguous())
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+        self.arch.init_extra(self)
 
     @property
     def d_in(self) -> int:
@@ -97,10 +104,8 @@ class SAE(nn.Module):
         return _GatherPreActs.apply(xc, self.W_enc, self.b_enc, pre, idx)
 
     def encode(self, x: Float[torch.Tensor, "... d_in"]) -> Float[torch.Tensor, "... d_sae"]:
-        if self.cfg.arch == "topk":
-            vals, idx, pre = self.encode_topk(x)
-            return torch.zeros_like(pre).scatter_(-1, idx, vals)
-        return F.relu(self.pre_acts(x))
+        """Latents by the architecture's inference rule (BatchTopK and Matryoshka: their threshold)."""
+        return self.arch.activate(self, self.pre_acts(x))
 
     def decode(self, z: Float[torch.Tensor, "... d_sae"]) -> Float[torch.Tensor, "... d_in"]:
         return z @ self.W_dec + self.b_dec
@@ -114,11 +119,7 @@ class SAE(nn.Module):
         return out + self.b_dec if bias else out
 
     def forward(self, x: Float[torch.Tensor, "... d_in"]) -> Float[torch.Tensor, "... d_in"]:
-        if self.cfg.arch == "topk":
-            shape = x.shape
-            vals, idx, _ = self.encode_topk(x.reshape(-1, shape[-1]))
-            return self.decode_sparse(vals, idx).reshape(shape).to(x.dtype)
-        return self.decode(self.encode(x)).to(x.dtype)
+        return self.arch.forward(self, x)
 
     # --- constraints ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -135,12 +136,13 @@ class SAE(nn.Module):
 
     @torch.no_grad()
     def fold_input_scale(self, scale: float) -> None:
-        """Trained on ``scale * x``: make the SAE take raw ``x``. For ReLU and TopK alike, dividing both
-        biases by ``scale`` divides every pre-activation by it (a positive scale keeps signs and order),
-        so latents shrink by ``1/scale`` and the reconstruction comes out in raw units; the decoder keeps
-        unit-norm rows."""
+        """Trained on ``scale * x``: make the SAE take raw ``x``. Dividing both biases by ``scale`` divides
+        every pre-activation by it (a positive scale keeps signs and order), so latents shrink by
+        ``1/scale`` and the reconstruction comes out in raw units; thresholds on pre-activations shrink
+        with them; the decoder keeps unit-norm rows."""
         self.b_enc.data /= scale
         self.b_dec.data /= scale
+        self.arch.fold_input_scale(self, scale)
 
 
 def geometric_median(points: Float[torch.Tensor, "n d"], iters: int = 50, eps: float = 1e-6) -> torch.Tensor:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from neuroscope.errors import InvalidConfigError, ShapeMismatchError
 from neuroscope.record.reader import ActivationStore
 from neuroscope.sae.config import SAEConfig, TrainConfig, default_lr
-from neuroscope.sae.loader import ActivationStream, outlier_norm
+from neuroscope.sae.loader import ActivationStream, TensorStream, outlier_norm
 from neuroscope.sae.model import SAE, geometric_median
 
 
@@ -59,13 +61,10 @@ def _all_sum(t: torch.Tensor) -> torch.Tensor:
 
 
 class SAETrainingModule(L.LightningModule):
-    """Loss per architecture, on inputs scaled by ``scale`` (mean squared norm = d_in):
+    """The architecture's loss (:meth:`Architecture.train_step`), on inputs scaled by ``scale`` (mean
+    squared norm = d_in), + AuxK.
 
-    - ``topk``: FVU of the batch (squared error over the batch's total variance) + AuxK.
-    - ``relu``: squared error summed over d_in, mean over tokens, + ``l1_coefficient`` × L1 of latents
-      (decoder rows are unit norm, so this is SAELens's decoder-norm-weighted L1).
-
-    AuxK (both architectures): the ``aux_k`` largest dead latents reconstruct the main residual error;
+    AuxK (every architecture): the ``aux_k`` largest dead latents reconstruct the main residual error;
     this keeps gradients flowing to latents that stopped firing (Gao et al. 2024).
 
     Under DDP the step is that of one process on the union of the ranks' batches: the batch variance, the
@@ -121,28 +120,16 @@ class SAETrainingModule(L.LightningModule):
         x = batch.float()
         sae = self.sae
         total_var, n_tokens, world = self._batch_stats(x)
-        if sae.cfg.arch == "topk":
-            xc = x - sae.b_dec
-            with torch.no_grad():
-                pre = xc @ sae.W_enc + sae.b_enc
-                idx = pre.topk(sae.cfg.k, dim=-1, sorted=False).indices
-            vals = F.relu(sae.gather_pre_acts(xc, pre, idx))
-            x_hat = sae.decode_sparse(vals, idx)
-            fired = torch.zeros(sae.d_sae, dtype=torch.bool, device=x.device)
-            fired[idx[vals > 0]] = True
-            active = (vals > 0).sum()
-            err = x - x_hat
-            fvu = err.pow(2).sum() / total_var
-            loss = fvu
-        else:
-            xc = None
-            z = pre = F.relu(sae.pre_acts(x))
-            x_hat = sae.decode(z)
-            fired = (z > 0).any(0)
-            active = (z > 0).sum()
-            err = x - x_hat
-            fvu = err.pow(2).sum() / total_var
-            loss = (err.pow(2).sum() + sae.cfg.l1_coefficient * z.sum()) / n_tokens
+        out = sae.arch.train_step(sae, x, total_var, n_tokens, int(self.global_step))
+        loss, fvu, err, pre, xc, fired, active = (
+            out.loss,
+            out.fvu,
+            out.err,
+            out.pre,
+            out.xc,
+            out.fired,
+            out.active,
+        )
         aux = self._aux_loss(pre, err, total_var, xc)
         loss = loss + self.tcfg.aux_coefficient * aux
         if world > 1:
@@ -173,6 +160,7 @@ class SAETrainingModule(L.LightningModule):
                     "fvu": fvu_v,
                     "l0": l0,
                     "dead": dead,
+                    **(out.metrics or {}),
                 }
             )
         return loss
@@ -182,6 +170,7 @@ class SAETrainingModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.sae.normalize_decoder()
+        self.sae.arch.after_step(self.sae)
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.Adam(self.sae.parameters(), lr=self.lr, betas=(0.9, 0.999), eps=6.25e-10)
@@ -214,18 +203,24 @@ def init_b_dec(sae: SAE, sample: torch.Tensor, how: str) -> None:
             sae.b_dec.data = sample.float().mean(0)
 
 
-def build_trainer(tcfg: TrainConfig, out: Path, max_steps: int, epochs: int) -> L.Trainer:
+def build_trainer(
+    tcfg: TrainConfig, out: Path, max_steps: int, epochs: int, checkpoints: bool = True
+) -> L.Trainer:
+    """The Lightning trainer; ``checkpoints=False`` (training without an output folder) writes nothing,
+    so in-memory runs in parallel processes never share a checkpoint folder."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    callbacks: list[Any] = [
-        ModelCheckpoint(
-            dirpath=out / "checkpoints",
-            filename="sae-{step}",
-            save_last=True,
-            save_top_k=1,
-            every_n_train_steps=tcfg.checkpoint_every or None,
+    callbacks: list[Any] = []
+    if checkpoints:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=out / "checkpoints",
+                filename="sae-{step}",
+                save_last=True,
+                save_top_k=1,
+                every_n_train_steps=tcfg.checkpoint_every or None,
+            )
         )
-    ]
     return L.Trainer(
         max_epochs=epochs,
         max_steps=max_steps,
@@ -237,6 +232,7 @@ def build_trainer(tcfg: TrainConfig, out: Path, max_steps: int, epochs: int) -> 
         enable_progress_bar=tcfg.progress,
         enable_model_summary=False,
         callbacks=callbacks,
+        enable_checkpointing=checkpoints,
         default_root_dir=str(out),
         num_sanity_val_steps=0,
         log_every_n_steps=10,
@@ -245,19 +241,46 @@ def build_trainer(tcfg: TrainConfig, out: Path, max_steps: int, epochs: int) -> 
 
 @dataclass
 class TrainingSetup:
-    """Everything :func:`train_sae` decides before the loop: the initialised SAE, its training module,
-    the stream, the input scale and outlier cut, and the schedule (``max_steps`` per process)."""
+    """Everything training decides before the loop: the initialised SAE, its training module, the stream,
+    the input scale and outlier cut, and the schedule (``max_steps`` per process). ``store`` is None when
+    training on an in-memory tensor; ``source`` names the data in ``training.json``."""
 
-    store: ActivationStore
+    store: ActivationStore | None
     hook: str
     sae: SAE
     module: SAETrainingModule
-    stream: ActivationStream
+    stream: ActivationStream | TensorStream
     scale: float
     max_norm: float | None
     max_steps: int
     epochs: int
     lr: float
+    source: str = ""
+
+
+def _prepare(
+    cfg: SAEConfig,
+    tcfg: TrainConfig,
+    sample: torch.Tensor,
+    make_stream: Callable[[float, float | None], ActivationStream | TensorStream],
+) -> tuple[SAE, SAETrainingModule, ActivationStream | TensorStream, float, float | None, int, int, float]:
+    """The part of the set-up shared by every data source: initialise the SAE, choose the input scale and
+    the outlier cut from ``sample`` (raw activations), initialise ``b_dec``, and fix the schedule."""
+    # every rank of a distributed run computes the same initialisation from the same seed and sample
+    L.seed_everything(tcfg.seed, verbose=False)
+    sae = SAE(cfg, seed=tcfg.seed)
+    max_norm = outlier_norm(sample, tcfg.outlier_factor)
+    typical = sample if max_norm is None else sample[sample.norm(dim=-1) <= max_norm]
+    scale = input_scale(typical) if tcfg.normalize else 1.0
+    init_b_dec(sae, (sample if tcfg.train_on_outliers else typical) * scale, tcfg.b_dec_init)
+    stream = make_stream(scale, None if tcfg.train_on_outliers else max_norm)
+    per_epoch = max(1, stream.batches_per_pass(tcfg.world) or stream.n_usable_tokens() // tcfg.batch_size)
+    global_batch = tcfg.batch_size * tcfg.world
+    max_steps = -(-tcfg.max_tokens // global_batch) if tcfg.max_tokens else per_epoch * tcfg.epochs
+    epochs = tcfg.epochs if not tcfg.max_tokens else max(tcfg.epochs, -(-max_steps // per_epoch) + 1)
+    lr = tcfg.lr or default_lr(cfg)
+    module = SAETrainingModule(sae, tcfg, lr, total_steps=max_steps)
+    return sae, module, stream, scale, max_norm, max_steps, epochs, lr
 
 
 def setup_training(
@@ -275,35 +298,74 @@ def setup_training(
             **sae_kwargs,
         )
     if cfg.d_in != d_in:
-        from neuroscope.errors import InvalidConfigError
-
         raise InvalidConfigError(
             f"SAE d_in={cfg.d_in} does not match {hook} in {store.path}, of width {d_in}."
         )
-    # every rank of a distributed run computes the same initialisation from the same seed and sample
-    L.seed_everything(tcfg.seed, verbose=False)
-    sae = SAE(cfg, seed=tcfg.seed)
     sample = store.sample(min(16_384, max(store.n_tokens, 1)), hook=hook, seed=tcfg.seed).float()
-    max_norm = outlier_norm(sample, tcfg.outlier_factor)
-    typical = sample if max_norm is None else sample[sample.norm(dim=-1) <= max_norm]
-    scale = input_scale(typical) if tcfg.normalize else 1.0
-    init_b_dec(sae, (sample if tcfg.train_on_outliers else typical) * scale, tcfg.b_dec_init)
-    stream = ActivationStream(
-        store,
-        tcfg.batch_size,
-        hook,
-        tcfg.seed,
-        tcfg.shuffle_buffer,
-        scale,
-        max_norm=None if tcfg.train_on_outliers else max_norm,
+
+    def make_stream(scale: float, max_norm: float | None) -> ActivationStream:
+        return ActivationStream(
+            store, tcfg.batch_size, hook, tcfg.seed, tcfg.shuffle_buffer, scale, max_norm=max_norm
+        )
+
+    sae, module, stream, scale, max_norm, max_steps, epochs, lr = _prepare(cfg, tcfg, sample, make_stream)
+    return TrainingSetup(
+        store, hook, sae, module, stream, scale, max_norm, max_steps, epochs, lr, source=str(store.path)
     )
-    per_epoch = max(1, stream.batches_per_pass(tcfg.world) or stream.n_usable_tokens() // tcfg.batch_size)
-    global_batch = tcfg.batch_size * tcfg.world
-    max_steps = -(-tcfg.max_tokens // global_batch) if tcfg.max_tokens else per_epoch * tcfg.epochs
-    epochs = tcfg.epochs if not tcfg.max_tokens else max(tcfg.epochs, -(-max_steps // per_epoch) + 1)
-    lr = tcfg.lr or default_lr(cfg)
-    module = SAETrainingModule(sae, tcfg, lr, total_steps=max_steps)
-    return TrainingSetup(store, hook, sae, module, stream, scale, max_norm, max_steps, epochs, lr)
+
+
+def setup_tensor_training(x: torch.Tensor, cfg: SAEConfig, tcfg: TrainConfig) -> TrainingSetup:
+    """:func:`setup_training` for an in-memory ``[n_tokens, d_in]`` activation tensor (every row is a
+    token; there are no special tokens to drop)."""
+    if x.ndim != 2 or x.shape[1] != cfg.d_in:
+        raise ShapeMismatchError(
+            "Training activations [n_tokens, d_in]", f"[n_tokens, d_in={cfg.d_in}]", tuple(x.shape)
+        )
+    if not x.is_floating_point():
+        raise InvalidConfigError(f"Training activations must be floating point, got {x.dtype}.")
+    if x.shape[0] < tcfg.batch_size * tcfg.world:
+        raise InvalidConfigError(
+            f"{x.shape[0]} tokens are fewer than one batch ({tcfg.batch_size} × {tcfg.world} processes): "
+            "lower batch_size or pass more activations."
+        )
+    gen = torch.Generator().manual_seed(tcfg.seed)
+    n = min(16_384, x.shape[0])
+    sample = x[torch.randperm(x.shape[0], generator=gen)[:n]].float()
+    if not torch.isfinite(sample).all():
+        raise InvalidConfigError("Training activations contain NaN or infinite values.")
+
+    def make_stream(scale: float, max_norm: float | None) -> TensorStream:
+        return TensorStream(x, tcfg.batch_size, tcfg.seed, scale, max_norm=max_norm)
+
+    sae, module, stream, scale, max_norm, max_steps, epochs, lr = _prepare(cfg, tcfg, sample, make_stream)
+    return TrainingSetup(
+        None,
+        cfg.hook_name,
+        sae,
+        module,
+        stream,
+        scale,
+        max_norm,
+        max_steps,
+        epochs,
+        lr,
+        source=f"tensor[{x.shape[0]}, {x.shape[1]}]",
+    )
+
+
+def _fit(setup: TrainingSetup, tcfg: TrainConfig, out: str | os.PathLike | None) -> tuple[SAE, TrainResult]:
+    """The loop every entry point shares: optional LR range test, the Lightning trainer, fit and save.
+    Without ``out`` Lightning's working files go to a private temporary folder, removed afterwards."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="neuroscope-sae-") as tmp:
+        root = Path(out) if out is not None else Path(tmp)
+        if tcfg.lr_find:
+            lr = find_lr(setup.module, setup.stream, tcfg, root)
+            setup.lr = lr
+            setup.module = SAETrainingModule(setup.sae, tcfg, lr, total_steps=setup.max_steps)
+        trainer = build_trainer(tcfg, root, setup.max_steps, setup.epochs, checkpoints=out is not None)
+        return run_training(setup, trainer, setup.stream.loader(), out, tcfg)
 
 
 def train_sae(
@@ -322,14 +384,21 @@ def train_sae(
     writes ``out``. Every rank returns the same trained SAE."""
     tcfg = tcfg or TrainConfig()
     store = acts if isinstance(acts, ActivationStore) else ActivationStore(acts)
-    setup = setup_training(store, cfg, tcfg, **sae_kwargs)
-    out_path = Path(out) if out is not None else Path(os.environ.get("TMPDIR", "/tmp")) / "neuroscope-sae"
-    if tcfg.lr_find:
-        lr = find_lr(setup.module, setup.stream, tcfg, out_path)
-        setup.lr = lr
-        setup.module = SAETrainingModule(setup.sae, tcfg, lr, total_steps=setup.max_steps)
-    trainer = build_trainer(tcfg, out_path, setup.max_steps, setup.epochs)
-    return run_training(setup, trainer, setup.stream.loader(), out, tcfg)
+    return _fit(setup_training(store, cfg, tcfg, **sae_kwargs), tcfg, out)
+
+
+def train_sae_on_tensor(
+    x: torch.Tensor,
+    cfg: SAEConfig,
+    tcfg: TrainConfig | None = None,
+    out: str | os.PathLike | None = None,
+) -> tuple[SAE, TrainResult]:
+    """Train an SAE on an in-memory ``[n_tokens, d_in]`` activation tensor, exactly as :func:`train_sae`
+    trains on a store (same module, input normalisation, ``b_dec`` initialisation, AuxK, schedule and, with
+    ``out``, the same saved folder). ``tcfg.hook`` is ignored: the hook is ``cfg.hook_name``. Under data
+    parallelism every process must pass the same tensor."""
+    tcfg = tcfg or TrainConfig()
+    return _fit(setup_tensor_training(x, cfg, tcfg), tcfg, out)
 
 
 def run_training(
@@ -369,14 +438,16 @@ def run_training(
         save_sae(sae, out_path)
         info = {
             "train": {**tcfg.to_dict(), "lr": setup.lr},
-            "acts": str(setup.store.path),
+            "acts": setup.source,
             "result": result.to_dict(),
         }
         (out_path / "training.json").write_text(json.dumps(info, indent=2))
     return sae, result
 
 
-def find_lr(module: SAETrainingModule, stream: ActivationStream, tcfg: TrainConfig, out: Path) -> float:
+def find_lr(
+    module: SAETrainingModule, stream: ActivationStream | TensorStream, tcfg: TrainConfig, out: Path
+) -> float:
     """Lightning's LR range test on a throwaway copy; the SAE handed in is left untouched."""
     import copy
 
