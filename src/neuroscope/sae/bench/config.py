@@ -121,7 +121,12 @@ def _check_magnitude(name: str, where: str, value: Any, positive: bool) -> None:
                 _err(name, f"{where} needs generator_name in {sorted(MAGNITUDES)}, got {value!r}.")
             )
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (positive and value == 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < 0
+        or (positive and value == 0)
+    ):
         raise SyntheticConfigError(
             _err(name, f"{where} must be a number {'> 0' if positive else '>= 0'} or a magnitude config.")
         )
@@ -153,11 +158,15 @@ def validate(cfg: SynthBenchConfig) -> None:
     if h is not None:
         if not isinstance(h, dict):
             raise SyntheticConfigError(_err(name, "model.hierarchy must be an object or null."))
-        _probability(name, "model.hierarchy.mutually_exclusive_portion", h.get("mutually_exclusive_portion", 0.0))
+        _probability(
+            name, "model.hierarchy.mutually_exclusive_portion", h.get("mutually_exclusive_portion", 0.0)
+        )
         need = _hierarchy_size(h)
         if need > n:
             raise DictionaryOverflowError(
-                _err(name, f"the hierarchy needs {need} features but the dictionary holds {n} (num_features).")
+                _err(
+                    name, f"the hierarchy needs {need} features but the dictionary holds {n} (num_features)."
+                )
             )
     c = m.get("correlation")
     if c is not None:
@@ -168,7 +177,9 @@ def validate(cfg: SynthBenchConfig) -> None:
             )
         scale = c.get("correlation_scale", 0.1)
         if not isinstance(scale, (int, float)) or not 0.0 <= scale <= 1.0:
-            raise SyntheticConfigError(_err(name, f"model.correlation.correlation_scale must lie in [0, 1], got {scale!r}."))
+            raise SyntheticConfigError(
+                _err(name, f"model.correlation.correlation_scale must lie in [0, 1], got {scale!r}.")
+            )
     d_sae = _int(name, "d_sae", cfg.d_sae)
     if not cfg.l0s:
         raise SyntheticConfigError(_err(name, "l0s must list at least one target L0."))
@@ -185,7 +196,9 @@ def validate(cfg: SynthBenchConfig) -> None:
     _int(name, "seed", cfg.seed, lo=0)
     widths = list(cfg.matryoshka_widths)
     if widths and (widths != sorted(set(widths)) or widths[0] < 1):
-        raise SyntheticConfigError(_err(name, f"matryoshka_widths must increase strictly from >= 1, got {widths}."))
+        raise SyntheticConfigError(
+            _err(name, f"matryoshka_widths must increase strictly from >= 1, got {widths}.")
+        )
     if widths and widths[-1] > d_sae:
         raise DictionaryOverflowError(
             _err(name, f"matryoshka width {widths[-1]} is wider than the SAE (d_sae={d_sae}).")

@@ -162,8 +162,6 @@ def train(
         inference = SAE.load_from_disk(tmp, device="cpu")
     inference.eval()
     settings = {
-        k: v
-        for k, v in cfg.to_dict().items()
-        if k not in ("metadata", "device", "dtype", "d_in", "d_sae")
+        k: v for k, v in cfg.to_dict().items() if k not in ("metadata", "device", "dtype", "d_in", "d_sae")
     }
     return SAELensRun(inference, seconds, steps * batch_size, LR, settings)

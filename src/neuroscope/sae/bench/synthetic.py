@@ -233,7 +233,11 @@ class SynthBenchResult:
             if r.trainer != "neuroscope":
                 continue
             peer = next(
-                (p for p in self.runs if p.trainer == "saelens" and p.arch == r.arch and p.target_l0 == r.target_l0),
+                (
+                    p
+                    for p in self.runs
+                    if p.trainer == "saelens" and p.arch == r.arch and p.target_l0 == r.target_l0
+                ),
                 None,
             )
             if peer is not None:
