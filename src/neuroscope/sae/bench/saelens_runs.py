@@ -2,7 +2,9 @@
 ``SyntheticSAERunner`` drives), fed the very tensor our trainer gets, batch by batch in a seeded shuffle,
 for the same number of tokens. Each architecture is configured as SAELens documents it for synthetic
 data (SynthSAEBench tutorial: Adam at lr 3e-4, constant schedule, its default decoder initialisation,
-AuxK and ``rescale_acts_by_decoder_norm``); only width, target L0 and budget are set to the benchmark's.
+AuxK and ``rescale_acts_by_decoder_norm``); only width, target L0 and budget are set to the benchmark's,
+and the dead-latent window (which starts AuxK) to the same number of tokens as ours, as
+``benchmarks/sae_bench.py`` does: its default of 1,000 steps is longer than these runs.
 The trained SAE is converted to SAELens's inference SAE (``save_inference_model`` then ``SAE.load_from_disk``:
 BatchTopK and Matryoshka become JumpReLU SAEs with their learned threshold) and scored by our metrics."""
 
@@ -120,6 +122,7 @@ def train(
     seed: int,
     knob: float | None = None,
     widths: tuple[int, ...] = (),
+    dead_tokens: int = 100_000,
 ) -> SAELensRun:
     sae_lens_module()
     from sae_lens import SAE
@@ -147,8 +150,9 @@ def train(
         lr_decay_steps=0,
         n_restart_cycles=1,
         train_batch_size_samples=batch_size,
-        # SyntheticSAERunnerConfig's defaults
-        dead_feature_window=1000,
+        # SyntheticSAERunnerConfig's default window is 1,000 steps, longer than most runs here, so AuxK
+        # would never start: the same number of tokens as our trainer's ``dead_tokens`` instead
+        dead_feature_window=max(1, dead_tokens // batch_size),
         feature_sampling_window=2000,
         logger=LoggingConfig(log_to_wandb=False),
         n_batches_for_norm_estimate=1000,

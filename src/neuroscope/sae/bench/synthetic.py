@@ -186,19 +186,32 @@ def train_ours(
 
 def train_saelens(data: SyntheticData, cfg: SynthBenchConfig, arch: str, target: int) -> SynthRun:
     from neuroscope.sae.bench import saelens_runs
+    from neuroscope.sae.config import TrainConfig
 
+    dead = TrainConfig().dead_tokens
     tried: list[dict[str, float]] = []
     knob = None
     if arch == "relu":  # SAELens's standard SAE has no L0 target: calibrate its L1 coefficient like ours
 
         def probe(c: float, tokens: int) -> float:
-            r = saelens_runs.train(data.train, arch, cfg.d_sae, target, tokens, cfg.batch_size, cfg.seed, c)
+            r = saelens_runs.train(
+                data.train, arch, cfg.d_sae, target, tokens, cfg.batch_size, cfg.seed, c, dead_tokens=dead
+            )
             return metrics.reconstruction(r.sae, data.eval).l0
 
         short = max(cfg.batch_size, int(cfg.tokens * cfg.calibration_fraction))
         knob, tried = calibrate(probe, 1.0, target, short, cfg.calibration_probes)
     r = saelens_runs.train(
-        data.train, arch, cfg.d_sae, target, cfg.tokens, cfg.batch_size, cfg.seed, knob, cfg.matryoshka_widths
+        data.train,
+        arch,
+        cfg.d_sae,
+        target,
+        cfg.tokens,
+        cfg.batch_size,
+        cfg.seed,
+        knob,
+        cfg.matryoshka_widths,
+        dead_tokens=dead,
     )
     return score(
         "saelens",
