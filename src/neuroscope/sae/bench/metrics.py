@@ -28,7 +28,9 @@ def abs_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``|cos|`` between the rows of ``a [m, d]`` and of ``b [n, d]``: ``[m, n]``."""
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ShapeMismatchError(
-            f"Need two [rows, d] matrices of the same width d, got {tuple(a.shape)} and {tuple(b.shape)}."
+            "Decoder rows against true features",
+            f"[rows, {a.shape[-1]}] twice",
+            (tuple(a.shape), tuple(b.shape)),
         )
     a = a.detach().double()
     b = b.detach().double()

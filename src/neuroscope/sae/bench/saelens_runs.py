@@ -123,6 +123,7 @@ def train(
     knob: float | None = None,
     widths: tuple[int, ...] = (),
     dead_tokens: int = 100_000,
+    lr: float = LR,
 ) -> SAELensRun:
     sae_lens_module()
     from sae_lens import SAE
@@ -141,8 +142,8 @@ def train(
         total_training_samples=steps * batch_size,
         device="cpu",
         autocast=False,
-        lr=LR,
-        lr_end=LR / 10,
+        lr=lr,
+        lr_end=lr / 10,
         lr_scheduler_name="constant",
         lr_warm_up_steps=0,
         adam_beta1=0.9,
@@ -168,4 +169,4 @@ def train(
     settings = {
         k: v for k, v in cfg.to_dict().items() if k not in ("metadata", "device", "dtype", "d_in", "d_sae")
     }
-    return SAELensRun(inference, seconds, steps * batch_size, LR, settings)
+    return SAELensRun(inference, seconds, steps * batch_size, lr, settings)

@@ -184,7 +184,10 @@ def train_ours(
     )
 
 
-def train_saelens(data: SyntheticData, cfg: SynthBenchConfig, arch: str, target: int) -> SynthRun:
+def train_saelens(
+    data: SyntheticData, cfg: SynthBenchConfig, arch: str, target: int, lr: float | None = None
+) -> SynthRun:
+    """SAELens's trainer at its documented learning rate, or at ``lr`` (a sensitivity check)."""
     from neuroscope.sae.bench import saelens_runs
     from neuroscope.sae.config import TrainConfig
 
@@ -212,6 +215,7 @@ def train_saelens(data: SyntheticData, cfg: SynthBenchConfig, arch: str, target:
         knob,
         cfg.matryoshka_widths,
         dead_tokens=dead,
+        lr=lr or saelens_runs.LR,
     )
     return score(
         "saelens",
