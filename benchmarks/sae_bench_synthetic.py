@@ -91,5 +91,16 @@ def main() -> int:
     return 0
 
 
+def figure_only() -> int:
+    """Redraw docs/sae/bench/mcc_vs_l0.png from the saved result."""
+    from neuroscope.sae.bench.synthetic import SynthBenchResult
+
+    doc = json.loads((RESULTS / "sae_bench.json").read_text())
+    SynthBenchResult.from_dict(doc["synthetic"]).figure().savefig(FIGURE, dpi=120)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(saelens_at_our_lr() if "--saelens-at-our-lr" in sys.argv else main())
+    if "--saelens-at-our-lr" in sys.argv:
+        sys.exit(saelens_at_our_lr())
+    sys.exit(figure_only() if "--figure-only" in sys.argv else main())

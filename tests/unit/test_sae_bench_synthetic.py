@@ -162,6 +162,9 @@ def test_cli_end_to_end_writes_json_and_figure(tmp_path, monkeypatch, capsys):
     assert result["comparison"][0]["arch"] == "topk"
     assert result["machine"]["cpu_count"] >= 1 and len(result["machine"]["load_average_after"]) == 3
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from neuroscope.sae.bench.synthetic import SynthBenchResult
+
+    assert SynthBenchResult.from_dict(result).to_dict()["runs"] == result["runs"]
     assert json.loads(capsys.readouterr().out)["out"] == str(out)
 
 

@@ -239,6 +239,17 @@ class SynthBenchResult:
     runs: list[SynthRun]
     machine: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SynthBenchResult:
+        """Back from :meth:`to_dict` (to redraw the figure from a saved result)."""
+        return cls(
+            config=d["config"],
+            true_l0=d["true_l0"],
+            generation_seconds=d["generation_seconds"],
+            runs=[SynthRun(**r) for r in d["runs"]],
+            machine=d.get("machine", {}),
+        )
+
     def best(self, trainer: str | None = None) -> SynthRun | None:
         runs = [r for r in self.runs if trainer is None or r.trainer == trainer]
         return max(runs, key=lambda r: r.mcc) if runs else None
@@ -311,7 +322,8 @@ class SynthBenchResult:
         ax.scatter([], [], marker="o", color="grey", label="NeuroScope (filled)")
         ax.scatter([], [], marker="s", facecolors="none", edgecolors="grey", label="SAELens (hollow)")
         ax.axvline(self.true_l0, color="grey", linestyle=":", linewidth=1)
-        ax.set_xlabel("L0 (held-out)")
+        ax.set_xscale("log")  # L0s the penalty architectures miss lie an order of magnitude out
+        ax.set_xlabel("L0 (held-out, log scale)")
         ax.set_ylabel("MCC (Hungarian |cos|, decoder vs true features)")
         ax.set_title(f"Synthetic ground truth: {self.config.get('name', '')} (dotted: true L0)")
         ax.legend(fontsize=8, loc="best")
