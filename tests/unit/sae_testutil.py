@@ -89,7 +89,18 @@ def trained(arch: str = "topk"):
     train, _ = stores()
     out = Path(tempfile.mkdtemp(prefix=f"sae-{arch}-"))
     tcfg = TrainConfig(
-        batch_size=512, epochs=4, progress=False, dead_tokens=4096, lr=3e-3 if arch == "topk" else 1e-3
+        batch_size=512, epochs=4, progress=False, dead_tokens=4096, lr=1e-3 if arch == "relu" else 3e-3
     )
-    sae, result = train_sae(train, tcfg=tcfg, out=out, arch=arch, k=8, expansion=4, l1_coefficient=0.5)
+    sae, result = train_sae(train, tcfg=tcfg, out=out, arch=arch, expansion=4, **ARCH_KW[arch])
     return sae, result, out
+
+
+# small-run settings per architecture: a fast threshold average (a short run would leave SAELens's 0.01
+# lagging), a matryoshka prefix, a JumpReLU threshold that can move within ~100 steps
+ARCH_KW: dict[str, dict] = {
+    "topk": {"k": 8},
+    "relu": {"l1_coefficient": 0.5},
+    "batchtopk": {"k": 8, "topk_threshold_lr": 0.1},
+    "matryoshka": {"k": 8, "topk_threshold_lr": 0.1, "matryoshka_widths": (32, 128)},
+    "jumprelu": {"l0_coefficient": 0.3, "jumprelu_init_threshold": 0.1, "jumprelu_bandwidth": 0.1},
+}

@@ -75,3 +75,51 @@ def test_unknown_architecture_is_a_clear_cli_error(tmp_path, capsys):
     )
     assert rc == 2
     assert "Unknown SAE architecture 'gated'; valid architectures: relu, topk" in capsys.readouterr().err
+
+
+def test_train_sae_architecture_flags(tmp_path, capsys):
+    train, _ = stores()
+    common = ["--acts", str(train), "--expansion", "2", "--batch-size", "512", "--max-tokens", "1024"]
+    common += ["--no-progress", "--threads", "1"]
+    rc = main(
+        ["train-sae", *common, "--arch", "matryoshka", "--k", "4", "--matryoshka-prefixes", "16,64"]
+        + ["--topk-threshold-lr", "0.2", "--out", str(tmp_path / "m")]
+    )
+    assert rc == 0
+    cfg = load_sae(tmp_path / "m").cfg
+    assert (cfg.arch, cfg.k, cfg.matryoshka_widths, cfg.topk_threshold_lr) == (
+        "matryoshka",
+        4,
+        (16, 64, 128),
+        0.2,
+    )
+    rc = main(
+        [
+            "train-sae",
+            *common,
+            "--arch",
+            "jumprelu",
+            "--jumprelu-l0-coefficient",
+            "0.2",
+            "--bandwidth",
+            "0.02",
+        ]
+        + ["--init-threshold", "0.05", "--sparsity-loss", "tanh", "--out", str(tmp_path / "j")]
+    )
+    assert rc == 0
+    cfg = load_sae(tmp_path / "j").cfg
+    assert (cfg.l0_coefficient, cfg.jumprelu_bandwidth, cfg.jumprelu_sparsity_loss_mode) == (
+        0.2,
+        0.02,
+        "tanh",
+    )
+    capsys.readouterr()
+    for bad, message in (
+        (["--arch", "matryoshka", "--matryoshka-prefixes", "64,16"], "strictly increasing"),
+        (["--arch", "matryoshka", "--matryoshka-prefixes", "16,500"], r"1..d_sae (128); got [500]"),
+        (["--arch", "topk", "--bandwidth", "0.1"], "--bandwidth do(es) not apply to --arch topk"),
+        (["--arch", "gated"], "Unknown SAE architecture 'gated'"),
+    ):
+        assert main(["train-sae", *common, *bad, "--out", str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -7,6 +7,7 @@ import torch
 
 from neuroscope.errors import InvalidConfigError
 from neuroscope.sae import SAE, SAEConfig
+from neuroscope.sae.config import ARCHITECTURES
 from neuroscope.sae.model import geometric_median
 
 
@@ -44,13 +45,16 @@ def test_decoder_rows_unit_norm_and_parallel_grad_removed():
     torch.testing.assert_close(sae.W_dec.norm(dim=-1), torch.ones(32))
 
 
-@pytest.mark.parametrize("arch", ["topk", "relu"])
+@pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_folding_the_input_scale_gives_raw_unit_reconstructions(arch):
     torch.manual_seed(0)
-    sae = SAE(SAEConfig(d_in=8, d_sae=32, k=4, arch=arch))
+    widths = (8,) if arch == "matryoshka" else ()
+    sae = SAE(SAEConfig(d_in=8, d_sae=32, k=4, arch=arch, matryoshka_widths=widths))
     with torch.no_grad():
         sae.b_enc.normal_()
         sae.b_dec.normal_()
+        if hasattr(sae, "threshold"):  # thresholds on pre-activations scale with them
+            sae.threshold.uniform_(0.1, 0.8)
     x, s = torch.randn(10, 8), 3.7
     scaled_recon = sae(x * s) / s
     sae.fold_input_scale(s)

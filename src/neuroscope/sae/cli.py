@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from neuroscope.cli import set_threads
 
@@ -44,12 +45,50 @@ def _train(args: argparse.Namespace) -> int:
         k=args.k,
         expansion=args.expansion,
         l1_coefficient=args.l1,
+        **arch_params(args),
     )
     if result.rank == 0:  # the other ranks of a DDP run hold the same SAE; one summary is enough
         summary = result.to_dict()
         summary.pop("history")
         print(json.dumps(summary, indent=2))
     return 0
+
+
+# architecture flags -> SAEConfig fields (SAELens's names); None means "the architecture's default"
+ARCH_FLAGS = {
+    "topk_threshold_lr": "--topk-threshold-lr",
+    "matryoshka_widths": "--matryoshka-prefixes",
+    "l0_coefficient": "--jumprelu-l0-coefficient",
+    "jumprelu_init_threshold": "--init-threshold",
+    "jumprelu_bandwidth": "--bandwidth",
+    "jumprelu_sparsity_loss_mode": "--sparsity-loss",
+    "jumprelu_tanh_scale": "--tanh-scale",
+    "jumprelu_ste_to_input": "--ste-to-input",
+    "l0_warm_up_steps": "--l0-warmup-steps",
+}
+
+
+def arch_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The architecture flags that were given, as SAEConfig fields; a flag of another architecture is an
+    error rather than silently ignored."""
+    from neuroscope.errors import SAEArchitectureError
+    from neuroscope.sae.archs import get_architecture
+
+    arch = get_architecture(args.arch)
+    given = {field: getattr(args, field) for field in ARCH_FLAGS if getattr(args, field) not in (None, False)}
+    stray = [ARCH_FLAGS[f] for f in given if f not in arch.cfg_keys]
+    if stray:
+        raise SAEArchitectureError(f"{', '.join(stray)} do(es) not apply to --arch {args.arch}.")
+    return given
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 64,256,1024, got {text!r}"
+        ) from None
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -133,13 +172,80 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", required=True, help="output folder (SAELens format: cfg.json + sae_weights.safetensors)"
     )
-    p.add_argument("--arch", default="topk", help="topk or relu (ReLU + L1)")
-    p.add_argument("--k", type=int, default=32, help="active latents per token (topk)")
+    p.add_argument(
+        "--arch",
+        default="topk",
+        help="topk, relu (ReLU + L1), batchtopk, jumprelu or matryoshka (Matryoshka BatchTopK)",
+    )
+    p.add_argument(
+        "--k",
+        type=int,
+        default=32,
+        help="active latents per token (topk; the mean for batchtopk, matryoshka)",
+    )
     p.add_argument("--l1", type=float, default=5.0, help="L1 coefficient β (relu)")
+    a = p.add_argument_group("architecture parameters (SAELens's defaults when left out)")
+    a.add_argument(
+        "--topk-threshold-lr",
+        dest="topk_threshold_lr",
+        type=float,
+        default=None,
+        help="batchtopk, matryoshka: rate of the inference threshold's moving average (0.01)",
+    )
+    a.add_argument(
+        "--matryoshka-prefixes",
+        dest="matryoshka_widths",
+        type=_widths,
+        default=None,
+        help="matryoshka: nested prefix widths, strictly increasing, e.g. 64,256,1024 (d_sae is appended)",
+    )
+    a.add_argument(
+        "--jumprelu-l0-coefficient",
+        dest="l0_coefficient",
+        type=float,
+        default=None,
+        help="jumprelu: weight of the sparsity penalty (1.0)",
+    )
+    a.add_argument(
+        "--init-threshold", dest="jumprelu_init_threshold", type=float, default=None, help="jumprelu (0.01)"
+    )
+    a.add_argument(
+        "--bandwidth",
+        dest="jumprelu_bandwidth",
+        type=float,
+        default=None,
+        help="jumprelu: width ε of the straight-through estimator's rectangle kernel (0.05)",
+    )
+    a.add_argument(
+        "--sparsity-loss",
+        dest="jumprelu_sparsity_loss_mode",
+        choices=["step", "tanh"],
+        default=None,
+        help="jumprelu: L0 (step, DeepMind) or tanh (Anthropic) penalty (step)",
+    )
+    a.add_argument(
+        "--tanh-scale", dest="jumprelu_tanh_scale", type=float, default=None, help="jumprelu (4.0)"
+    )
+    a.add_argument(
+        "--ste-to-input",
+        dest="jumprelu_ste_to_input",
+        action="store_true",
+        help="jumprelu: the estimator's gradient also reaches the encoder (Anthropic), not only the threshold",
+    )
+    a.add_argument(
+        "--l0-warmup-steps",
+        dest="l0_warm_up_steps",
+        type=int,
+        default=None,
+        help="jumprelu: ramp the penalty up linearly over these steps (0)",
+    )
     p.add_argument("--expansion", type=float, default=8, help="d_sae = expansion × d_in")
     p.add_argument("--hook", default=None, help="which recorded hook (when the folder holds several)")
     p.add_argument(
-        "--lr", type=float, default=None, help="learning rate (default: 2e-4/sqrt(d_sae/16384) for topk)"
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate (default: 2e-4/sqrt(d_sae/16384) for topk, batchtopk, matryoshka; else 4e-4)",
     )
     p.add_argument("--lr-find", action="store_true", help="pick the learning rate with Lightning's LR finder")
     p.add_argument("--batch-size", type=int, default=4096)

@@ -10,6 +10,17 @@ from torch.utils.data import DataLoader, IterableDataset
 from neuroscope.record.reader import ActivationStore
 
 
+def _placement(rank: int | None, world: int | None) -> tuple[int, int]:
+    """``(rank, world)``: as given, else from ``torch.distributed``, else ``(0, 1)``."""
+    if world is not None:
+        return rank or 0, world
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class ActivationStream(IterableDataset):
     """Yields ``[batch_size, d]`` float32 batches, special tokens dropped (and, with ``max_norm``, rows whose
     raw norm exceeds it, so a batch can be a few rows short). Each pass over the store uses a
@@ -46,14 +57,7 @@ class ActivationStream(IterableDataset):
         self.passes = 0
 
     def placement(self) -> tuple[int, int]:
-        """``(rank, world)``: as given, else from ``torch.distributed``, else ``(0, 1)``."""
-        if self.world is not None:
-            return self.rank or 0, self.world
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
+        return _placement(self.rank, self.world)
 
     def batches_per_pass(self, world: int | None = None) -> int | None:
         """Batches each rank yields per pass when ``world`` > 1 (None: one process, every whole batch)."""
@@ -133,7 +137,8 @@ class TensorStream(IterableDataset):
         self.rank, self.world = rank, world
         self.passes = 0
 
-    placement = ActivationStream.placement
+    def placement(self) -> tuple[int, int]:
+        return _placement(self.rank, self.world)
 
     def n_usable_tokens(self) -> int:
         return int(self.x.shape[0])

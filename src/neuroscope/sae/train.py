@@ -203,18 +203,24 @@ def init_b_dec(sae: SAE, sample: torch.Tensor, how: str) -> None:
             sae.b_dec.data = sample.float().mean(0)
 
 
-def build_trainer(tcfg: TrainConfig, out: Path, max_steps: int, epochs: int) -> L.Trainer:
+def build_trainer(
+    tcfg: TrainConfig, out: Path, max_steps: int, epochs: int, checkpoints: bool = True
+) -> L.Trainer:
+    """The Lightning trainer; ``checkpoints=False`` (training without an output folder) writes nothing,
+    so in-memory runs in parallel processes never share a checkpoint folder."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    callbacks: list[Any] = [
-        ModelCheckpoint(
-            dirpath=out / "checkpoints",
-            filename="sae-{step}",
-            save_last=True,
-            save_top_k=1,
-            every_n_train_steps=tcfg.checkpoint_every or None,
+    callbacks: list[Any] = []
+    if checkpoints:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=out / "checkpoints",
+                filename="sae-{step}",
+                save_last=True,
+                save_top_k=1,
+                every_n_train_steps=tcfg.checkpoint_every or None,
+            )
         )
-    ]
     return L.Trainer(
         max_epochs=epochs,
         max_steps=max_steps,
@@ -226,6 +232,7 @@ def build_trainer(tcfg: TrainConfig, out: Path, max_steps: int, epochs: int) -> 
         enable_progress_bar=tcfg.progress,
         enable_model_summary=False,
         callbacks=callbacks,
+        enable_checkpointing=checkpoints,
         default_root_dir=str(out),
         num_sanity_val_steps=0,
         log_every_n_steps=10,
@@ -347,14 +354,18 @@ def setup_tensor_training(x: torch.Tensor, cfg: SAEConfig, tcfg: TrainConfig) ->
 
 
 def _fit(setup: TrainingSetup, tcfg: TrainConfig, out: str | os.PathLike | None) -> tuple[SAE, TrainResult]:
-    """The loop every entry point shares: optional LR range test, the Lightning trainer, fit and save."""
-    out_path = Path(out) if out is not None else Path(os.environ.get("TMPDIR", "/tmp")) / "neuroscope-sae"
-    if tcfg.lr_find:
-        lr = find_lr(setup.module, setup.stream, tcfg, out_path)
-        setup.lr = lr
-        setup.module = SAETrainingModule(setup.sae, tcfg, lr, total_steps=setup.max_steps)
-    trainer = build_trainer(tcfg, out_path, setup.max_steps, setup.epochs)
-    return run_training(setup, trainer, setup.stream.loader(), out, tcfg)
+    """The loop every entry point shares: optional LR range test, the Lightning trainer, fit and save.
+    Without ``out`` Lightning's working files go to a private temporary folder, removed afterwards."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="neuroscope-sae-") as tmp:
+        root = Path(out) if out is not None else Path(tmp)
+        if tcfg.lr_find:
+            lr = find_lr(setup.module, setup.stream, tcfg, root)
+            setup.lr = lr
+            setup.module = SAETrainingModule(setup.sae, tcfg, lr, total_steps=setup.max_steps)
+        trainer = build_trainer(tcfg, root, setup.max_steps, setup.epochs, checkpoints=out is not None)
+        return run_training(setup, trainer, setup.stream.loader(), out, tcfg)
 
 
 def train_sae(

@@ -3,12 +3,12 @@ batch of ``n`` tokens, so ``k`` is the mean L0 and busy tokens may use more late
 
 A batch rule cannot run on one token, so training also keeps an estimate of the smallest activation the
 rule lets through (an exponential moving average, rate ``topk_threshold_lr``, of each batch's smallest
-kept activation, as SAELens does). Inference uses it as a JumpReLU threshold, and the SAE is saved as
+kept activation, as SAELens does, but started at the first batch's value rather than 0). Inference uses it as a JumpReLU threshold, and the SAE is saved as
 SAELens saves it: a ``jumprelu`` SAE whose ``threshold`` is that value for every latent."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,7 @@ def _all_min(t: torch.Tensor) -> torch.Tensor:
 class BatchTopK(Architecture):
     name = "batchtopk"
     saelens = "jumprelu"
-    cfg_keys: tuple[str, ...] = ("k", "topk_threshold_lr")
+    cfg_keys: ClassVar[tuple[str, ...]] = ("k", "topk_threshold_lr")
     tensors = ("threshold",)
     uses_k = True
 
@@ -84,7 +84,9 @@ class BatchTopK(Architecture):
         live = vals.detach()[keep & (vals.detach() > 0)]
         smallest = _all_min(live.min() if live.numel() else vals.new_tensor(float("inf")))
         if torch.isfinite(smallest):
-            rate = sae.cfg.topk_threshold_lr
+            # SAELens starts the average at 0, which leaves a short run's threshold far too low (L0 at
+            # inference well above k); the first batch's value is an unbiased start instead
+            rate = sae.cfg.topk_threshold_lr if bool(sae.threshold.any()) else 1.0
             sae.threshold.mul_(1 - rate).add_(rate * smallest)
 
     def train_step(
