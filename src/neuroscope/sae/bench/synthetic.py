@@ -111,10 +111,10 @@ def knob_of(arch: str) -> str | None:
     coefficient (calibrated to the target)."""
     from neuroscope.sae.archs.registry import get_architecture
 
-    keys = get_architecture(arch).cfg_keys
-    if "k" in keys:
+    a = get_architecture(arch)
+    if a.uses_k:
         return None
-    return next((k for k in keys if k.endswith("_coefficient")), None)
+    return next((k for k in a.cfg_keys if k.endswith("_coefficient")), None)
 
 
 def calibrate(
