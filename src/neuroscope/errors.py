@@ -288,3 +288,24 @@ class SAEArchitectureError(InvalidConfigError):
 
 class MatryoshkaPrefixError(SAEArchitectureError):
     """Matryoshka prefix widths that are missing, not strictly increasing, or outside 1..d_sae."""
+
+
+# --- SAE benchmarks ----------------------------------------------------------------------------------------
+class SyntheticConfigError(InvalidConfigError):
+    """A synthetic ground-truth benchmark config with an impossible or unknown value; the message names the
+    config, the field, the value and the range it must lie in."""
+
+
+class FiringProbabilityError(SyntheticConfigError):
+    """A firing probability (``max_prob``, ``min_prob``, ``probability``) outside [0, 1], or a minimum above
+    its maximum."""
+
+
+class DictionaryOverflowError(SyntheticConfigError):
+    """More active features, hierarchy nodes or nested widths than the dictionary that must hold them (a
+    target L0 above the SAE width, a hierarchy needing more features than the synthetic model has)."""
+
+
+class BenchDependencyError(NeuroscopeError, ImportError):
+    """A benchmark needs an optional package (sae-lens, scipy) that is not installed; the message says how to
+    install it."""
