@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import os
 from pathlib import Path
 
@@ -14,6 +15,20 @@ import pytest
 
 import neuroscope as ns
 from neuroscope.models.tiny import TINY_TYPES
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _collect_after_module(request):
+    """A full garbage collection after each module of the smollm2-135m tiers (integration, browser).
+
+    Exporting a model, serving it or running a CLI command in-process leaves reference cycles (torch.export's
+    graphs, the server app) that hold a whole model and its buffers; Python frees cycles only in a full
+    collection, which the object-count thresholds make rare in a process this size, so one process running
+    every tier kept several dead copies of the 0.5 GB model at once. The unit tier's tiny models are left to
+    the collector's own schedule (a collection per module there would cost more than it frees)."""
+    yield
+    if request.path.parent.name in ("integration", "browser"):
+        gc.collect()
 
 
 @functools.cache
@@ -83,6 +98,10 @@ def smollm_onnx(tmp_path_factory) -> Path:
     export_split(
         smollm, ExportConfig(split=15, max_length=512), out, select_vectors(root / "vectors", ["sentiment"])
     )
+    # the export leaves reference cycles that hold this copy and its graphs: free them now, not at some
+    # later full collection
+    del smollm, vector
+    gc.collect()
     return out
 
 

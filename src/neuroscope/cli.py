@@ -115,6 +115,10 @@ def run_parsed(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from neuroscope.models.quiet import offline_by_default, quiet_imports
+
+    offline_by_default()
+    quiet_imports()
     return run_parsed(build_parser().parse_args(argv))
 
 

@@ -247,3 +247,26 @@ def test_clicking_an_mlp_bar_ablates_that_mlp_like_the_library(page, smollm):
     for token_id, prob in after:
         assert prob == pytest.approx(float(probs[token_id]), abs=1e-4)
     assert f"mlps={layer}" in page.url
+
+
+def test_a_view_opened_by_its_address_runs_the_prompt_in_its_box(page, smollm):
+    """A link to a view (#/attack, or the workbench itself) shows results for the prompt in the box without a
+    click on Run: nothing has run in a fresh page, so the box is the prompt."""
+    page.goto(page.base + "#/attack")
+    box = page.get_by_test_id("prompt-input").input_value()
+    assert box.strip()
+    page.get_by_test_id("attack-prompt").wait_for()
+    assert box in page.get_by_test_id("attack-prompt").inner_text()
+    assert "Run a prompt first" not in page.locator("main").inner_text()
+    page.wait_for_function("() => location.search.includes('prompt=')")  # the run is in the URL, as after Run
+    assert "#/attack" in page.url
+
+    page.goto(page.base + "#/workbench")
+    assert page.get_by_test_id("prompt-input").input_value() == box
+    page.locator("[data-testid=next-token-row]").first.wait_for(state="attached")
+    wait_idle(page, "next-token-panel")
+    rows = next_token_rows(page)
+    probs = library_probs(smollm, box)
+    assert [i for i, _ in rows] == probs.topk(len(rows)).indices.tolist()
+    for token_id, prob in rows:
+        assert prob == pytest.approx(float(probs[token_id]), abs=1e-4)

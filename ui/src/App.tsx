@@ -52,6 +52,15 @@ export function App() {
     setPrompt(text);
   }, [draft, model, setPrompt]);
 
+  const view = VIEWS.find((v) => v.id === route.view) ?? VIEWS.find((v) => v.id === DEFAULT_VIEW)!;
+  // A view opened by its address (a link, a bookmark, a reload, or a tab after a view without a prompt bar)
+  // runs the prompt shown in its box, as Run would: nothing has run in this page yet, so the box is the only
+  // prompt there is, and a view that waited for a click would show nothing but "run a prompt first".
+  useEffect(() => {
+    if (view.usesPrompt && !prompt && draft.trim()) submit();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [view.usesPrompt, prompt]);
+
   if (modelError) {
     return (
       <main className="app">
@@ -62,7 +71,6 @@ export function App() {
     );
   }
 
-  const view = VIEWS.find((v) => v.id === route.view) ?? VIEWS.find((v) => v.id === DEFAULT_VIEW)!;
   const View = view.component;
   const serverError = run.error;
   return (

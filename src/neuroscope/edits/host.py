@@ -67,13 +67,22 @@ class EditHost:
     """The named edits attached to one model (``EditHost.of(model)``: one host per model)."""
 
     def __init__(self, model: HookedModel):
-        self.model = model
+        # weakly: the host is the value of a WeakKeyDictionary keyed by its model, and a strong reference back
+        # would keep every model that ever had a host (and its weights) alive for the life of the process
+        self._model = weakref.ref(model)
         self.edits: dict[str, LoraEdit] = {}
         self._ids: dict[str, str] = {}  # edit name -> adapter name (peft names cannot contain '.')
         self._combos: OrderedDict[tuple[str, ...], str] = OrderedDict()
         self._hooked: set[int] = set()
         self._seq = 0
         self._lock = threading.RLock()
+
+    @property
+    def model(self) -> HookedModel:
+        model = self._model()
+        if model is None:
+            raise InvalidConfigError("this EditHost's model no longer exists: keep a reference to the model")
+        return model
 
     @staticmethod
     def of(model: HookedModel) -> EditHost:

@@ -19,7 +19,7 @@ import torch
 
 from neuroscope.edits.edit import LoraEdit
 from neuroscope.edits.host import ApplyEdits, EditHost
-from neuroscope.errors import ResourceNotFoundError
+from neuroscope.errors import InvalidConfigError, ResourceNotFoundError
 from neuroscope.interventions import Intervention
 
 if TYPE_CHECKING:
@@ -59,10 +59,19 @@ class LiveEdits:
     """The prepared edits of one model (``LiveEdits.of(model)``)."""
 
     def __init__(self, model: HookedModel, max_lora: int = MAX_LORA_EDITS):
-        self.model = model
+        # weakly, as EditHost does: a strong reference from the registry's value to its key would keep every
+        # served model alive for the life of the process
+        self._model = weakref.ref(model)
         self.edits: dict[str, LiveEdit] = {}  # in order of last use
         self.max_lora = max_lora
         self._lock = threading.RLock()
+
+    @property
+    def model(self) -> HookedModel:
+        model = self._model()
+        if model is None:
+            raise InvalidConfigError("these LiveEdits' model no longer exists: keep a reference to the model")
+        return model
 
     @staticmethod
     def of(model: HookedModel) -> LiveEdits:

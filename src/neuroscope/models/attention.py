@@ -9,18 +9,35 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from neuroscope.models.hooks import BoundSite, HookState, _apply, current_state
+from neuroscope.models.hooks import (
+    BoundSite,
+    HookState,
+    _apply,
+    _identity_read,
+    _identity_write,
+    current_state,
+)
 
 IMPLEMENTATION = "neuroscope"
 _registered = False
 _lock = threading.Lock()
-# attention module -> (scores site, pattern site); filled when a model is wrapped.
-_SITES: weakref.WeakKeyDictionary[nn.Module, tuple[BoundSite, ...]] = weakref.WeakKeyDictionary()
+# attention module -> (layer, scores hook name, pattern hook name); filled when a model is wrapped. Names, not
+# BoundSites: a BoundSite holds its module, and a value that referenced its key would keep every wrapped
+# attention module (and its weights) alive for the life of the process.
+_SITES: weakref.WeakKeyDictionary[nn.Module, tuple[int, str, str]] = weakref.WeakKeyDictionary()
+
+
+def _bound(module: nn.Module, names: tuple[int, str, str]) -> tuple[BoundSite, BoundSite]:
+    layer, scores, pattern = names
+    return (
+        BoundSite(scores, layer, module, "fn", _identity_read, _identity_write),
+        BoundSite(pattern, layer, module, "fn", _identity_read, _identity_write),
+    )
 
 
 def register_attention() -> None:
@@ -34,14 +51,13 @@ def register_attention() -> None:
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
         def attention(module: nn.Module, query, key, value, attention_mask, **kwargs: Any):
-            sites = _SITES.get(module)
+            names = _SITES.get(module)
             state = current_state()
             wanted = (
-                sites is not None
-                and state is not None
-                and (sites[0].name in state.fns or sites[1].name in state.fns)
+                names is not None and state is not None and (names[1] in state.fns or names[2] in state.fns)
             )
             if wanted or kwargs.get("softcap") is not None:
+                sites = _bound(module, names) if names is not None else None
                 return eager_attention(
                     module, query, key, value, attention_mask, state if wanted else None, sites, **kwargs
                 )
@@ -53,8 +69,8 @@ def register_attention() -> None:
 
 
 def bind_attention_sites(attn_modules: list[nn.Module], sites: list[tuple[BoundSite, ...]]) -> None:
-    for module, pair in zip(attn_modules, sites, strict=True):
-        _SITES[module] = pair
+    for module, (scores, pattern) in zip(attn_modules, sites, strict=True):
+        _SITES[module] = (cast(int, scores.layer), scores.name, pattern.name)
 
 
 def eager_attention(

@@ -272,7 +272,9 @@ def load_model(
     """
     from neuroscope.models.hooked import HookedModel
     from neuroscope.models.quantize import check_mode
+    from neuroscope.models.quiet import quiet_imports
 
+    quiet_imports()
     check_mode(quantize)
     torch_dtype: torch.dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
     device = device or default_device()
