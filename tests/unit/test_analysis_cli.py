@@ -93,7 +93,7 @@ def test_attribute_integrated_gradients_complete(tmp_path, tiny_llama):
     same(got, roundtrip(gradient_x_input(tiny_llama, "hello wor", "l", None)))
 
 
-@pytest.mark.parametrize("method", ["batched", "loop", "attribution"])
+@pytest.mark.parametrize("method", ["batched", "attribution"])
 def test_patch_methods(method, tmp_path, tiny_llama):
     from neuroscope.analysis import patching
 
@@ -101,7 +101,6 @@ def test_patch_methods(method, tmp_path, tiny_llama):
     got = run_cli(["patch", *IOI, "--site", "z", "--method", method], tmp_path)
     fn = {
         "batched": patching.patch_sweep,
-        "loop": patching.patch_loop,
         "attribution": patching.attribution_patching,
     }[method]
     same(got, roundtrip(fn(tiny_llama, setup, "z")))

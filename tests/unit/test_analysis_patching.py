@@ -7,14 +7,18 @@ import functools
 import numpy as np
 import pytest
 import torch
+from patching_testutil import patch_loop
 
 import neuroscope as ns
-from neuroscope.analysis import figures, patching
+from neuroscope.analysis import _sweep, figures, patching
 from neuroscope.analysis._util import pearson
 from neuroscope.errors import ShapeMismatchError
 from neuroscope.interventions import Patch
+from neuroscope.models.prefix import record_prefix, supports_prefix
+from neuroscope.models.tiny import TINY_TYPES
 
 CLEAN, CORRUPTED = "abcab", "abdab"
+LONG_CLEAN, LONG_CORRUPTED = "abcab xyzzy", "abdab xyzzy"  # 12 positions with BOS: a middle worth the name
 
 
 @functools.cache
@@ -26,34 +30,90 @@ def _setup(m):
     return patching.prepare(m, CLEAN, CORRUPTED, "c", "d")
 
 
+def _max_diff(a: patching.PatchingResult, b: patching.PatchingResult) -> float:
+    # compare logit differences: a random tiny model's clean/corrupted gap can be small, which would
+    # magnify float noise in the normalised values
+    return float(np.nanmax(np.abs(np.asarray(a.logit_diffs) - np.asarray(b.logit_diffs))))
+
+
+@pytest.mark.parametrize("name", TINY_TYPES)
+def test_sweep_equals_the_loop_on_every_adapter(name):
+    """Every (layer, position) of resid_pre, so patches at the first, middle and last positions; with the
+    corrupted run's keys and values reused, and without (the fallback, every position computed)."""
+    m = tiny(name)
+    s = patching.prepare(m, LONG_CLEAN, LONG_CORRUPTED, "c", "d")
+    loop = patch_loop(m, s, "resid_pre")
+    fast = patching.patch_sweep(m, s, "resid_pre", batch_size=4)
+    full = patching.patch_sweep(m, s, "resid_pre", batch_size=4, prefix=False)
+    assert _max_diff(fast, loop) <= 1e-5 and _max_diff(full, loop) <= 1e-5
+    assert np.isfinite(fast.array()).all()
+    assert fast.n_forwards < loop.n_forwards
+
+
 @pytest.mark.parametrize(
     "name,site",
     [
-        ("llama", "resid_pre"),
         ("llama", "resid_mid"),
+        ("llama", "resid_post"),
         ("llama", "attn_out"),
         ("llama", "mlp_out"),
         ("llama", "z"),
         ("llama", "z_pos"),
-        ("gpt2", "resid_pre"),
-        ("gemma2", "z"),
+        ("gpt2", "z_pos"),
+        ("gemma2", "attn_out"),
+        ("gemma3_text", "z"),
         ("gpt_neox", "resid_post"),
+        ("phi3", "mlp_out"),
     ],
 )
-def test_batched_sweep_equals_loop(name, site):
+def test_sweep_equals_the_loop_at_every_site(name, site):
     m = tiny(name)
     s = _setup(m)
-    batched = patching.patch_sweep(
-        m, s, site, layers=[1], batch_size=5
-    )  # chunks start mid-model: layer skipping
-    loop = patching.patch_loop(m, s, site, layers=[1])
-    # compare logit differences: a random tiny model's clean/corrupted gap can be small, which would
-    # magnify float noise in the normalised values
-    diff = np.nanmax(np.abs(np.asarray(batched.logit_diffs) - np.asarray(loop.logit_diffs)))
-    assert diff <= 1e-4
-    assert batched.n_forwards < loop.n_forwards
-    lean = patching.patch_loop(m, s, site, layers=[1], lean=True)
-    assert np.nanmax(np.abs(np.asarray(lean.logit_diffs) - np.asarray(loop.logit_diffs))) <= 1e-4
+    loop = patch_loop(m, s, site)
+    for prefix in (True, False):
+        # batch_size 2: several forwards, each starting at a later layer and (with the prefix) position
+        fast = patching.patch_sweep(m, s, site, batch_size=2, prefix=prefix)
+        assert _max_diff(fast, loop) <= 1e-5
+    sub = patching.patch_sweep(m, s, site, layers=[1])  # layer 0 skipped entirely
+    assert _max_diff(sub, patch_loop(m, s, site, layers=[1])) <= 1e-5
+    lean = patch_loop(m, s, site, layers=[1], lean=True)
+    assert _max_diff(lean, patch_loop(m, s, site, layers=[1])) <= 1e-5
+
+
+def test_a_sliding_window_shorter_than_the_prompt():
+    """Mistral's window of 4 positions over a 12-position prompt: the reused keys cover every position and
+    the mask, built from absolute positions, keeps the window."""
+    m = ns.load_model("tiny:mistral", device="cpu")
+    m.hf_model.config.sliding_window = 4
+    s = patching.prepare(m, LONG_CLEAN, "abcab xyzqy", "c", "d")  # a change the last position can see
+    assert m(s.corrupted).sub(tiny("mistral")(s.corrupted)).abs().max() > 1e-3  # the window matters
+    loop = patch_loop(m, s, "resid_pre")
+    assert _max_diff(patching.patch_sweep(m, s, "resid_pre", batch_size=3), loop) <= 1e-5
+
+
+def test_a_model_without_a_reusable_cache_falls_back():
+    m = ns.load_model("tiny:llama", device="cpu")
+    m.hf_model.config.num_kv_shared_layers = 1  # as Gemma 3n: layers that read another layer's keys
+    assert not supports_prefix(m) and record_prefix(m, m.to_tokens("abc")) is None
+    s = _setup(m)
+    fast = patching.patch_sweep(m, s, "resid_pre")
+    assert fast.n_forwards == 2 + 1  # clean, corrupted, one batch of every position; no prefix recorded
+    assert _max_diff(fast, patch_loop(m, s, "resid_pre")) <= 1e-5
+
+
+def test_the_planner_groups_patches_by_position_and_layer():
+    units = [(l, p) for l in range(30) for p in range(14)]
+    chunks = _sweep.plan("resid_pre", units, 30, 14, 64 * 14, reuse=True)
+    assert sorted(u for c in chunks for u in c.rows) == units  # each patch exactly once
+    for c in chunks:
+        assert c.start == min(u[1] for u in c.rows)  # a forward starts at its first patched position
+        assert list(c.rows) == sorted(c.rows)  # rows by layer: they join the batch in that order
+        assert len(c.rows) * (14 - c.start) <= 64 * 14
+    assert max(c.start for c in chunks) > 0  # later positions get forwards of their own
+    no_reuse = _sweep.plan("resid_pre", units, 30, 14, 64 * 14, reuse=False)
+    assert {c.start for c in no_reuse} == {0} and [len(c.rows) for c in no_reuse][0] == 64
+    z = _sweep.plan("z", [(l, h) for l in range(2) for h in range(4)], 2, 5, 10, reuse=True)
+    assert {c.start for c in z} == {0} and all(len(c.rows) <= 2 for c in z)
 
 
 def test_reported_values_are_the_patched_models_logits(tiny_llama, tmp_path):

@@ -127,6 +127,34 @@ def test_skipping_early_layers_with_their_cached_output(any_tiny):
     torch.testing.assert_close(fast, logits, atol=1e-5, rtol=1e-5)
 
 
+def test_a_reused_prefix_and_rows_joining_later_give_the_full_runs_values(any_tiny):
+    """``prefix``: the recorded keys and values stand in for the first positions; ``grow``: rows that join at
+    a layer's input, from a cached residual, continue exactly as the run they were cut from."""
+    from neuroscope.errors import InvalidConfigError
+    from neuroscope.models.prefix import record_prefix
+
+    m = any_tiny
+    ids = m.to_tokens("The cat sat on the mat")
+    n = ids.shape[1]
+    full, cache = m.run_with_cache(ids, names=lambda name: "resid_pre" in name)
+    kv = record_prefix(m, ids)
+    assert kv is not None  # every tiny adapter has a usable cache
+    for p in (1, n // 2, n - 1):  # the start, the middle and the last position
+        logits, part = m.run_with_cache(ids, names=["blocks.1.hook_resid_pre"], prefix=kv.upto(p))
+        torch.testing.assert_close(logits, full[:, p:], atol=1e-5, rtol=0)
+        torch.testing.assert_close(part["resid_pre", 1], cache["resid_pre", 1][:, p:], atol=1e-5, rtol=0)
+    # two rows start at layer 0, a third joins at layer 1 from the cached residual: all three are the plain run
+    p = n // 2
+    pre = [cache["resid_pre", l][:, p:] for l in range(2)]
+    logits, _ = m.run_with_cache(
+        ids, names=[], prefix=kv.upto(p), skip_below=0, grow={0: pre[0].expand(2, -1, -1), 1: pre[1]}
+    )
+    assert logits is not None and logits.shape[0] == 3
+    torch.testing.assert_close(logits, full[:, p:].expand(3, -1, -1), atol=1e-5, rtol=0)
+    with pytest.raises(InvalidConfigError):  # the keys belong to other tokens
+        m.run_with_cache(m.to_tokens("A dog sat on the mat"), prefix=kv.upto(2))
+
+
 def test_logits_to_keep_is_the_tail_of_the_full_logits(any_tiny):
     model = any_tiny
     full = model("The cat sat on the mat")

@@ -51,6 +51,33 @@ def test_every_edge_equals_the_nudged_change(model_type):
     assert result.max_rel_error <= 1e-3, sorted(result.checks, key=lambda c: -c.rel_error)[:3]
 
 
+@pytest.mark.parametrize("model_type", ["llama", "gpt2", "gemma2"])
+def test_pattern_rows_give_the_graph_of_the_full_patterns(model_type, monkeypatch):
+    """The run keeps no patterns; the rows a graph reads, recomputed block by block, are the full patterns'
+    rows, and the graph is the one built on full patterns recorded in the forward (as before)."""
+    from neuroscope.graphs import streams
+
+    model = tiny64(model_type)
+    suite = SAESuite.load(random_suite(model), model)
+    f, _ = _top_feature(model, suite, 1, PROMPT)
+    cfg = ProvenanceConfig(depth=2, fold_identity=False)
+    rows = provenance(model, suite, 1, f, PROMPT, -1, cfg)
+    names = [f"blocks.{b}.attn.hook_pattern" for b in range(2)]
+    _, cache = model.run_with_cache(PROMPT, names=names)
+    full = {b: cache[names[b]][0] for b in range(2)}
+    run = streams.clean_run(model, model.to_tokens(PROMPT)[0], 0, 2, suite)
+    assert not any("pattern" in k for k in run.acts)
+    for b in range(2):
+        torch.testing.assert_close(run.pattern_rows(b, [5, 0, 5]), full[b][:, [5, 0, 5]], atol=1e-12, rtol=0)
+    monkeypatch.setattr(streams.Run, "pattern_rows", lambda self, b, P: full[b][:, [int(p) for p in P]])
+    ref = provenance(model, suite, 1, f, PROMPT, -1, cfg)
+    assert {n.id for n in rows.nodes} == {n.id for n in ref.nodes}
+    got = {(e.source, e.target): e.weight for e in rows.edges}
+    want = {(e.source, e.target): e.weight for e in ref.edges}
+    assert got.keys() == want.keys() and len(got) > 10
+    assert max(abs(got[k] - want[k]) for k in got) <= 1e-12
+
+
 def test_root_input_is_exactly_decomposed():
     """Sum over the root's parents of every candidate (not just kept) plus the bias = its pre-activation;
     checked with coverage 1 and unlimited parents so every candidate is kept."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 
 import pytest
@@ -11,7 +12,8 @@ import torch
 from edits_testutil import fresh
 from fastapi.testclient import TestClient
 
-from neuroscope.lab.live import run_with_edits
+from neuroscope.edits.host import EditHost
+from neuroscope.lab.live import LiveEdits, run_with_edits
 from neuroscope.sae.contrast import ContrastConfig, contrast_features
 from neuroscope.sae.features import FeatureConfig, FeatureStore, compute_features
 from neuroscope.server.app import create_app
@@ -182,6 +184,43 @@ def test_edits_change_only_this_request(setup):
     assert again["kl"] == pytest.approx(0.0, abs=1e-7)  # no edit named: the plain model
     missing = client.post("/api/run", json={"prompt": PROMPT, "interventions": {"edits": ["nope"]}})
     assert missing.status_code == 404 and "No prepared edit named 'nope'" in missing.json()["detail"]
+
+
+def test_a_new_ablation_answers_with_its_hooked_form_until_its_adapter_is_attached(setup):
+    """Toggling a feature whose edit is not prepared: the first answer comes from the exact hooked ablation
+    (no adapter built yet); the adapter, attached when the model is idle, gives the same logits."""
+    client, model, lab = setup
+    live = LiveEdits.of(model)
+    first = lab.prepare_edit("tiny-l1", [11, 2], "ablate", None, 4)
+    assert first.build is not None and first.kind == "lora" and not first.attached
+    assert live.adapters([first.name]) == [] and first.first_layer == 0 and first.info["exact"]
+    t = model.to_tokens(PROMPT)
+    with torch.no_grad():
+        hooked = run_with_edits(model, t, [first.name])
+        live.finish(first.name)
+        assert (
+            first.attached
+            and live.adapters([first.name]) == [first.name]
+            and first.name in EditHost.of(model).names()
+        )
+        prepared = run_with_edits(model, t, [first.name])
+        plain = model(t)
+    assert (hooked - prepared).abs().max() <= 1e-4 and (prepared - plain).abs().max() > 1e-3
+    # through the server: the reply at once, the adapter once nothing has waited for half a second
+    out = client.post("/api/edits", json={"sae": "tiny-l1", "features": [9], "rank": 4}).json()
+    reply = client.post(
+        "/api/run", json={"prompt": PROMPT, "interventions": {"edits": [out["name"]]}, "top_k": 5}
+    )
+    assert reply.status_code == 200
+    for _ in range(100):
+        if not live.pending():
+            break
+        time.sleep(0.1)
+    assert live.pending() == [] and out["name"] in EditHost.of(model).names()
+    with torch.no_grad():
+        ref = run_with_edits(model, PROMPT, [out["name"]])[0, -1]
+    for tok in reply.json()["top"]:
+        assert tok["logit"] == pytest.approx(float(ref[tok["token_id"]]), abs=1e-4)
 
 
 def test_export_and_download(setup, tmp_path):

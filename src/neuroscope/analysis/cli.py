@@ -144,8 +144,6 @@ def _patch(args):
         return _path_patch(args, model, setup)
     if args.method == "attribution":
         r = patching.attribution_patching(model, setup, args.site)
-    elif args.method == "loop":
-        r = patching.patch_loop(model, setup, args.site)
     else:
         r = patching.patch_sweep(model, setup, args.site, batch_size=args.batch_size)
     arr = r.array()
@@ -393,12 +391,15 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--method",
-        choices=["batched", "loop", "attribution", "path"],
+        choices=["batched", "attribution", "path"],
         default="batched",
-        help="batched / loop: activation patching of --site; attribution: its first-order estimate; path: "
-        "path patching of heads (--senders to --receivers, every other head frozen)",
+        help="batched: activation patching of --site (each patch exact; many per forward, each computed from "
+        "its layer and position on); attribution: its first-order estimate; path: path patching of heads "
+        "(--senders to --receivers, every other head frozen)",
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="patches per forward (at the prompt's full length)"
+    )
     p.add_argument(
         "--senders",
         nargs="+",

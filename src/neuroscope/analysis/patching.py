@@ -3,9 +3,11 @@
 Direction: clean activations are patched into the corrupted run ("denoising"). The metric is the logit
 difference ``answer − wrong`` at the last position, normalised so 0 = the corrupted run and 1 = the clean run.
 
-A sweep puts one patch per batch row: the corrupted prompt is repeated along the batch and a hook at each
-layer overwrites, in its own rows only, the (position | head) that row patches. Rows are sorted by layer and
-a chunk skips the layers below its lowest patched layer (their output is the corrupted residual, known).
+A sweep puts one patch per batch row. A row joins its forward at its patched layer, from the corrupted
+residual there, and computes only the positions from its forward's first patched position on, the corrupted
+run's keys and values standing in for the earlier ones (``analysis._sweep``): in a causal model a patch at
+layer l, position p changes nothing below l or before p. That is how the library computes activation
+patching; ``patch_one`` (one forward through ``interventions.Patch``) is the independent check.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from neuroscope.analysis import figures
+from neuroscope.analysis import _sweep, figures
+from neuroscope.analysis._sweep import hook_for
 from neuroscope.analysis._util import token_id, tolist
 from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError, ShapeMismatchError
 from neuroscope.interventions import Patch
+from neuroscope.models.prefix import record_prefix
 from neuroscope.models.quantize import require_gradients
 from neuroscope.models.rowgrad import no_grad_rows
 
@@ -30,10 +34,6 @@ if TYPE_CHECKING:
 
 Site = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "z_pos"]
 SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "z_pos")
-
-
-def hook_for(site: str, layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z" if site in ("z", "z_pos") else f"blocks.{layer}.hook_{site}"
 
 
 @dataclass
@@ -166,57 +166,38 @@ def patch_sweep(
     site: Site = "resid_pre",
     layers: Sequence[int] | None = None,
     batch_size: int = 64,
+    prefix: bool = True,
 ) -> PatchingResult:
-    """Patch every (layer, position | head) of ``site`` one at a time, many patches per batched forward."""
+    """Patch every (layer, position | head) of ``site`` one at a time, many patches per batched forward.
+
+    Each patch is computed from its own layer on and, with ``prefix`` (where the model's cache allows it,
+    ``models.prefix.supports_prefix``), from its forward's first patched position on, the corrupted run's
+    keys and values standing in for the positions before (``analysis._sweep``). A forward holds at most
+    ``batch_size`` × prompt-length positions. The values are the same either way.
+    """
     _check_site(model, site)
+    if batch_size < 1:
+        raise InvalidConfigError(f"batch_size must be at least 1, got {batch_size}")
     t0 = time.perf_counter()
     n_pos = setup.clean.shape[1]
     units = sorted(_units(model, site, n_pos, layers))
     used = sorted({u[0] for u in units})
-    names = [hook_for(site, l) for l in used]
     with torch.no_grad():
-        _, clean_cache = model.run_with_cache(setup.clean, names=names)
+        _, clean_cache = model.run_with_cache(setup.clean, names=[hook_for(site, l) for l in used])
         _, corr_cache = model.run_with_cache(
             setup.corrupted, names=[f"blocks.{l}.hook_resid_pre" for l in used]
         )
-    lds, n_fwd = [], 2
-    for i in range(0, len(units), batch_size):
-        chunk = units[i : i + batch_size]
-        by_layer: dict[int, list[tuple[int, tuple]]] = {}
-        for r, u in enumerate(chunk):
-            by_layer.setdefault(u[0], []).append((r, u[1:]))
-        lo = chunk[0][0]
-        hooks = []
-        # skip layers below the chunk's first layer: start from the corrupted residual there
-        start = corr_cache["resid_pre", lo].expand(len(chunk), -1, -1)
-        hooks.append((f"blocks.{lo}.hook_resid_pre", lambda x, hook, _s=start: _s.clone()))
-        for layer, rows in by_layer.items():
-            src = clean_cache[hook_for(site, layer)][0]
-            hooks.append((hook_for(site, layer), _row_patch(site, rows, src)))
-        lds.append(_ld_run(model, setup, setup.corrupted.expand(len(chunk), -1), hooks, lo))
-        n_fwd += 1
+    kv = record_prefix(model, setup.corrupted) if prefix and site != "z" else None
+    chunks = _sweep.plan(site, units, model.cfg.n_layers, n_pos, batch_size * n_pos, kv is not None)
+    lds: dict[tuple[int, ...], torch.Tensor] = {}
+    for chunk in chunks:
+        out = _sweep.run_chunk(model, setup, site, chunk, clean_cache, corr_cache, kv)
+        lds.update(zip(chunk.rows, out.cpu(), strict=True))
+    n_fwd = 2 + (kv is not None) + len(chunks)
+    seconds = time.perf_counter() - t0
     return _result(
-        model, setup, site, torch.cat(lds).cpu(), units, layers, time.perf_counter() - t0, "batched", n_fwd
+        model, setup, site, torch.stack([lds[u] for u in units]), units, layers, seconds, "batched", n_fwd
     )
-
-
-def _row_patch(site: str, rows: list[tuple[int, tuple]], src: torch.Tensor):
-    """A hook writing, in each row ``r``, the clean activation at that row's (position | head)."""
-    r_idx = torch.tensor([r for r, _ in rows])
-    first = torch.tensor([u[0] for _, u in rows])  # the position, or the head for z / z_pos
-    second = torch.tensor([u[1] for _, u in rows]) if site == "z_pos" else None
-
-    def fn(x: torch.Tensor, hook: Any) -> torch.Tensor:
-        x = x.clone()
-        if site == "z":
-            x[r_idx, :, first] = src[:, first].transpose(0, 1)
-        elif site == "z_pos":
-            x[r_idx, second, first] = src[second, first]
-        else:
-            x[r_idx, first] = src[first]
-        return x
-
-    return fn
 
 
 def _ld_run(
@@ -263,24 +244,6 @@ def patch_one(
         return float(_ld_run(model, setup, setup.corrupted, [], interventions=[iv]))
     with torch.no_grad():
         return float(setup.ld(model(setup.corrupted, interventions=[iv])))
-
-
-def patch_loop(
-    model: HookedModel,
-    setup: PatchingSetup,
-    site: Site = "resid_pre",
-    layers: Sequence[int] | None = None,
-    lean: bool = False,
-) -> PatchingResult:
-    """The reference: one forward per patch through ``interventions.Patch`` (``lean`` as in :func:`patch_one`)."""
-    _check_site(model, site)
-    t0 = time.perf_counter()
-    units = sorted(_units(model, site, setup.clean.shape[1], layers))
-    names = sorted({hook_for(site, u[0]) for u in units})
-    with torch.no_grad():
-        _, clean_cache = model.run_with_cache(setup.clean, names=names)
-    lds = torch.tensor([patch_one(model, setup, site, u, clean_cache, lean) for u in units])
-    return _result(model, setup, site, lds, units, layers, time.perf_counter() - t0, "loop", len(units) + 1)
 
 
 def attribution_patching(model: HookedModel, setup: PatchingSetup, site: Site = "z") -> PatchingResult:

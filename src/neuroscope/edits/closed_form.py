@@ -116,3 +116,37 @@ def ablation_edit(
         "inexact_reasons": reasons,
     }
     return LoraEdit(rank, modules, frozenset(t.path for t in tgts if t.kind == "embedding"), info)
+
+
+def deferred_ablation(
+    model: HookedModel, sae: SAE, features: Sequence[int], rank: int = 8, hook: str | None = None
+) -> tuple[list[Intervention], int, dict[str, Any]] | None:
+    """What a live request needs of :func:`ablation_edit` before its adapter exists: the hooked ablation it
+    equals (``ProjectOut``), its first changed layer and its manifest info, checked as the edit would be;
+    None where the LoRA is not exact (then only the adapter itself gives its answer)."""
+    hook = model.resolve_hook_name(hook or sae.cfg.hook_name)
+    feats = check_features(sae, features)
+    if sae.d_in != model.cfg.d_model:
+        raise InvalidConfigError(
+            f"The SAE has d_in={sae.d_in} but the residual stream of {model.cfg.name} is {model.cfg.d_model} wide."
+        )
+    Q = orthonormal_directions(sae, feats)
+    check_rank(rank, Q.shape[1])
+    paths = writer_paths(model, hook)
+    if inexact_reasons(model, paths):
+        return None
+    ivs = ablation_reference(model, hook, Q)
+    first = min(l for iv in ivs for l in (iv.layers or [0]))  # type: ignore[attr-defined]
+    L, _ = parse_hook(model, hook)
+    info: dict[str, Any] = {
+        "method": "ablate",
+        "model": model.cfg.name,
+        "hook": hook,
+        "layer": L,
+        "features": feats,
+        "value": None,
+        "directions": int(Q.shape[1]),
+        "exact": True,
+        "inexact_reasons": [],
+    }
+    return ivs, first, info

@@ -206,7 +206,7 @@ class Builder:
     def _head_values(self, b: int, P: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         """``[n, head, src]``: each head's contribution from each source position along ``G [n, head, d_head]``."""
         v = self.run.acts[f"blocks.{b}.attn.hook_v"].repeat_interleave(self.n_rep, dim=1)  # [S, H, dh]
-        A = self.run.patterns[b][:, P, :].permute(1, 0, 2)  # [n, H, S]
+        A = self.run.pattern_rows(b, P).permute(1, 0, 2)  # [n, H, S]
         return A * torch.einsum("she,nhe->nhs", v, G)
 
     def _scale(self, b: int, role: str, P: torch.Tensor) -> torch.Tensor | None:
@@ -314,11 +314,12 @@ class Builder:
     ) -> None:
         if not heads:
             return
-        A = self.run.patterns[b]
         S = torch.tensor([s for _, _, s, _, _, _ in heads])
         H = torch.tensor([h for _, h, _, _, _, _ in heads])
         Q = torch.tensor([p for _, _, _, p, _, _ in heads])
-        cot = A[H, Q, S][:, None] * torch.stack([g for *_, g, _ in heads])
+        A = self.run.pattern_rows(b, Q)  # [head, n, key]: row i is head node i's query position
+        at = A[H, torch.arange(len(heads)), S]
+        cot = at[:, None] * torch.stack([g for *_, g, _ in heads])
         r = value_gradients(parts, up.x[S], cot, H // self.n_rep, self._need(b, "ln1", S), self.kind)
         fw, xw, _ = up.parent_weights(S, r)
         for i, (child, h, s, p, _, w) in enumerate(heads):
@@ -336,7 +337,7 @@ class Builder:
                 extra={
                     "source_token": self.tok[s],
                     "token": self.tok[p],
-                    "pattern": float(A[h, p, s]),
+                    "pattern": float(at[i]),
                     "child": child,
                 },
             )

@@ -7,8 +7,9 @@ adds them); ``j >= 1`` is the output of block ``j - 1``. A resid_post SAE at lay
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -92,13 +93,59 @@ def build_stream(index: int, x: torch.Tensor, suite: SAESuite | None, dtype: tor
 @dataclass
 class Run:
     """The clean forward a provenance graph is built on: every residual index in reach, and for every block
-    between them its values, patterns, MLP and attention outputs and norm scales."""
+    between them its values, MLP and attention outputs and norm scales.
 
+    Attention patterns are not kept: ``[head, pos, pos]`` per block would make memory quadratic in the
+    prompt. A graph reads the rows of the positions that become its nodes, one block at a time
+    (:meth:`pattern_rows`), recomputed by running that block alone on its cached input.
+    """
+
+    model: HookedModel
     tokens: torch.Tensor  # [pos]
     streams: dict[int, Stream]
     acts: dict[str, torch.Tensor]  # hook name -> activation without the batch axis
     scales: dict[tuple[int, str], torch.Tensor]  # (block, norm role) -> [pos, 1]
-    patterns: dict[int, torch.Tensor]  # block -> [head, q, k]
+    _rows: dict[int, tuple[list[int], torch.Tensor]] = field(default_factory=dict)
+
+    def pattern_rows(self, b: int, positions: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Block ``b``'s attention pattern at the query ``positions``: ``[head, len(positions), key]``.
+        The rows of the last block asked for are kept, so a level of a graph computes them once."""
+        want = [int(p) for p in positions]
+        have = self._rows.get(b)
+        if have is None or not set(want) <= set(have[0]):
+            rows = sorted(set(want))
+            self._rows = {b: (rows, _pattern_rows(self.model, self.tokens, self.acts, b, rows))}
+            have = self._rows[b]
+        index = {p: i for i, p in enumerate(have[0])}
+        return have[1][:, [index[p] for p in want]]
+
+    def pattern(self, b: int) -> torch.Tensor:
+        """Block ``b``'s whole pattern ``[head, q, k]`` (for checks on short prompts)."""
+        return self.pattern_rows(b, range(self.tokens.shape[0]))
+
+
+@torch.no_grad()
+def _pattern_rows(
+    model: HookedModel, tokens: torch.Tensor, acts: dict[str, torch.Tensor], b: int, rows: list[int]
+) -> torch.Tensor:
+    """Block ``b`` alone (the layers below skipped, its input the run's) keeping the pattern's ``rows``."""
+    resid = acts[f"blocks.{b}.hook_resid_pre"]
+    out: dict[str, torch.Tensor] = {}
+
+    def keep(x: torch.Tensor, hook: Any) -> None:
+        out["rows"] = x[0][:, rows].clone()
+
+    hooks = [
+        (f"blocks.{b}.hook_resid_pre", lambda x, hook: resid[None].to(x.dtype)),
+        (f"blocks.{b}.attn.hook_pattern", keep),
+    ]
+    model.run_with_cache(tokens[None], names=[], fwd_hooks=hooks, skip_below=b, stop_at_layer=b + 1)
+    return out["rows"]
+
+
+def _eager(x: torch.Tensor, hook: Any) -> None:
+    """Attached to every block's pattern: the run then takes the kernel its pattern rows are later read from
+    (the eager one), so its activations are the ones those rows explain. Nothing is kept."""
 
 
 def block_hooks(model: HookedModel, b: int) -> list[str]:
@@ -107,7 +154,6 @@ def block_hooks(model: HookedModel, b: int) -> list[str]:
         f"blocks.{b}.hook_resid_post",
         f"blocks.{b}.attn.hook_v",
         f"blocks.{b}.attn.hook_z",
-        f"blocks.{b}.attn.hook_pattern",
         f"blocks.{b}.hook_attn_out",
         f"blocks.{b}.hook_mlp_out",
     ]
@@ -121,17 +167,12 @@ def clean_run(model: HookedModel, tokens: torch.Tensor, lo: int, hi: int, suite:
     """One forward up to stream index ``hi``; decomposes indices ``lo..hi`` and records blocks ``lo..hi-1``."""
     blocks = list(range(lo, hi))
     names = sorted({n for b in blocks for n in block_hooks(model, b)})
+    eager = [(f"blocks.{b}.attn.hook_pattern", _eager) for b in blocks]
     with capture_scales(model, blocks) as scales:
-        _, cache = model.run_with_cache(tokens[None], names=names, stop_at_layer=hi)
+        _, cache = model.run_with_cache(tokens[None], names=names, fwd_hooks=eager, stop_at_layer=hi)
     acts = {n: cache[n][0] for n in names}
     streams = {}
     for j in range(lo, hi + 1):
         x = acts[f"blocks.{j}.hook_resid_pre"] if j < hi else acts[f"blocks.{j - 1}.hook_resid_post"]
         streams[j] = build_stream(j, x, suite, model.dtype)
-    return Run(
-        tokens=tokens,
-        streams=streams,
-        acts=acts,
-        scales={k: v[0] for k, v in scales.items()},
-        patterns={b: acts[f"blocks.{b}.attn.hook_pattern"] for b in blocks},
-    )
+    return Run(model, tokens, streams, acts, {k: v[0] for k, v in scales.items()})

@@ -68,7 +68,7 @@ class _Frozen:
         model, run = self.model, self.run
         rows = x.shape[0]
         out: dict[str, torch.Tensor] = {}
-        pattern = run.patterns[b][None].expand(rows, -1, -1, -1)
+        pattern = run.pattern(b)[None].expand(rows, -1, -1, -1)
 
         def keep(name: str):
             def fn(t: torch.Tensor, hook: Any) -> None:
@@ -211,7 +211,7 @@ def _measure(model, suite, run, frozen, nodes, parent, child, scale: torch.Tenso
         if child.type == "head":
             h, s, p = child.head, child.source_pos, child.pos
             n_rep = model.cfg.n_heads // model.cfg.n_kv_heads
-            A = run.patterns[b][h, p, s]
+            A = run.pattern_rows(b, [p])[h, 0, s]
             v_clean = run.acts[f"blocks.{b}.attn.hook_v"][s, h // n_rep]
 
             def z_fn(t, out, h=h, s=s, p=p, A=A, v_clean=v_clean):
@@ -222,7 +222,7 @@ def _measure(model, suite, run, frozen, nodes, parent, child, scale: torch.Tenso
     elif parent.type == "head":
         h, s, p = parent.head, parent.source_pos, parent.pos
         n_rep = model.cfg.n_heads // model.cfg.n_kv_heads
-        vec = run.patterns[b][h, p, s] * run.acts[f"blocks.{b}.attn.hook_v"][s, h // n_rep]
+        vec = run.pattern_rows(b, [p])[h, 0, s] * run.acts[f"blocks.{b}.attn.hook_v"][s, h // n_rep]
 
         def z_fn(t, out, h=h, p=p, vec=vec):
             z = z_clean[None].expand_as(t).clone()

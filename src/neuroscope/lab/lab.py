@@ -230,7 +230,8 @@ class Lab:
         """``ablate``: the closed-form LoRA (an exact peft adapter); ``clamp``: the exact hooked clamp (its
         LoRA is distilled offline, see ``neuroscope lora-patch --method clamp``)."""
         from neuroscope.edits.build import reference_for
-        from neuroscope.edits.closed_form import ablation_edit, check_features
+        from neuroscope.edits.closed_form import ablation_edit, check_features, deferred_ablation
+        from neuroscope.edits.edit import LoraEdit
 
         att = self.get(sae)
         feats = sorted(check_features(att.sae, features))
@@ -239,9 +240,17 @@ class Lab:
             name = f"{sae}:ablate:{'+'.join(map(str, feats))}:r{rank}"
             if name in live.edits:
                 return live.edits[name]
-            edit = ablation_edit(self.model, att.sae, feats, rank, att.hook)
-            edit.info["sae"] = sae
-            return live.add_lora(name, edit)
+
+            def build() -> LoraEdit:
+                edit = ablation_edit(self.model, att.sae, feats, rank, att.hook)
+                edit.info["sae"] = sae
+                return edit
+
+            deferred = deferred_ablation(self.model, att.sae, feats, rank, att.hook)
+            if deferred is None:  # no exact hooked form: the adapter itself answers the first request
+                return live.add_lora(name, build())
+            ivs, first, info = deferred
+            return live.add_lora_deferred(name, ivs, first, build, {**info, "sae": sae})
         if method == "clamp":
             if value is None:
                 raise InvalidConfigError("a clamp edit needs a value")
@@ -282,6 +291,9 @@ class Lab:
         live = LiveEdits.of(self.model)
         contents = BundleContents()
         wanted = set(saes or [])
+        for edit_name in edits:  # a deferred adapter is built now: the bundle holds LoRA factors
+            if edit_name in live.pending():
+                live.finish(edit_name)
         for e in live.get(edits):
             if e.kind != "lora" or e.edit is None:
                 raise InvalidConfigError(

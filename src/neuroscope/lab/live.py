@@ -2,7 +2,10 @@
 exists), then named by each request like an ablation, so every client's edits stay its own.
 
 A ``lora`` edit is a named peft adapter on the model (``EditHost``): switching a request to it costs nothing
-but the adapter rows of that forward. A ``hooked`` edit is a list of interventions (the exact hooked clamp;
+but the adapter rows of that forward. Building and attaching the adapter takes longer than a forward, so a
+new exact edit (the closed-form ablation) can be prepared *deferred*: requests get its exact hooked form
+(``ProjectOut``, equal to the LoRA to float precision) until ``finish`` attaches the adapter, which the
+server does when the model is idle. A ``hooked`` edit is a list of interventions (the exact hooked clamp;
 its LoRA is distilled offline with ``neuroscope lora-patch --method clamp``). ``run_with_edits`` is the
 library's answer for a set of edits, which the server's replies must equal.
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -40,6 +43,12 @@ class LiveEdit:
     info: dict[str, Any] = field(default_factory=dict)
     interventions: list[Intervention] = field(default_factory=list)
     edit: LoraEdit | None = None
+    # a deferred LoRA edit: builds its adapter; until then ``interventions`` are its exact hooked form
+    build: Callable[[], LoraEdit] | None = None
+
+    @property
+    def attached(self) -> bool:
+        return self.kind == "lora" and self.build is None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "first_layer": self.first_layer, **_jsonable(self.info)}
@@ -93,10 +102,47 @@ class LiveEdits:
                 name, "lora", lora_first_layer(self.model, edit), {**edit.info, **(info or {})}, edit=edit
             )
             self.edits[name] = live
-            lora = [n for n, e in self.edits.items() if e.kind == "lora"]
-            for stale in lora[: max(0, len(lora) - self.max_lora)]:
-                self.remove(stale)
+            self._evict()
             return live
+
+    def add_lora_deferred(
+        self,
+        name: str,
+        interventions: list[Intervention],
+        first_layer: int,
+        build: Callable[[], LoraEdit],
+        info: dict[str, Any],
+    ) -> LiveEdit:
+        """A LoRA edit answered by ``interventions`` (its exact hooked form, with the same ``first_layer``)
+        until :meth:`finish` builds and attaches the adapter (idempotent for a prepared name)."""
+        with self._lock:
+            if name not in self.edits:
+                for iv in interventions:  # validate against the model now, not in the first request
+                    iv.bind(self.model)
+                self.edits[name] = LiveEdit(name, "lora", first_layer, info, list(interventions), build=build)
+            return self.edits[name]
+
+    def finish(self, name: str) -> None:
+        """Build and attach a deferred edit's adapter (between forwards: on the model's own thread);
+        nothing to do for an attached, hooked or since removed edit."""
+        with self._lock:
+            live = self.edits.get(name)
+            if live is None or live.build is None:
+                return
+            edit = live.build()
+            EditHost.of(self.model).add(name, edit)
+            live.edit, live.build, live.interventions = edit, None, []
+            live.info = {**edit.info, **live.info}
+            self._evict()
+
+    def pending(self) -> list[str]:
+        with self._lock:
+            return [n for n, e in self.edits.items() if e.build is not None]
+
+    def _evict(self) -> None:
+        lora = [n for n, e in self.edits.items() if e.attached]
+        for stale in lora[: max(0, len(lora) - self.max_lora)]:
+            self.remove(stale)
 
     def add_hooked(
         self, name: str, interventions: list[Intervention], first_layer: int, info: dict[str, Any]
@@ -111,7 +157,7 @@ class LiveEdits:
     def remove(self, name: str) -> None:
         with self._lock:
             live = self.get([name])[0]
-            if live.kind == "lora":
+            if live.attached:
                 EditHost.of(self.model).remove(name)
             del self.edits[name]
 
@@ -142,7 +188,7 @@ class LiveEdits:
         return [iv for e in self.get(names) for iv in e.interventions]
 
     def adapters(self, names: Sequence[str]) -> list[str]:
-        return [e.name for e in self.get(names) if e.kind == "lora"]
+        return [e.name for e in self.get(names) if e.attached]
 
     def interventions(self, names: Sequence[str]) -> list[Intervention]:
         """The request-state form of ``names``: the LoRA edits as one ``ApplyEdits``, then the hooked ones."""

@@ -31,10 +31,11 @@ from neuroscope.models.hooks import (
     _identity_read,
     _identity_write,
     build_sites,
-    current_state,
     hook_context,
     resolve_name,
+    wrap_layer_forwards,
 )
+from neuroscope.models.prefix import KVPrefix
 from neuroscope.models.quantize import QuantInfo, dequantized_weight
 
 Input = Union[str, Sequence[str], torch.Tensor]
@@ -76,7 +77,7 @@ class HookedModel:
         self._bind_attention_sites()
         self._names = self._public_names()
         self._name_set = set(self._names)
-        self._patch_layer_skipping()
+        wrap_layer_forwards(self.hf_model.get_submodule(self.adapter.layers))
         self.load_seconds = 0.0
         self.quantization: QuantInfo | None = None  # set by load_model(..., quantize=...)
 
@@ -113,19 +114,6 @@ class HookedModel:
             if n.endswith("attn.hook_v"):
                 names += [n.rsplit(".", 1)[0] + "." + h.split(".", 1)[1] for h in ATTN_FN_HOOKS]
         return names
-
-    def _patch_layer_skipping(self) -> None:
-        """Let a context skip the first layers (``HookState.skip_below``) when their output is known."""
-        for l, layer in enumerate(self.hf_model.get_submodule(self.adapter.layers)):
-            original = layer.forward
-
-            def forward(*args: Any, _l: int = l, _orig: Callable = original, **kwargs: Any) -> Any:
-                state = current_state()
-                if state is not None and _l < state.skip_below:
-                    return args[0] if args else kwargs["hidden_states"]
-                return _orig(*args, **kwargs)
-
-            layer.forward = forward
 
     # --- basic properties ---------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -305,14 +293,17 @@ class HookedModel:
             "cache" if "cache" in inspect.signature(self.hf_model.forward).parameters else "past_key_values"
         )
 
-    def _forward(self, tokens: Tokens, logits_to_keep: int = 0) -> torch.Tensor:
+    def _forward(
+        self, tokens: Tokens, logits_to_keep: int = 0, prefix: KVPrefix | None = None
+    ) -> torch.Tensor:
         # logits_to_keep=k unembeds only the last k positions: a metric on the next token does not pay for
         # [pos, d_vocab] logits (a fifth of a 135M model's forward, and more of its backward)
+        ids, extra = (tokens.ids, {}) if prefix is None else prefix.inputs(tokens, self._cache_kwarg)
         out = self.hf_model(
-            input_ids=tokens.ids,
+            input_ids=ids,
             attention_mask=tokens.attention_mask,
-            use_cache=False,
             logits_to_keep=logits_to_keep,
+            **{"use_cache": False, **extra},
         )
         return out.logits
 
@@ -358,9 +349,13 @@ class HookedModel:
         detach: bool = True,
         skip_below: int = 0,
         logits_to_keep: int = 0,
+        prefix: KVPrefix | None = None,
+        grow: dict[int, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor | None, ActivationCache]:
         """Run and record activations. ``stop_at_layer=k`` skips blocks k.. (logits are then None);
-        ``logits_to_keep`` as in :meth:`run_with_hooks`."""
+        ``logits_to_keep`` as in :meth:`run_with_hooks`; ``prefix`` (``models.prefix``) reuses recorded keys
+        and values for the first positions, and activations and logits then cover the later ones only;
+        ``grow`` adds rows at layers' inputs (``hooks.wrap_layer_forwards``)."""
         tokens = self.tokenize(x, attention_mask)
         if names is None:
             wanted = list(self._names)
@@ -380,10 +375,12 @@ class HookedModel:
         state = self.build_state(list(fwd_hooks) + [(n, save) for n in wanted], interventions)
         state.stop_layer = stop_at_layer
         state.skip_below = skip_below
+        state.grow = grow or {}
+        state.pos_offset = prefix.length if prefix is not None else 0
         logits: torch.Tensor | None
         with self.hooks(state=state):
             try:
-                logits = self._forward(tokens, logits_to_keep)
+                logits = self._forward(tokens, logits_to_keep, prefix)
             except StopForward:
                 logits = None
         return logits, ActivationCache(store, self)

@@ -47,6 +47,8 @@ class HookState:
     stop_layer: int | None = None
     pos_offset: int = 0
     skip_below: int = 0  # layers below this return their input untouched (their output is patched in)
+    # rows joining the batch at a layer's input (see wrap_layer_forwards)
+    grow: dict[int, torch.Tensor] = field(default_factory=dict)
     scratch: dict[Any, torch.Tensor] = field(default_factory=dict)
     # peft adapter per batch row (one name: every row) chosen by edit interventions; None: no adapter
     adapters: tuple[str, ...] | None = None
@@ -61,6 +63,7 @@ class HookState:
             stop_layer=stop,
             pos_offset=self.pos_offset,
             skip_below=max(self.skip_below, other.skip_below),
+            grow={**self.grow, **other.grow},
             adapters=other.adapters if other.adapters is not None else self.adapters,
         )
 
@@ -70,6 +73,35 @@ _STATE: ContextVar[HookState | None] = ContextVar("neuroscope_hook_state", defau
 
 def current_state() -> HookState | None:
     return _STATE.get()
+
+
+def wrap_layer_forwards(layers: Sequence[nn.Module]) -> None:
+    """Let a context skip the first layers and add rows later (``HookState.skip_below`` and ``grow``).
+
+    Layers below ``skip_below`` return their input: their output is known and patched in. ``grow[l]`` rows
+    join the batch at layer ``l``'s input (after its pre-hooks); at ``skip_below`` they replace the batch, whose
+    rows only carried the embedding through the skipped layers. Rows identical to another run until layer
+    ``l`` are then computed from ``l`` on only, in one forward with rows that differ earlier. Everything a
+    layer receives besides the residual (positions, mask, cache) must broadcast over rows: a run that
+    grows starts from one row.
+    """
+    for l, layer in enumerate(layers):
+        original = layer.forward
+
+        def forward(*args: Any, _l: int = l, _orig: Callable = original, **kwargs: Any) -> Any:
+            state = current_state()
+            if state is None:
+                return _orig(*args, **kwargs)
+            x = args[0] if args else kwargs["hidden_states"]
+            if _l < state.skip_below:
+                return x
+            rows = state.grow.get(_l)
+            if rows is not None:
+                x = rows.to(x.dtype) if _l == state.skip_below else torch.cat([x, rows.to(x.dtype)])
+                args, kwargs = ((x, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": x})
+            return _orig(*args, **kwargs)
+
+        layer.forward = forward
 
 
 class StopForward(Exception):

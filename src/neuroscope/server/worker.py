@@ -11,10 +11,11 @@ those runs; this module only schedules, caches and serialises.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from neuroscope.server import compute
 from neuroscope.server.compute import Spec, SteeringVectorEntry
 
 T = TypeVar("T")
+IDLE_S = 0.5  # how long the queue must stay empty before work that can wait runs (``when_idle``)
 
 
 @dataclass
@@ -82,6 +84,7 @@ class ModelWorker:
         self.torch_threads = torch_threads
         self.max_batch = max_batch
         self.stats = {"forwards": 0, "cache_hits": 0, "cache_misses": 0, "batched_rows": 0}
+        self._idle: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         if vectors_dir:
             self.load_vectors(Path(vectors_dir))
 
@@ -119,6 +122,21 @@ class ModelWorker:
         self._submit(0, job)
         return await job.future
 
+    def when_idle(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the model thread once no request has waited for ``IDLE_S``: work that may
+        wait (attaching a prepared edit's adapter) never delays a click. Errors are logged, not raised."""
+        with self._lock:
+            self._idle.append((fn, args))
+        self._submit(99, lambda: None)  # wakes the thread (and starts it) so that it starts counting
+
+    def _run_idle(self) -> None:
+        fn, args = self._idle.popleft()
+        try:
+            with torch.inference_mode():
+                fn(*args)
+        except Exception:  # nothing awaits it; the work it stood for stays undone
+            logging.getLogger(__name__).exception("idle task %s failed", getattr(fn, "__name__", fn))
+
     def _submit(self, priority: int, job: Callable[[], None] | _NextTokenJob) -> None:
         with self._lock:
             if self._closed:
@@ -133,7 +151,11 @@ class ModelWorker:
         if self.torch_threads:  # set on this thread: OpenMP's thread count is per calling thread
             torch.set_num_threads(self.torch_threads)
         while True:
-            _, _, job = self._queue.get()
+            try:
+                _, _, job = self._queue.get(timeout=IDLE_S if self._idle else None)
+            except queue.Empty:
+                self._run_idle()
+                continue
             if job is None:
                 return
             if isinstance(job, _NextTokenJob):

@@ -90,9 +90,12 @@ async def list_edits(worker: WorkerDep) -> dict[str, Any]:
 
 @router.post("/api/edits", response_model=LiveEditInfo)
 async def prepare_edit(req: EditRequest, lab: LabDep, worker: WorkerDep) -> dict[str, Any]:
-    """Prepare an edit once (ablate: a peft LoRA adapter, hot-swapped per request; clamp: the hooked clamp);
-    a client applies it by naming it in ``interventions.edits``."""
+    """Prepare an edit once (ablate: a peft LoRA adapter, hot-swapped per request, attached when the model is
+    idle and until then applied as its exact hooked form; clamp: the hooked clamp); a client applies it by
+    naming it in ``interventions.edits``."""
     out = await worker.call(lab.prepare_edit, req.sae, list(req.features), req.method, req.value, req.rank)
+    if out.value.build is not None:  # requests use its exact hooked form until then
+        worker.when_idle(LiveEdits.of(worker.model).finish, out.value.name)
     return out.value.to_dict()
 
 
