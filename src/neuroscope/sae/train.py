@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,10 +215,13 @@ def init_b_dec(sae: SAE, sample: torch.Tensor, how: str) -> None:
             sae.b_dec.data = sample.float().mean(0)
 
 
-def build_trainer(tcfg: TrainConfig, out: Path, max_steps: int, epochs: int) -> L.Trainer:
+def build_trainer(
+    tcfg: TrainConfig, out: Path, max_steps: int, epochs: int, extra_callbacks: Sequence[Any] = ()
+) -> L.Trainer:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     callbacks: list[Any] = [
+        *extra_callbacks,
         ModelCheckpoint(
             dirpath=out / "checkpoints",
             filename="sae-{step}",
@@ -311,6 +315,7 @@ def train_sae(
     cfg: SAEConfig | None = None,
     tcfg: TrainConfig | None = None,
     out: str | os.PathLike | None = None,
+    callbacks: Sequence[Any] = (),
     **sae_kwargs: Any,
 ) -> tuple[SAE, TrainResult]:
     """Train an SAE on a recorded store and (with ``out``) save it in SAELens's format plus
@@ -319,7 +324,8 @@ def train_sae(
 
     With ``tcfg.devices``/``num_nodes`` > 1 and ``strategy="ddp"``, Lightning starts one process per
     device (re-running this program); each streams its own share of the store, and only global rank 0
-    writes ``out``. Every rank returns the same trained SAE."""
+    writes ``out``. Every rank returns the same trained SAE. ``callbacks``: extra Lightning callbacks (a
+    caller's progress display, for instance)."""
     tcfg = tcfg or TrainConfig()
     store = acts if isinstance(acts, ActivationStore) else ActivationStore(acts)
     setup = setup_training(store, cfg, tcfg, **sae_kwargs)
@@ -328,7 +334,7 @@ def train_sae(
         lr = find_lr(setup.module, setup.stream, tcfg, out_path)
         setup.lr = lr
         setup.module = SAETrainingModule(setup.sae, tcfg, lr, total_steps=setup.max_steps)
-    trainer = build_trainer(tcfg, out_path, setup.max_steps, setup.epochs)
+    trainer = build_trainer(tcfg, out_path, setup.max_steps, setup.epochs, callbacks)
     return run_training(setup, trainer, setup.stream.loader(), out, tcfg)
 
 
