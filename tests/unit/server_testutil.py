@@ -28,7 +28,18 @@ def served_ui(*args: str, timeout: float = 120.0) -> Iterator[tuple[str, subproc
     /api/health answers, and stops it afterwards. A server that dies while starting fails with its stderr."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "neuroscope.server.cli", "--model", "tiny:llama", "--port", str(port), *args]
+    # --no-prepare: these servers need no default SAE suite (and must not write to the user's cache)
+    cmd = [
+        sys.executable,
+        "-m",
+        "neuroscope.server.cli",
+        "--model",
+        "tiny:llama",
+        "--port",
+        str(port),
+        "--no-prepare",
+    ]
+    cmd += list(args)
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
