@@ -41,13 +41,14 @@ Emit = Callable[[dict[str, Any]], object]
 
 
 def stage_weights(plan: PreparePlan) -> dict[str, float]:
-    """Each stage's share of the whole, for one progress fraction (measured on smollm2-135m, 1 thread)."""
+    """Each stage's share of the whole, for one progress fraction (as measured on smollm2-135m, one thread:
+    benchmarks/results/prepare.json)."""
     n = len(plan.layers)
-    w = {"record train": 0.34, "record heldout": 0.34 * plan.heldout_tokens / plan.tokens}
+    w = {"record train": 0.38, "record heldout": 0.38 * plan.heldout_tokens / plan.tokens}
     for layer in plan.layers:
-        w[f"train L{layer}"] = 0.45 / n
-        w[f"eval L{layer}"] = 0.06 / n
-        w[f"features L{layer}"] = 0.06 / n
+        w[f"train L{layer}"] = 0.28 / n
+        w[f"eval L{layer}"] = 0.12 / n
+        w[f"features L{layer}"] = 0.16 / n
     total = sum(w.values())
     return {k: v / total for k, v in w.items()}
 

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
     from neuroscope.models.config import HookedConfig
     from neuroscope.sae.suite import SuiteConfig
 
-PREPARE_FLOPS = 1.0e13
+PREPARE_FLOPS = 8.0e12
 MIN_TOKENS, MAX_TOKENS = 2_048, 262_144
 MAX_LATENTS = 16_384
+EPOCHS = 2
 SUITE_DEPTH = 3  # layers in the suite: the feature lab's and the ones below it (provenance depth)
 
 
@@ -36,11 +37,11 @@ class PreparePlan:
     heldout_tokens: int
     k: int
     expansion: float
-    epochs: int = 2
+    epochs: int = EPOCHS
     batch_size: int = 1024
     lr: float = 2e-3
     ctx_len: int = 128
-    ce_contexts: int = 4
+    ce_contexts: int = 2  # the eval table's CE loss recovered: a few full forwards per layer
 
     def __post_init__(self) -> None:
         if self.feature_layer not in self.layers:
@@ -101,8 +102,7 @@ def plan_for(cfg: HookedConfig, tokens: int | None = None) -> PreparePlan:
     k = max(1, min(64, d_sae // 8))
     ctx_len = min(128, cfg.n_ctx)
     if tokens is None:
-        epochs = PreparePlan.__dataclass_fields__["epochs"].default
-        tokens = int(PREPARE_FLOPS / flops_per_token(cfg, layers, d_sae, epochs))
+        tokens = int(PREPARE_FLOPS / flops_per_token(cfg, layers, d_sae, EPOCHS))
         tokens = min(MAX_TOKENS, max(MIN_TOKENS, tokens))
     if tokens < 2 * ctx_len:
         raise InvalidConfigError(f"prepare at least {2 * ctx_len} tokens for this model, got {tokens}")

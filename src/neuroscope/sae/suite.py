@@ -153,9 +153,7 @@ def train_suite(
         tcfg = TraceConfig(hooks=hooks, data=data, split=split, tokens=tokens, ctx_len=cfg.ctx_len)
         stage = f"record {split}"
         say(stage, 0.0)
-        record(
-            model, tcfg, out_path / "acts" / split, progress, lambda d, t, s=stage: say(s, d / max(t, 1))
-        )
+        record(model, tcfg, out_path / "acts" / split, progress, _fraction_of(stage, say))
         stores[split] = ActivationStore(out_path / "acts" / split)
     entries: dict[str, str] = {}
     evals: list[dict[str, Any]] = []
@@ -205,6 +203,13 @@ def train_suite(
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(out_path / SUITE_FILE)
     return result
+
+
+def _fraction_of(stage: str, say: Callable[[str, float], object]) -> Callable[[int, int], None]:
+    def on_tokens(done: int, total: int) -> None:
+        say(stage, done / max(total, 1))
+
+    return on_tokens
 
 
 def _step_report(stage: str, say: Callable[[str, float], object]) -> Any:

@@ -228,7 +228,7 @@ def build_trainer(
             save_last=True,
             save_top_k=1,
             every_n_train_steps=tcfg.checkpoint_every or None,
-        )
+        ),
     ]
     return L.Trainer(
         max_epochs=epochs,
