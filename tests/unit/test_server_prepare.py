@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from test_prepare import TOKENS, corpus
+from test_prepare import corpus
 from tinymodels import tiny
 
 from neuroscope.server.app import create_app
@@ -33,7 +33,7 @@ def settings(tmp_path, **kw) -> Settings:
         workspace=str(tmp_path / "ws"),
         prepare=True,
         prepare_dir=str(tmp_path / "prepared"),
-        prepare_tokens=TOKENS,
+        prepare_tokens=1024,  # the smallest useful size: this test is about the process, not the SAEs
         prepare_data=corpus(tmp_path),
         **kw,
     )
