@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 
 import torch
+from benchmarks.soak import serve
 
 from neuroscope.interventions import Ablate
 
@@ -26,36 +23,9 @@ def free_port() -> int:
 def served_ui(*args: str, timeout: float = 120.0) -> Iterator[tuple[str, subprocess.Popen]]:
     """`neuroscope ui --model tiny:llama ARGS` on a free port, offline; yields its http base URL and process once
     /api/health answers, and stops it afterwards. A server that dies while starting fails with its stderr."""
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     # --no-prepare: these servers need no default SAE suite (and must not write to the user's cache)
-    cmd = [
-        sys.executable,
-        "-m",
-        "neuroscope.server.cli",
-        "--model",
-        "tiny:llama",
-        "--port",
-        str(port),
-        "--no-prepare",
-    ]
-    cmd += list(args)
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                urllib.request.urlopen(base + "/api/health", timeout=5).read()
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-                assert time.monotonic() < deadline, "the server did not come up"
-                time.sleep(0.2)
-        yield base, server
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with serve("tiny:llama", "--no-prepare", *args, timeout=timeout) as served:
+        yield served
 
 
 @torch.no_grad()

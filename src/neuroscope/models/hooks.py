@@ -236,9 +236,15 @@ class _ModuleDispatch:
             h.remove()
         self.handles.clear()
 
-    def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+    def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict | None = None) -> Any:
         state = _STATE.get()
         if state is None:
+            return None
+        if kwargs is None:
+            # torch records a hook and its with_kwargs flag in two steps: a forward on another thread (the
+            # attack search beside the worker) can call a hook installed at that moment without kwargs. The
+            # installing thread's sites are not that forward's (it acquired its own first), so there is
+            # nothing to do for it.
             return None
         from_args = bool(args)
         x = args[0] if from_args else kwargs["hidden_states"]
