@@ -47,7 +47,8 @@ corpus: $(STAMP)
 	@dpkg -s python3-doc >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-doc >/dev/null)
 	test -f data/corpus/corpus.json || $(VENV)/bin/neuroscope corpus prepare
 
-run: setup
+# corpus: the first start prepares the Features view's SAE suite from data/corpus (README, "The workbench")
+run: setup corpus
 	$(VENV)/bin/neuroscope ui --model $(MODEL) --host $(HOST) --port $(PORT)
 
 test: setup chromium corpus

@@ -395,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SoakConfig(
         seconds=args.seconds, clients=args.clients, pause=args.pause, graphs=bool(args.sae_suite)
     )
-    ui = ["--sae", args.sae, "--workspace", str(Path(args.workspace) / "server")]
+    # --no-prepare: the soak measures the workbench with the SAEs it is given, no background preparation
+    ui = ["--sae", args.sae, "--workspace", str(Path(args.workspace) / "server"), "--no-prepare"]
     if args.sae_suite:
         ui += ["--sae-suite", args.sae_suite]
     before = machine_info()

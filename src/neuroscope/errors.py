@@ -309,3 +309,22 @@ class DictionaryOverflowError(SyntheticConfigError):
 class BenchDependencyError(NeuroscopeError, ImportError):
     """A benchmark needs an optional package (sae-lens, scipy) that is not installed; the message says how to
     install it."""
+
+
+# --- the workbench's prepared SAE suite --------------------------------------------------------------------
+class PrepareDiskSpaceError(NeuroscopeError, OSError):
+    """Not enough free disk space to prepare the workbench's default SAE suite; the message says how much
+    it needs, where, and how to go on without it."""
+
+    def __init__(self, where: str, need: int, free: int | None):
+        self.where, self.need, self.free = where, need, free
+        have = f"{free / 1e6:.0f} MB are free" if free is not None else "the disk is full"
+        super().__init__(
+            f"Not enough disk space to prepare the SAE suite in {where}: it needs about {need / 1e6:.0f} MB and "
+            f"{have}. Free some space (or point NEUROSCOPE_PREPARE_DIR elsewhere) and restart, or start with "
+            "--no-prepare; everything that needs no SAE works meanwhile."
+        )
+
+
+class PrepareModelChangedError(NeuroscopeError, RuntimeError):
+    """The preparing process loaded other weights than the server that started it."""

@@ -23,7 +23,8 @@ def free_port() -> int:
 def served_ui(*args: str, timeout: float = 120.0) -> Iterator[tuple[str, subprocess.Popen]]:
     """`neuroscope ui --model tiny:llama ARGS` on a free port, offline; yields its http base URL and process once
     /api/health answers, and stops it afterwards. A server that dies while starting fails with its stderr."""
-    with serve("tiny:llama", *args, timeout=timeout) as served:
+    # --no-prepare: these servers need no default SAE suite (and must not write to the user's cache)
+    with serve("tiny:llama", "--no-prepare", *args, timeout=timeout) as served:
         yield served
 
 

@@ -321,12 +321,17 @@ def short_corpus_error(data: Path, seen: int, cfg: TraceConfig) -> InvalidConfig
 
 
 def record(
-    model: HookedModel, cfg: TraceConfig, out: str | os.PathLike, progress: bool = True
+    model: HookedModel,
+    cfg: TraceConfig,
+    out: str | os.PathLike,
+    progress: bool = True,
+    on_tokens: Callable[[int, int], object] | None = None,
 ) -> TraceResult:
     """Record ``cfg.hooks`` over the first ``cfg.n_contexts`` contexts of ``cfg.data`` into ``out``.
 
     Running it again with the same settings continues an interrupted recording (or returns at once when it
-    is complete); different settings on the same folder are refused rather than mixed.
+    is complete); different settings on the same folder are refused rather than mixed. ``on_tokens(done,
+    total)`` is called after every batch (a caller's own progress display).
     """
     t0 = time.perf_counter()
     if cfg.ctx_len > model.cfg.n_ctx:
@@ -341,6 +346,15 @@ def record(
     total = cfg.n_contexts * cfg.ctx_len
     pending_tokens = sum((e - s) * cfg.ctx_len for s, e in pending)
     bar = _progress(progress, total, total - pending_tokens)
+    done = total - pending_tokens
+
+    def update(n: int) -> None:
+        nonlocal done
+        bar.update(n)
+        done += n
+        if on_tokens is not None:
+            on_tokens(done, total)
+
     contexts = iter_contexts(
         load_documents(data), model.tokenizer, cfg.ctx_len, cfg.n_contexts, source=f"The corpus {data}"
     )
@@ -353,7 +367,7 @@ def record(
                 raise short_corpus_error(data, position, cfg)
             try:
                 entry = record_shard(
-                    model, spec, rec.out, start, end, itertools.islice(contexts, end - start), bar.update
+                    model, spec, rec.out, start, end, itertools.islice(contexts, end - start), update
                 )
             except CorpusExhausted as e:
                 raise short_corpus_error(data, e.seen, cfg) from None

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,11 +120,18 @@ class SuiteResult:
 
 
 def train_suite(
-    model: HookedModel, cfg: SuiteConfig, out: str | os.PathLike, progress: bool = True
+    model: HookedModel,
+    cfg: SuiteConfig,
+    out: str | os.PathLike,
+    progress: bool = True,
+    report: Callable[[str, float], object] | None = None,
 ) -> SuiteResult:
     """Record every layer's hook in one pass (train and held-out splits), train one SAE per layer, evaluate
     each on the held-out split and (``cfg.features``) compute its feature store. An existing suite folder
-    is resumed: recordings continue, layers with a finished SAE are not retrained."""
+    is resumed: recordings continue, layers with a finished SAE are not retrained.
+
+    ``report(stage, fraction)`` hears each stage as it goes (``record train``, ``train L12``, ``eval L12``,
+    ``features L12``, ...) with the fraction of that stage done (0 to 1)."""
     from neuroscope.record.datasets import DEFAULT_CORPUS_DIR, ensure_default_corpus
     from neuroscope.record.reader import ActivationStore
     from neuroscope.record.writer import TraceConfig, record
@@ -140,10 +147,13 @@ def train_suite(
     out_path.mkdir(parents=True, exist_ok=True)
     data = cfg.data or str(ensure_default_corpus(DEFAULT_CORPUS_DIR))
     hooks = tuple(cfg.hook_name(l) for l in cfg.layers)
+    say = report or (lambda stage, fraction: None)
     stores = {}
     for split, tokens in (("train", cfg.tokens), ("heldout", cfg.heldout_tokens)):
         tcfg = TraceConfig(hooks=hooks, data=data, split=split, tokens=tokens, ctx_len=cfg.ctx_len)
-        record(model, tcfg, out_path / "acts" / split, progress=progress)
+        stage = f"record {split}"
+        say(stage, 0.0)
+        record(model, tcfg, out_path / "acts" / split, progress, _fraction_of(stage, say))
         stores[split] = ActivationStore(out_path / "acts" / split)
     entries: dict[str, str] = {}
     evals: list[dict[str, Any]] = []
@@ -158,13 +168,23 @@ def train_suite(
                 hook=hook,
                 progress=progress,
             )
-            train_sae(stores["train"], tcfg=train, out=folder, k=cfg.k, expansion=cfg.expansion)
+            say(f"train L{layer}", 0.0)
+            train_sae(
+                stores["train"],
+                tcfg=train,
+                out=folder,
+                callbacks=[_step_report(f"train L{layer}", say)] if report else [],
+                k=cfg.k,
+                expansion=cfg.expansion,
+            )
+        say(f"eval L{layer}", 0.0)
         sae = load_sae(folder)
         r = evaluate_sae(
             sae, stores["heldout"], model, hook=hook, ce_contexts=cfg.ce_contexts, name=str(folder)
         )
         evals.append({"layer": layer, **r.to_dict()})
         if cfg.features and not (folder / "features" / "meta.json").exists():
+            say(f"features L{layer}", 0.0)
             compute_features(sae, stores["heldout"], model, folder / "features", FeatureConfig(), hook=hook)
         entries[str(layer)] = folder.name
     result = SuiteResult(
@@ -183,6 +203,24 @@ def train_suite(
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(out_path / SUITE_FILE)
     return result
+
+
+def _fraction_of(stage: str, say: Callable[[str, float], object]) -> Callable[[int, int], None]:
+    def on_tokens(done: int, total: int) -> None:
+        say(stage, done / max(total, 1))
+
+    return on_tokens
+
+
+def _step_report(stage: str, say: Callable[[str, float], object]) -> Any:
+    """A Lightning callback that hands the fraction of training steps done to ``say``."""
+    import lightning as L
+
+    class StepReport(L.Callback):
+        def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+            say(stage, trainer.global_step / max(int(trainer.max_steps), 1))
+
+    return StepReport()
 
 
 class SAESuite:

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,13 +204,19 @@ def init_b_dec(sae: SAE, sample: torch.Tensor, how: str) -> None:
 
 
 def build_trainer(
-    tcfg: TrainConfig, out: Path, max_steps: int, epochs: int, checkpoints: bool = True
+    tcfg: TrainConfig,
+    out: Path,
+    max_steps: int,
+    epochs: int,
+    checkpoints: bool = True,
+    extra_callbacks: Sequence[Any] = (),
 ) -> L.Trainer:
     """The Lightning trainer; ``checkpoints=False`` (training without an output folder) writes nothing,
-    so in-memory runs in parallel processes never share a checkpoint folder."""
+    so in-memory runs in parallel processes never share a checkpoint folder. ``extra_callbacks``: a caller's
+    own (a progress display, for instance)."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    callbacks: list[Any] = []
+    callbacks: list[Any] = list(extra_callbacks)
     if checkpoints:
         callbacks.append(
             ModelCheckpoint(
@@ -353,7 +359,12 @@ def setup_tensor_training(x: torch.Tensor, cfg: SAEConfig, tcfg: TrainConfig) ->
     )
 
 
-def _fit(setup: TrainingSetup, tcfg: TrainConfig, out: str | os.PathLike | None) -> tuple[SAE, TrainResult]:
+def _fit(
+    setup: TrainingSetup,
+    tcfg: TrainConfig,
+    out: str | os.PathLike | None,
+    callbacks: Sequence[Any] = (),
+) -> tuple[SAE, TrainResult]:
     """The loop every entry point shares: optional LR range test, the Lightning trainer, fit and save.
     Without ``out`` Lightning's working files go to a private temporary folder, removed afterwards."""
     import tempfile
@@ -364,7 +375,9 @@ def _fit(setup: TrainingSetup, tcfg: TrainConfig, out: str | os.PathLike | None)
             lr = find_lr(setup.module, setup.stream, tcfg, root)
             setup.lr = lr
             setup.module = SAETrainingModule(setup.sae, tcfg, lr, total_steps=setup.max_steps)
-        trainer = build_trainer(tcfg, root, setup.max_steps, setup.epochs, checkpoints=out is not None)
+        trainer = build_trainer(
+            tcfg, root, setup.max_steps, setup.epochs, checkpoints=out is not None, extra_callbacks=callbacks
+        )
         return run_training(setup, trainer, setup.stream.loader(), out, tcfg)
 
 
@@ -373,6 +386,7 @@ def train_sae(
     cfg: SAEConfig | None = None,
     tcfg: TrainConfig | None = None,
     out: str | os.PathLike | None = None,
+    callbacks: Sequence[Any] = (),
     **sae_kwargs: Any,
 ) -> tuple[SAE, TrainResult]:
     """Train an SAE on a recorded store and (with ``out``) save it in SAELens's format plus
@@ -381,10 +395,11 @@ def train_sae(
 
     With ``tcfg.devices``/``num_nodes`` > 1 and ``strategy="ddp"``, Lightning starts one process per
     device (re-running this program); each streams its own share of the store, and only global rank 0
-    writes ``out``. Every rank returns the same trained SAE."""
+    writes ``out``. Every rank returns the same trained SAE. ``callbacks``: extra Lightning callbacks (a
+    caller's progress display, for instance)."""
     tcfg = tcfg or TrainConfig()
     store = acts if isinstance(acts, ActivationStore) else ActivationStore(acts)
-    return _fit(setup_training(store, cfg, tcfg, **sae_kwargs), tcfg, out)
+    return _fit(setup_training(store, cfg, tcfg, **sae_kwargs), tcfg, out, callbacks)
 
 
 def train_sae_on_tensor(

@@ -21,6 +21,7 @@ from neuroscope.server.routers import (
     embeddings,
     features,
     graphs,
+    prepare,
     residual,
     run,
     steering,
@@ -72,7 +73,11 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if preparer is not None:
+            preparer.start()
         yield
+        if preparer is not None:
+            preparer.close()
         worker.close()
 
     app = FastAPI(
@@ -92,6 +97,11 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     from neuroscope.graphs.service import GraphService
 
     app.state.graphs = GraphService(model, settings.sae_suite, worker.max_prompt_tokens)
+    from neuroscope.server.prepare import Preparer, wanted
+
+    # the default SAE suite: found in the cache or built in a child process once the server is up
+    preparer = Preparer(model, app.state.lab, app.state.graphs, settings) if wanted(settings) else None
+    app.state.preparer = preparer
     for r in (
         model_router,
         run,
@@ -102,6 +112,7 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
         attack,
         features,
         graphs,
+        prepare,
     ):
         app.include_router(r.router, responses=ERRORS)
     app.include_router(ws.router)

@@ -42,6 +42,12 @@ def register(subparsers: Any) -> None:
         "--sae-suite", default=None, help="SAE suite folder for the provenance view (train-sae-suite)"
     )
     p.add_argument(
+        "--no-prepare",
+        action="store_true",
+        help="do not prepare the default SAE suite in the background (by default the first start for a model "
+        "records and trains one, cached for later starts, and the Features/Provenance views fill in when ready)",
+    )
+    p.add_argument(
         "--refusal-direction",
         default=None,
         help="refusal direction for the workbench's refusal slider: a safetensors file (tensor 'vector', metadata "
@@ -79,6 +85,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "refusal_direction": getattr(args, "refusal_direction", None),
         "refusal_layer": getattr(args, "refusal_layer", None),
         "audit_file": getattr(args, "audit_file", None),
+        "prepare": not getattr(args, "no_prepare", False),
     }
     chosen = {k: v for k, v in given.items() if v is not None}
     if args.threads == 0:  # torch's own default (every core) rather than ours

@@ -113,6 +113,23 @@ class Settings(BaseSettings):
         description="JSON Lines file inside the workspace that logs every live run steered along the refusal direction",
     )
 
+    prepare: bool = Field(
+        default=False,
+        description="prepare a default SAE suite in the background when none is attached (recorded and trained "
+        "once per model weights, then cached); `neuroscope ui` turns it on unless --no-prepare",
+    )
+    prepare_dir: str | None = Field(
+        default=None, description="where prepared suites are cached (default $NEUROSCOPE_CACHE/prepared)"
+    )
+    prepare_tokens: int | None = Field(
+        default=None,
+        ge=256,
+        description="tokens to record for the prepared suite (default: chosen from the model's size)",
+    )
+    prepare_data: str | None = Field(
+        default=None, description="corpus for the prepared suite (default data/corpus, else python3-doc)"
+    )
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if not is_loopback(self.host) and not self.token:

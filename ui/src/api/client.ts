@@ -30,6 +30,7 @@ export type GraphNode = S["GraphNode"];
 export type SuiteInfo = S["SuiteInfo"];
 export type SuiteFeature = S["SuiteFeature"];
 export type TopFeatures = S["TopFeaturesResponse"];
+export type PrepareStatus = S["PrepareStatus"];
 
 export class ApiError extends Error {
   constructor(public status: number, message: string) {
@@ -98,6 +99,7 @@ export const api = {
   prepareEdit: (body: S["EditRequest"]) => request<LiveEditInfo>("POST", "/api/edits", body),
   exportBundle: (body: S["ExportRequest"]) => request<ExportResult>("POST", "/api/export", body),
   suite: () => request<SuiteInfo>("GET", "/api/graphs/suite"),
+  prepare: () => request<PrepareStatus>("GET", "/api/prepare"),
   topFeatures: (body: S["TopFeaturesRequest"]) => request<TopFeatures>("POST", "/api/graphs/top-features", body),
   suiteFeature: (layer: number, feature: number) => request<SuiteFeature>("GET", `/api/graphs/feature/${layer}/${feature}`),
   provenance: (body: S["ProvenanceRequest"]) => request<GraphDoc>("POST", "/api/graphs/provenance", body),

@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: 8233c448e6b31b64
+// openapi-sha256: a5434c43bda5f329
 
 export interface paths {
     "/api/attack/status": {
@@ -424,6 +424,23 @@ export interface paths {
         };
         /** Model Info */
         get: operations["model_info_api_model_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/prepare": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Prepare Status */
+        get: operations["prepare_status_api_prepare_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1521,6 +1538,51 @@ export interface components {
              * @description [row] -> [pc1, pc2, pc3] of the last token's residual
              */
             points: number[][];
+        };
+        /** PrepareStatus */
+        PrepareStatus: {
+            /** Elapsed S */
+            elapsed_s?: number | null;
+            /** Feature Layer */
+            feature_layer?: number | null;
+            /**
+             * Fraction
+             * @description the whole preparation's share done, 0..1
+             */
+            fraction?: number | null;
+            /** Layers */
+            layers?: number[];
+            /**
+             * Message
+             * @description why it failed, or where the suite came from
+             */
+            message?: string | null;
+            /**
+             * Notices
+             * @description e.g. why a cached suite was rebuilt
+             */
+            notices?: string[];
+            /**
+             * Path
+             * @description the cached suite's folder
+             */
+            path?: string | null;
+            /**
+             * Sae
+             * @description the Features view's name for the prepared SAE
+             */
+            sae?: string | null;
+            /**
+             * Stage
+             * @description what it does now, e.g. 'record train', 'train L14'
+             */
+            stage?: string | null;
+            /**
+             * State
+             * @description off: not preparing (--no-prepare, or SAEs were given); ready: attached
+             * @enum {string}
+             */
+            state: "off" | "checking" | "waiting" | "running" | "ready" | "failed";
         };
         /** PromptActs */
         PromptActs: {
@@ -3479,6 +3541,62 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelInfo"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    prepare_status_api_prepare_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PrepareStatus"];
                 };
             };
             /** @description missing or wrong token */

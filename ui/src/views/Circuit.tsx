@@ -5,6 +5,7 @@ import { api } from "../api/client";
 import { GraphView } from "../components/GraphView";
 import { HeadHeatmap } from "../components/HeadHeatmap";
 import { Panel } from "../components/Panel";
+import { PrepareBanner, usePrepare } from "../components/PrepareStatus";
 import { Plot } from "../components/Plot";
 import { navigate } from "../router";
 
@@ -30,6 +31,7 @@ export function Circuit({ rest }: { rest: string[] }) {
   const draws = Number(rest[4] ?? 3);
   const sizes = rest[5] ? rest[5].split(",").map(Number).filter((x) => x > 0) : null;
   const [selected, setSelected] = useState<GraphNode | null>(null);
+  const prep = usePrepare();
 
   const circuit = useQuery({
     queryKey: ["graphs", "circuit", task, edges, steps, pairs, draws, sizes],
@@ -63,6 +65,7 @@ export function Circuit({ rest }: { rest: string[] }) {
 
   return (
     <div className="layout">
+      <PrepareBanner status={prep} what="circuits need no SAE and run now; the SAE features of the Features and Provenance views follow." />
       <Panel title="Circuit discovery (EAP-IG)" testid="circuit-controls" wide>
         <form
           className="inline-form"

@@ -8,13 +8,15 @@ import { FeatureDetail } from "../components/features/FeatureDetail";
 import { FeatureTable } from "../components/features/FeatureTable";
 import { Panel } from "../components/Panel";
 import { OpenProvenance } from "../graphLinks";
-import { useView } from "../hooks";
+import { PrepareBanner, usePrepare } from "../components/PrepareStatus";
 import { navigate } from "../router";
 
 // The feature laboratory: browse an SAE's features, open one, patch it live, find features by contrast, export.
 // Route: #/features/<sae>/<feature>.
 export function Features({ rest }: { rest: string[] }) {
-  const saes = useView<SAEList>(() => api.saes(), []);
+  const prep = usePrepare();
+  // refetched when the prepared suite becomes ready (usePrepare invalidates "saes")
+  const saes = useQuery({ queryKey: ["saes"], queryFn: api.saes, retry: false });
   const list = saes.data?.saes ?? [];
   const sae = rest[0] && list.some((s) => s.name === rest[0]) ? rest[0] : list[0]?.name;
   const id = rest[1] !== undefined && /^\d+$/.test(rest[1]) ? Number(rest[1]) : null;
@@ -26,12 +28,21 @@ export function Features({ rest }: { rest: string[] }) {
   const suite = useQuery({ queryKey: ["graphs", "suite"], queryFn: api.suite, retry: false });
   const info = list.find((s) => s.name === sae);
 
-  if (saes.error) return <div className="error">{saes.error}</div>;
+  if (saes.error) return <div className="error">{(saes.error as Error).message}</div>;
+  const banner = <PrepareBanner status={prep} what="its feature-layer SAE appears here when it is ready, with no restart." />;
   if (saes.data && !list.length)
-    return <p className="muted">No SAE attached: start the workbench with `neuroscope ui --sae DIR` (or `--bundle DIR`).</p>;
+    return (
+      <>
+        {banner}
+        {(!prep || prep.state === "off" || prep.state === "failed" || prep.state === "ready") && (
+          <p className="muted">No SAE attached: start the workbench with `neuroscope ui --sae DIR` (or `--bundle DIR`), or without `--no-prepare` to prepare a default one.</p>
+        )}
+      </>
+    );
   if (!sae) return <p className="muted">loading…</p>;
   return (
     <>
+      {banner}
       <div className="row">
         <label>
           SAE{" "}

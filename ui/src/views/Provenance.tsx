@@ -5,6 +5,7 @@ import { api } from "../api/client";
 import { GraphView } from "../components/GraphView";
 import { HeadHeatmap } from "../components/HeadHeatmap";
 import { Panel } from "../components/Panel";
+import { PrepareBanner, usePrepare } from "../components/PrepareStatus";
 import { featureViewHref, OpenProvenance, provenanceHref } from "../graphLinks";
 import { navigate } from "../router";
 import { showToken } from "../state";
@@ -18,6 +19,7 @@ const errText = (e: unknown) => (e ? (e as Error).message : null);
 
 export function Provenance({ rest }: { rest: string[] }) {
   const { prompt } = useSession();
+  const prep = usePrepare();
   const suite = useQuery({ queryKey: ["graphs", "suite"], queryFn: api.suite, retry: false });
   const layers = suite.data?.layers ?? [];
   const layer = num(rest[0], layers[layers.length - 1] ?? 0);
@@ -38,11 +40,18 @@ export function Provenance({ rest }: { rest: string[] }) {
     retry: false,
   });
 
+  const banner = <PrepareBanner status={prep} what="provenance graphs open here when it is ready, with no restart." />;
   if (suite.isError) {
+    const preparing = prep && ["checking", "waiting", "running"].includes(prep.state);
     return (
-      <div className="error" role="alert" data-testid="provenance-no-suite">
-        {errText(suite.error)}
-      </div>
+      <>
+        {banner}
+        {!preparing && (
+          <div className="error" role="alert" data-testid="provenance-no-suite">
+            {errText(suite.error)}
+          </div>
+        )}
+      </>
     );
   }
   if (!prompt) return <p className="muted">Type a prompt and press Run: provenance graphs are computed on it.</p>;

@@ -41,7 +41,8 @@ LabDep = Annotated[Lab, Depends(get_lab)]
 
 @router.get("/api/features", response_model=SAEList)
 async def list_saes(lab: LabDep) -> dict[str, Any]:
-    return {"saes": [a.to_dict() for a in lab.saes.values()], "workspace": str(lab.workspace)}
+    # list() copies in one step: the prepared suite's SAE may be attached from another thread meanwhile
+    return {"saes": [a.to_dict() for a in list(lab.saes.values())], "workspace": str(lab.workspace)}
 
 
 @router.get("/api/features/{sae}/table", response_model=TablePage)
