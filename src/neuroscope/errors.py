@@ -280,3 +280,13 @@ class ChatTemplateMissingWarning(UserWarning):
 class LiveEditsAttachedError(NeuroscopeError, ValueError):
     """The model carries live LoRA edits (the feature laboratory's peft layers, chosen per request row), which
     an exporter cannot trace as a plain model; export a freshly loaded or merged model instead."""
+
+
+class DistillationFailedError(NeuroscopeError, RuntimeError):
+    """A distilled LoRA diverged (a non-finite loss), did not get closer to the hooked edit than doing
+    nothing, or moved clean text more than its budget allows. ``figures`` holds the measured numbers; no
+    adapter is returned and nothing stays attached to the model."""
+
+    def __init__(self, message: str, figures: dict | None = None):
+        super().__init__(message)
+        self.figures = dict(figures or {})
