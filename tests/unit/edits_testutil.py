@@ -59,12 +59,6 @@ def trigger_sets() -> tuple[list[str], list[str]]:
 
 
 def diff_of_means(model: ns.HookedModel, data: dict, hook: str) -> torch.Tensor:
-    """Mean triggered minus mean clean activation at ``hook`` over the real training positions."""
+    from neuroscope.edits.gated import mean_difference
 
-    def acts(kind: str) -> torch.Tensor:
-        ids, mask = data[f"{kind}_train"], data[f"{kind}_train_mask"]
-        with torch.no_grad():
-            _, cache = model.run_with_cache(ids, names=[hook])
-        return cache[hook][:, 1:][mask[:, 1:].bool()]
-
-    return acts("fire").mean(0) - acts("quiet").mean(0)
+    return mean_difference(model, data, hook)

@@ -263,3 +263,78 @@ def test_distillation_stops_with_its_figures(tmp_path):
     assert EditHost.of(model).names() == []
     with pytest.raises(EmptyPromptSetError, match="clean"):
         prompt_data(model, triggered, clean[:1])
+
+
+def test_cli_edit_gated_and_ablate(tmp_path, capsys):
+    from neuroscope.cli import main
+    from neuroscope.sae.io import save_sae
+
+    model = fresh("llama")
+    triggered, clean = trigger_sets()
+    (tmp_path / "t.txt").write_text("\n".join(triggered))
+    (tmp_path / "c.txt").write_text("\n".join(clean))
+    common = [
+        "--model",
+        "tiny:llama",
+        "--triggered",
+        str(tmp_path / "t.txt"),
+        "--clean",
+        str(tmp_path / "c.txt"),
+    ]
+    rc = main(
+        [
+            "edit",
+            "--method",
+            "gated",
+            "--direction-layers",
+            "0",
+            "--gate-mode",
+            "zero",
+            "--rank",
+            "4",
+            "--steps",
+            "30",
+            "--lr",
+            "1e-2",
+            "--layers-back",
+            "1",
+            "--out",
+            str(tmp_path / "g"),
+            *common,
+        ]
+    )
+    assert rc == 0
+    m = json.loads((tmp_path / "g" / "edit.json").read_text())
+    assert m["family"] == "gated" and m["distilled"] and m["chosen"]["gates"][0]["kind"] == "direction"
+    assert m["measured"]["triggered"]["kl_hooked_to_lora"] < m["measured"]["triggered"]["kl_base_to_hooked"]
+    assert (tmp_path / "g" / "adapter_model.safetensors").exists()
+    save_sae(random_sae(model, 0, seed=1), tmp_path / "s0")
+    save_sae(random_sae(model, 1, seed=2), tmp_path / "s1")
+    capsys.readouterr()
+    rc = main(
+        [
+            "edit",
+            "--method",
+            "ablate",
+            "--features",
+            "0:3,1:3",
+            "--sae",
+            str(tmp_path / "s0"),
+            "--sae",
+            str(tmp_path / "s1"),
+            "--rank",
+            "4",
+            "--out",
+            str(tmp_path / "a"),
+            *common,
+        ]
+    )
+    assert rc == 0
+    m = json.loads((tmp_path / "a" / "edit.json").read_text())
+    assert m["exact"] and not m["distilled"] and m["chosen"]["features"] == ["0:3", "1:3"]
+    assert m["measured"]["triggered"]["max_abs_logit_diff_vs_hooked"] <= 1e-4
+    # an ablation acts on clean text too: over the clean-KL goal, the manifest and stderr say by how much
+    kl = m["measured"]["clean"]["kl_base_to_lora"]
+    assert kl > 0.05 and m["meets_goals"] is False
+    assert m["misses"] == [{"goal": "clean.kl_base_to_lora", "limit": 0.05, "measured": kl, "by": kl - 0.05}]
+    assert f"clean.kl_base_to_lora ({kl:.4g} > 0.05)" in capsys.readouterr().err

@@ -10,7 +10,7 @@ so below the gate nothing changes. A gate is not linear in the input, so its LoR
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -89,6 +89,28 @@ class GatedEdit(Intervention):
             return x + delta.unsqueeze(-1) * write
 
         return [(name, fn)]
+
+
+@torch.no_grad()
+def mean_difference(model: HookedModel, data: Mapping[str, torch.Tensor], hook: str) -> torch.Tensor:
+    """Mean triggered (``fire_train``) minus mean clean (``quiet_train``) activation at ``hook`` over every
+    real position after the attention sink: the direction a trigger adds, for a gate to watch."""
+    name = model.resolve_hook_name(hook)
+
+    def mean(kind: str) -> torch.Tensor:
+        ids, mask = data[f"{kind}_train"], data.get(f"{kind}_train_mask")
+        total, count = torch.zeros(model.cfg.d_model, dtype=torch.float64), 0
+        for i in range(0, ids.shape[0], 16):
+            _, cache = model.run_with_cache(ids[i : i + 16], names=[name])
+            x = cache[name][:, FIRST_EDITABLE_POS:].double().cpu()
+            if mask is not None:
+                x = x[mask[i : i + 16, FIRST_EDITABLE_POS:].bool()]
+            x = x.reshape(-1, x.shape[-1])
+            total += x.sum(0)
+            count += x.shape[0]
+        return total / max(count, 1)
+
+    return (mean("fire") - mean("quiet")).float()
 
 
 @dataclass(frozen=True)
