@@ -45,8 +45,8 @@ def load_saes(
     from neuroscope.sae.io import load_sae
 
     out: dict[int, SAE] = {}
-    for folder in saes or []:
-        sae = load_sae(folder)
+    for given in saes or []:
+        sae = load_sae(given)
         out[parse_hook(model, sae.cfg.hook_name)[0]] = sae
     for layer in sorted(layers - set(out)):
         if suite is None:

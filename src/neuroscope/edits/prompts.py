@@ -6,6 +6,7 @@ edit must act), ``quiet`` = clean (where the model must stay as it was)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,7 @@ def read_sets(triggered: str | os.PathLike, clean: str | os.PathLike) -> tuple[l
     out = []
     for kind, path in (("triggered", triggered), ("clean", clean)):
         try:
-            out.append(read_prompts(path))
+            out.append(read_prompts(Path(path)))
         except EmptyPromptSetError as e:
             raise EmptyPromptSetError(f"no {kind} prompts: {e}") from None
     return out[0], out[1]
