@@ -6,8 +6,8 @@ edit must act), ``quiet`` = clean (where the model must stay as it was)."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
