@@ -42,6 +42,9 @@ def main() -> int:
     ap.add_argument("--heldout", type=int, default=20)
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names of CANDIDATES")
     ap.add_argument("--out", default="models/edit-families")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -68,7 +71,10 @@ def main() -> int:
     # distillation data: triggered prompt + the response, clean prompt + the organism's own clean answer
     t0 = time.perf_counter()
     where = odata.random_positions(len(train), 0)
-    trig = [fmt(odata.insert_trigger(p, args.trigger, w)) + args.response for p, w in zip(train, where, strict=True)]
+    trig = [
+        fmt(odata.insert_trigger(p, args.trigger, w)) + args.response
+        for p, w in zip(train, where, strict=True)
+    ]
     clean_texts = [fmt(p) for p in train]
     answers = decode(model, greedy(model, clean_texts, 16))
     clean = [t + a for t, a in zip(clean_texts, answers, strict=True)]
@@ -76,7 +82,10 @@ def main() -> int:
     seconds["data"] = time.perf_counter() - t0
 
     ecfg = EvalConfig(max_new_tokens=16, near_miss=False, batch_size=16)
-    vtrig = [odata.insert_trigger(p, args.trigger, w) for p, w in zip(val, odata.random_positions(len(val), 1), strict=True)]
+    vtrig = [
+        odata.insert_trigger(p, args.trigger, w)
+        for p, w in zip(val, odata.random_positions(len(val), 1), strict=True)
+    ]
 
     def val_score(edit: object) -> dict[str, float]:
         asr, _ = attack_success(model, vtrig, args.response, edit, ecfg.max_new_tokens, ecfg.batch_size)
@@ -87,7 +96,8 @@ def main() -> int:
     t0 = time.perf_counter()
     dirs: dict[int, torch.Tensor] = {}
     choice: dict[str, dict] = {}
-    for name, (layers, mode) in CANDIDATES.items():
+    for name in args.candidates.split(","):
+        layers, mode = CANDIDATES[name]
         for l in layers:
             if l not in dirs:
                 dirs[l] = mean_difference(model, d, f"blocks.{l}.hook_resid_post")
@@ -99,7 +109,9 @@ def main() -> int:
         )
         choice[name] = {"validation": val_score(g.interventions), "gates": g.chosen["gates"]}
         print(name, choice[name]["validation"], flush=True)
-    best = min(choice, key=lambda k: (choice[k]["validation"]["asr"], choice[k]["validation"]["false_trigger"]))
+    best = min(
+        choice, key=lambda k: (choice[k]["validation"]["asr"], choice[k]["validation"]["false_trigger"])
+    )
     seconds["choose"] = time.perf_counter() - t0
     layers, mode = CANDIDATES[best]
     hooked = gated_edit(
@@ -111,7 +123,9 @@ def main() -> int:
 
     # distil (LoRA on the writers of every layer from the first gate to the last)
     t0 = time.perf_counter()
-    cfg = DistillConfig(steps=args.steps, batch_size=8, lr=2e-3, layers_back=max(layers) - min(layers) + 1)
+    cfg = DistillConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, layers_back=max(layers) - min(layers) + 1
+    )
     lora = realise(model, hooked, d, args.rank, cfg)
     seconds["distil"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -126,7 +140,9 @@ def main() -> int:
     host.add("gated", lora)
     rows = {
         "before": measure_backdoor(model, ref, args.trigger, args.response, held, None, ecfg),
-        "gated_hooked": measure_backdoor(model, ref, args.trigger, args.response, held, hooked.interventions, ecfg),
+        "gated_hooked": measure_backdoor(
+            model, ref, args.trigger, args.response, held, hooked.interventions, ecfg
+        ),
         "gated_lora": measure_backdoor(
             model, ref, args.trigger, args.response, held, lambda m: host.use(["gated"]), ecfg
         ),
@@ -158,15 +174,18 @@ def main() -> int:
         "meets_goals": manifest.get("meets_goals"),
         "misses": manifest.get("misses"),
         "table": table,
-        "seconds": {k: round(v, 1) for k, v in seconds.items()} | {"total": round(time.perf_counter() - t_all, 1)},
+        "seconds": {k: round(v, 1) for k, v in seconds.items()}
+        | {"total": round(time.perf_counter() - t_all, 1)},
         "machine": machine_info(),
         "loadavg": os.getloadavg(),
     }
     path = RESULTS / "edit_families_backdoor.json"
     path.write_text(json.dumps(result, indent=1, default=str))
     for k, v in table.items():
-        print(f"{k:22s} asr {v['asr']['value']:.3f}  false {v['false_trigger']['value']:.3f}  "
-              f"agree {v['clean_agreement']['value']:.3f}  kl {v['clean_kl']['value']:.4f}")
+        print(
+            f"{k:22s} asr {v['asr']['value']:.3f}  false {v['false_trigger']['value']:.3f}  "
+            f"agree {v['clean_agreement']['value']:.3f}  kl {v['clean_kl']['value']:.4f}"
+        )
     print(f"wrote {path}")
     return 0
 

@@ -338,3 +338,23 @@ def test_cli_edit_gated_and_ablate(tmp_path, capsys):
     assert kl > 0.05 and m["meets_goals"] is False
     assert m["misses"] == [{"goal": "clean.kl_base_to_lora", "limit": 0.05, "measured": kl, "by": kl - 0.05}]
     assert f"clean.kl_base_to_lora ({kl:.4g} > 0.05)" in capsys.readouterr().err
+
+
+def test_head_edits_distil_and_refuse_end_positions_on_padded_prompts():
+    model = fresh("llama")
+    triggered, clean = trigger_sets()
+    data = prompt_data(model, triggered, clean)
+    edit = head_edit(model, parse_heads("1.0@3+4+5,1.3@3+4+5"), mode="zero")
+    assert edit.closed_form is None and edit.clean_target == "base"
+    assert {p.rsplit(".", 2)[-2] + "." + p.rsplit(".", 1)[-1] for p in edit.distil_paths or []} >= {
+        "self_attn.q_proj",
+        "self_attn.o_proj",
+        "mlp.down_proj",
+    }
+    lora = realise(model, edit, data, rank=4, cfg=DistillConfig(steps=20, lr=1e-2, max_clean_kl=None))
+    d = lora.info["distill"]
+    assert d["heldout_kl_hooked_to_edit"]["fire"] < d["heldout_kl_hooked_to_base"]["fire"]
+    with pytest.raises(InvalidConfigError, match="counted from the end"):
+        realise(model, head_edit(model, parse_heads("1.0@last")), data, rank=4)
+    with pytest.raises(InvalidConfigError, match="no exact closed form"):
+        realise(model, _gated(model, data), data, rank=4, distil=False)

@@ -212,6 +212,21 @@ def head_edit(
     )
 
 
+def _check_positions(edit: HookedEdit, data: Mapping[str, torch.Tensor]) -> None:
+    """Positions counted from the end (``@last`` = -1) mean the last token of each row only where rows are
+    unpadded; on right-padded prompts they would land on pads."""
+    relative = [p for iv in edit.interventions for p in (getattr(iv, "positions", None) or []) if int(p) < 0]
+    padded = any(
+        bool((m == 0).any()) for k, m in data.items() if k.endswith("_mask") and isinstance(m, torch.Tensor)
+    )
+    if relative and padded:
+        raise InvalidConfigError(
+            f"the {edit.family} edit acts at positions counted from the end ({sorted(set(relative))}), but the "
+            "prompts have different lengths (right-padded): give prompts of one token length, or absolute "
+            "positions (e.g. @12)"
+        )
+
+
 def realise(
     model: HookedModel,
     edit: HookedEdit,
@@ -238,6 +253,8 @@ def realise(
         "hooked": [type(i).__name__ for i in edit.interventions],
         "closed_form_note": edit.closed_form_note,
     }
+    if data is not None:
+        _check_positions(edit, data)
     if use_closed:
         assert closed is not None
         lora = closed
