@@ -26,6 +26,7 @@ PLUGINS = (
     "neuroscope.graphs.cli",
     "neuroscope.organisms.cli",
     "neuroscope.sae.bench.cli",
+    "neuroscope.edits.family_cli",
 )
 
 

@@ -328,3 +328,13 @@ class PrepareDiskSpaceError(NeuroscopeError, OSError):
 
 class PrepareModelChangedError(NeuroscopeError, RuntimeError):
     """The preparing process loaded other weights than the server that started it."""
+
+
+class DistillationFailedError(NeuroscopeError, RuntimeError):
+    """A distilled LoRA diverged (a non-finite loss), did not get closer to the hooked edit than doing
+    nothing, or moved clean text more than its budget allows. ``figures`` holds the measured numbers; no
+    adapter is returned and nothing stays attached to the model."""
+
+    def __init__(self, message: str, figures: dict | None = None):
+        super().__init__(message)
+        self.figures = dict(figures or {})

