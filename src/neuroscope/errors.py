@@ -280,3 +280,22 @@ class ChatTemplateMissingWarning(UserWarning):
 class LiveEditsAttachedError(NeuroscopeError, ValueError):
     """The model carries live LoRA edits (the feature laboratory's peft layers, chosen per request row), which
     an exporter cannot trace as a plain model; export a freshly loaded or merged model instead."""
+
+
+# --- model diffing ---------------------------------------------------------------------------------------
+class BaseModelMismatchError(NeuroscopeError, ValueError):
+    """A base model that cannot be diffed against the tuned model: another architecture, tokenizer or width.
+    Raised before any work; ``kind`` is ``architecture``, ``width`` or ``tokenizer`` and the message says
+    what differs."""
+
+    def __init__(self, kind: str, detail: str):
+        self.kind = kind
+        super().__init__(
+            f"The base model has another {kind} than the tuned model: {detail}. Diff a fine-tune against the "
+            "model it was fine-tuned from (same architecture, widths and tokenizer)."
+        )
+
+
+class PromptSetMissingError(NeuroscopeError, ValueError):
+    """A prompt file without one of the prompt kinds the analysis needs (``triggered`` or ``clean``); the
+    message names the missing kind and the file."""
