@@ -25,6 +25,7 @@ PLUGINS = (
     "neuroscope.attacks.cli",
     "neuroscope.graphs.cli",
     "neuroscope.organisms.cli",
+    "neuroscope.diff.cli",
 )
 
 

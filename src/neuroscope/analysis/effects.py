@@ -285,16 +285,18 @@ def rank_effects(
     pairs: BehaviourPairs,
     saes: Mapping[int, SAE] | None = None,
     cfg: EffectConfig | None = None,
+    validation: BehaviourPairs | None = None,
 ) -> EffectResult:
     """Rank features (of every SAE in ``saes``, keyed by layer), heads per position group and neurons by
     their estimated effect on the train split; validate the top ``cfg.top`` of each kind by intervening
-    on the validation split."""
+    on the validation split: ``validation`` when given (then ``pairs`` is all train), else a seeded
+    ``cfg.validation`` fraction of ``pairs``."""
     from neuroscope.sae.contrast import auroc
 
     cfg = cfg or EffectConfig()
     saes = dict(saes or {})
     require_gradients(model, "causal effect ranking")
-    train, val = pairs.split(cfg.validation, cfg.seed)
+    train, val = (pairs, validation) if validation is not None else pairs.split(cfg.validation, cfg.seed)
     est, acts = _estimates(model, train, saes, cfg)
     est_val, acts_val = _estimates(model, val, saes, cfg)
     m_trig = run_metric(model, train, "triggered", batch_size=cfg.batch_size)
