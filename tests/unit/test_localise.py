@@ -174,7 +174,10 @@ def test_contrast_cli_rank_effect(planted, tmp_path, capsys):
     out = tmp_path / "c.json"
     args = ["features", "contrast", "--model", "tiny:llama", "--sae", str(sae_dir), "--positive", str(pos)]
     args += ["--negative", str(neg), "--top", "2", "--boot", "20", "--heldout", "0.4", "--json", str(out)]
-    assert main([*args, "--rank", "effect", "--trigger", TRIGGER, "--response", RESPONSE, "--n-tokens", "3"]) == 0
+    assert (
+        main([*args, "--rank", "effect", "--trigger", TRIGGER, "--response", RESPONSE, "--n-tokens", "3"])
+        == 0
+    )
     d = json.loads(out.read_text())
     assert d["rank"] == "effect" and d["features"][0]["feature"] == 1
     assert d["features"][0]["effect"] > 0 and d["features"][0]["effect_measured"] is not None

@@ -119,7 +119,9 @@ def build_pairs(
         last.append(len(ids) - 1)
     n, width = len(rows), max(len(r) for r in rows)
     if width > model.cfg.n_ctx:
-        raise InvalidConfigError(f"a prompt with its response is {width} tokens, over n_ctx {model.cfg.n_ctx}")
+        raise InvalidConfigError(
+            f"a prompt with its response is {width} tokens, over n_ctx {model.cfg.n_ctx}"
+        )
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     ids_t = torch.full((n, width), int(pad), dtype=torch.long)
     clean_t, mask = ids_t.clone(), torch.zeros((n, width), dtype=torch.long)

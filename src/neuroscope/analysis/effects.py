@@ -108,9 +108,7 @@ class EffectResult:
                 continue
             xs, ys = [e.predicted_val for e in es], [float(e.actual or 0.0) for e in es]
             lim = max(lim, *map(abs, xs), *map(abs, ys))
-            fig.add_trace(
-                go.Scatter(x=xs, y=ys, mode="markers", name=kind, text=[e.label for e in es])
-            )
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=kind, text=[e.label for e in es]))
         fig.add_trace(
             go.Scatter(x=[-lim, lim], y=[-lim, lim], mode="lines", line={"dash": "dot"}, name="y = x")
         )
@@ -157,10 +155,7 @@ def _attribute(model: HookedModel, b: BehaviourPairs, names: Mapping[str, str]) 
         grads = torch.autograd.grad(metric, [probes[n] for n in uniq])
     g = dict(zip(uniq, grads, strict=True))
     real = b.mask.to(dev).bool()
-    return {
-        n: (trig[n].detach().float(), clean[n].float(), g[n].detach().float(), real)
-        for n in uniq
-    }
+    return {n: (trig[n].detach().float(), clean[n].float(), g[n].detach().float(), real) for n in uniq}
 
 
 def _estimates(
@@ -314,7 +309,11 @@ def rank_effects(
         asdict(cfg),
         feature_scores={l: est[f"sae{l}"].tolist() for l in saes if f"sae{l}" in est},
     )
-    for kind, prefix, attr in (("feature", "sae", "features"), ("head", "z", "heads"), ("neuron", "post", "neurons")):
+    for kind, prefix, attr in (
+        ("feature", "sae", "features"),
+        ("head", "z", "heads"),
+        ("neuron", "post", "neurons"),
+    ):
         if kind not in cfg.kinds:
             continue
         out = []
@@ -325,7 +324,9 @@ def rank_effects(
             hook = (
                 model.resolve_hook_name(saes[layer].cfg.hook_name)
                 if kind == "feature"
-                else f"blocks.{layer}.attn.hook_z" if kind == "head" else f"blocks.{layer}.mlp.hook_post"
+                else f"blocks.{layer}.attn.hook_z"
+                if kind == "head"
+                else f"blocks.{layer}.mlp.hook_post"
             )
             out.append(
                 Effect(

@@ -26,7 +26,9 @@ def _features_from(path: str) -> list[tuple[int, int]]:
             for r in rows
         ]
     except (KeyError, TypeError, ValueError, IndexError) as e:
-        raise TaskFileError(f"{p}: features must be objects with layer and index/feature, or [layer, feature]") from e
+        raise TaskFileError(
+            f"{p}: features must be objects with layer and index/feature, or [layer, feature]"
+        ) from e
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -55,23 +57,34 @@ def _diff(args: argparse.Namespace) -> int:
     write(r.figure(), out / "weights.html")
     for kind in r.outputs:
         write(r.head_figure(kind), out / f"heads_{kind}.html")
-    dirs = {m.name: m.u.contiguous() for m in r.modules if m.writes_residual and m.u is not None and m.u.numel()}
+    dirs = {
+        m.name: m.u.contiguous() for m in r.modules if m.writes_residual and m.u is not None and m.u.numel()
+    }
     if dirs:
         save_file(dirs, str(out / "directions.safetensors"))
     print(f"{r.tuned} vs {r.base}: {len(r.modules)} linear modules, {r.seconds:.1f} s")
     print(f"{'module':<40} {'‖ΔW‖':>8} {'rel':>7} {'top-k energy':>12} {'eff. rank':>9}")
     for m in r.modules[: args.top]:
-        print(f"{m.name:<40} {m.norm:>8.4f} {m.rel_norm:>7.4f} {m.energy_topk:>12.3f} {m.effective_rank:>9.2f}")
+        print(
+            f"{m.name:<40} {m.norm:>8.4f} {m.rel_norm:>7.4f} {m.energy_topk:>12.3f} {m.effective_rank:>9.2f}"
+        )
     for kind, heads in r.top_heads.items():
-        print(f"most changed heads on {kind} prompts: " + ", ".join(f"L{h['layer']}H{h['head']} {h['change']:.3f}" for h in heads[:5]))
+        print(
+            f"most changed heads on {kind} prompts: "
+            + ", ".join(f"L{h['layer']}H{h['head']} {h['change']:.3f}" for h in heads[:5])
+        )
     for a in r.alignment:
-        print(f"feature L{a['layer']}/{a['feature']}: |cos| {a['cosine']:.3f} with {a['module']} direction {a['direction']}")
+        print(
+            f"feature L{a['layer']}/{a['feature']}: |cos| {a['cosine']:.3f} with {a['module']} direction {a['direction']}"
+        )
     print(f"wrote {out}/diff.json, weights.html" + (", heads_*.html" if r.outputs else ""))
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("diff", help="a tuned model against its base: ΔW spectra, changed heads/MLPs/features")
+    p = subparsers.add_parser(
+        "diff", help="a tuned model against its base: ΔW spectra, changed heads/MLPs/features"
+    )
     p.add_argument("--base", required=True, help="the base model spec (what TUNED was fine-tuned from)")
     p.add_argument("--model", required=True, help="the tuned model spec")
     p.add_argument(
@@ -81,7 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sae-suite", default=None, help="SAE suite folder: changed features per layer")
     p.add_argument(
-        "--features", default=None, help="effects JSON (or [[layer, feature], ...]) to align with ΔW's directions"
+        "--features",
+        default=None,
+        help="effects JSON (or [[layer, feature], ...]) to align with ΔW's directions",
     )
     p.add_argument("--out", required=True, help="output folder (diff.json, weights.html, heads_*.html)")
     p.add_argument("--k", type=int, default=8, help="top singular values/directions per module")

@@ -31,7 +31,9 @@ def check_comparable(base: HookedModel, tuned: HookedModel) -> None:
         raise BaseModelMismatchError("width", "; ".join(diffs) + " (base vs tuned)")
     ta, tb = base.tokenizer, tuned.tokenizer
     if len(ta) != len(tb):
-        raise BaseModelMismatchError("tokenizer", f"vocabulary of {len(ta)} vs {len(tb)} tokens (base vs tuned)")
+        raise BaseModelMismatchError(
+            "tokenizer", f"vocabulary of {len(ta)} vs {len(tb)} tokens (base vs tuned)"
+        )
     va, vb = ta.get_vocab(), tb.get_vocab()
     if va != vb:
         changed = sorted(set(va.items()) ^ set(vb.items()))[:3]

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from neuroscope.sae.model import SAE
 
 
-def mean_activations(model: HookedModel, sae: SAE, prompts: Sequence[str], batch_size: int = 8) -> torch.Tensor:
+def mean_activations(
+    model: HookedModel, sae: SAE, prompts: Sequence[str], batch_size: int = 8
+) -> torch.Tensor:
     """``[d_sae]`` each feature's mean activation over the prompts' real tokens (the first left out)."""
     name = model.resolve_hook_name(sae.cfg.hook_name)
     layer = int(name.split(".")[1])
@@ -22,7 +24,9 @@ def mean_activations(model: HookedModel, sae: SAE, prompts: Sequence[str], batch
     for i in range(0, len(prompts), batch_size):
         t = model.tokenize(list(prompts[i : i + batch_size]))
         with torch.no_grad():
-            _, c = model.run_with_cache(t.ids, names=[name], attention_mask=t.attention_mask, stop_at_layer=layer + 1)
+            _, c = model.run_with_cache(
+                t.ids, names=[name], attention_mask=t.attention_mask, stop_at_layer=layer + 1
+            )
             z = sae.encode(c[name].float()).cpu()
         real = torch.ones(z.shape[:2]) if t.attention_mask is None else t.attention_mask.float().cpu()
         if real.shape[1] > 1:
@@ -53,7 +57,12 @@ def feature_changes(
                     "layer": layer,
                     "prompts": kind,
                     "features": [
-                        {"feature": int(f), "tuned": float(a_t[f]), "base": float(a_b[f]), "change": float(d[f])}
+                        {
+                            "feature": int(f),
+                            "tuned": float(a_t[f]),
+                            "base": float(a_b[f]),
+                            "change": float(d[f]),
+                        }
                         for f in idx
                     ],
                 }
@@ -73,7 +82,13 @@ def alignment(
             continue
         d = saes[layer].W_dec[f].detach().float().cpu()
         d = d / d.norm().clamp_min(1e-12)
-        best: dict[str, Any] = {"layer": layer, "feature": f, "cosine": 0.0, "module": None, "direction": None}
+        best: dict[str, Any] = {
+            "layer": layer,
+            "feature": f,
+            "cosine": 0.0,
+            "module": None,
+            "direction": None,
+        }
         for m in modules:
             if not m.writes_residual or m.u is None or m.u.shape[0] != d.shape[0]:
                 continue

@@ -37,12 +37,18 @@ def output_changes(
     count = 0
     for i in range(0, len(prompts), batch_size):
         t = tuned.tokenize(list(prompts[i : i + batch_size]))
-        real = torch.ones(t.ids.shape, dtype=torch.bool) if t.attention_mask is None else t.attention_mask.bool()
+        real = (
+            torch.ones(t.ids.shape, dtype=torch.bool) if t.attention_mask is None else t.attention_mask.bool()
+        )
         real = real.cpu().clone()
         if real.shape[1] > 1:
             real[:, 0] = False
         ht, mt = _outputs(tuned, t.ids, t.attention_mask)
-        h0, m0 = _outputs(base, t.ids.to(base.device), None if t.attention_mask is None else t.attention_mask.to(base.device))
+        h0, m0 = _outputs(
+            base,
+            t.ids.to(base.device),
+            None if t.attention_mask is None else t.attention_mask.to(base.device),
+        )
         w = real.float()
         for l in range(n):
             hd[l] += ((ht[l].cpu() - h0[l].cpu()).norm(dim=-1) * w[..., None]).sum((0, 1))

