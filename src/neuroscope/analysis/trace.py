@@ -81,10 +81,13 @@ def trigger_trace(
         row_v, row_m = [], []
         for g in groups:
 
-            def hooks(b: BehaviourPairs, _name: str = name, _g: str = g) -> list:
+            def hooks(b: BehaviourPairs, _name: str = name, _g: str = g, _l: int = l) -> list:
                 with torch.no_grad():
                     _, c = model.run_with_cache(
-                        b.triggered.to(dev), names=[_name], attention_mask=b.mask.to(dev), stop_at_layer=l + 1
+                        b.triggered.to(dev),
+                        names=[_name],
+                        attention_mask=b.mask.to(dev),
+                        stop_at_layer=_l + 1,
                     )
                 src, where = c[_name], b.groups[_g].to(dev)[..., None]
                 return [(_name, lambda x, hook: torch.where(where, src.to(x.dtype), x))]
