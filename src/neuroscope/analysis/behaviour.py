@@ -13,7 +13,7 @@ response's first token is predicted) and ``response`` (the teacher-forced respon
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -150,7 +150,7 @@ def run_metric(
     model: HookedModel,
     pairs: BehaviourPairs,
     which: str = "triggered",
-    fwd_hooks: Sequence[Any] = (),
+    fwd_hooks: Sequence[Any] | Callable[[BehaviourPairs], Sequence[Any]] = (),
     interventions: Sequence[Any] = (),
     batch_size: int = 16,
 ) -> torch.Tensor:

@@ -20,7 +20,7 @@ def _features_from(path: str) -> list[tuple[int, int]]:
     rows = data.get("features", []) if isinstance(data, dict) else data
     try:
         return [
-            (int(r["layer"]), int(r.get("index", r.get("feature"))))
+            (int(r["layer"]), int(r["index"] if "index" in r else r["feature"]))
             if isinstance(r, dict)
             else (int(r[0]), int(r[1]))
             for r in rows

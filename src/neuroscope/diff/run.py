@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 from neuroscope.diff.compat import check_comparable
 from neuroscope.diff.features import alignment, feature_changes
 from neuroscope.diff.outputs import output_changes
+from neuroscope.diff.prompts import PromptSets
 from neuroscope.diff.weights import ModuleDiff, weight_diff
 from neuroscope.errors import InvalidConfigError
 
 if TYPE_CHECKING:
-    from neuroscope.diff.prompts import PromptSets
     from neuroscope.models.hooked import HookedModel
     from neuroscope.sae.model import SAE
 
@@ -113,8 +113,8 @@ def diff_models(
     if prompts is not None:
         sets = (
             {"triggered": prompts.triggered, "clean": prompts.clean}
-            if hasattr(prompts, "triggered")
-            else dict(prompts)  # type: ignore[arg-type]
+            if isinstance(prompts, PromptSets)
+            else dict(prompts)
         )
     res = DiffResult(base.cfg.name, tuned.cfg.name, weight_diff(base, tuned, cfg.k), config=asdict(cfg))
     for kind, ps in sets.items():
