@@ -120,6 +120,16 @@ class EffectResult:
         return fig
 
 
+def _editable(real: torch.Tensor) -> torch.Tensor:
+    """Real positions a feature edit acts on: position 0 (the attention sink, which SAEs are not trained
+    on and edits never touch; see ``neuroscope.edits.reference``) left out."""
+    from neuroscope.edits.reference import FIRST_EDITABLE_POS
+
+    out = real.clone()
+    out[:, :FIRST_EDITABLE_POS] = False
+    return out
+
+
 def _names(model: HookedModel, saes: Mapping[int, SAE], kinds: Sequence[str]) -> dict[str, str]:
     out = {}
     for layer, sae in saes.items():
@@ -173,6 +183,7 @@ def _estimates(
             if key.startswith("sae"):
                 layer = int(key[3:])
                 sae = saes[layer]
+                real = _editable(real)
                 with torch.no_grad():
                     z_t, z_c = sae.encode(a_t), sae.encode(a_c)
                     proj = g @ sae.W_dec.float().T  # [b, p, d_sae]: W_dec[f] · grad
@@ -242,7 +253,7 @@ def _validate(
                 z = sae.encode(x.float())[..., unit]
                 if cz is not None:
                     z = z - cz
-                keep = b.mask.to(x.device)[..., None]
+                keep = _editable(b.mask.to(x.device).bool())[..., None]
                 return x - (z[..., None] * w.float() * keep).to(x.dtype)
 
             return [(name, fn)]
