@@ -10,13 +10,16 @@ from neuroscope.cli import set_threads
 
 
 def _features_from(path: str) -> list[tuple[int, int]]:
-    """(layer, feature) pairs from an effects JSON (``features``: layer/index) or a list of [layer, feature]."""
+    """(layer, feature) pairs from an effects JSON (``case-study localise``'s, or a ``rank_effects`` result:
+    ``features`` with layer/index) or a list of [layer, feature]."""
     from neuroscope.errors import ResourceNotFoundError, TaskFileError
 
     p = Path(path)
     if not p.is_file():
         raise ResourceNotFoundError(f"Features file {p} does not exist.")
     data = json.loads(p.read_text())
+    if isinstance(data, dict) and isinstance(data.get("effects"), dict):  # case-study localise's effects.json
+        data = data["effects"]
     rows = data.get("features", []) if isinstance(data, dict) else data
     try:
         return [
