@@ -75,21 +75,22 @@ def trigger_trace(
             "the triggered and clean prompts give the same response log-probability: nothing to trace"
         )
     dev = model.device
+    names = [f"blocks.{l}.hook_resid_pre" for l in layers]
+    trig = []  # per batch, the triggered residual streams of every traced layer: recorded once
+    with torch.no_grad():
+        for b in pairs.batches(batch_size):
+            _, c = model.run_with_cache(
+                b.triggered.to(dev), names=names, attention_mask=b.mask.to(dev), stop_at_layer=max(layers) + 1
+            )
+            trig.append({n: c[n] for n in names})
     values, metrics = [], []
-    for l in layers:
-        name = f"blocks.{l}.hook_resid_pre"
+    for name in names:
         row_v, row_m = [], []
         for g in groups:
+            it = iter(trig)
 
-            def hooks(b: BehaviourPairs, _name: str = name, _g: str = g, _l: int = l) -> list:
-                with torch.no_grad():
-                    _, c = model.run_with_cache(
-                        b.triggered.to(dev),
-                        names=[_name],
-                        attention_mask=b.mask.to(dev),
-                        stop_at_layer=_l + 1,
-                    )
-                src, where = c[_name], b.groups[_g].to(dev)[..., None]
+            def hooks(b: BehaviourPairs, _name: str = name, _g: str = g, _it=it) -> list:
+                src, where = next(_it)[_name], b.groups[_g].to(dev)[..., None]
                 return [(_name, lambda x, hook: torch.where(where, src.to(x.dtype), x))]
 
             m = float(run_metric(model, pairs, "clean", hooks, batch_size=batch_size).mean())
