@@ -27,6 +27,7 @@ PLUGINS = (
     "neuroscope.organisms.cli",
     "neuroscope.sae.bench.cli",
     "neuroscope.edits.family_cli",
+    "neuroscope.diff.cli",
 )
 
 

@@ -338,3 +338,22 @@ class DistillationFailedError(NeuroscopeError, RuntimeError):
     def __init__(self, message: str, figures: dict | None = None):
         super().__init__(message)
         self.figures = dict(figures or {})
+
+
+# --- model diffing ---------------------------------------------------------------------------------------
+class BaseModelMismatchError(NeuroscopeError, ValueError):
+    """A base model that cannot be diffed against the tuned model: another architecture, tokenizer or width.
+    Raised before any work; ``kind`` is ``architecture``, ``width`` or ``tokenizer`` and the message says
+    what differs."""
+
+    def __init__(self, kind: str, detail: str):
+        self.kind = kind
+        super().__init__(
+            f"The base model has another {kind} than the tuned model: {detail}. Diff a fine-tune against the "
+            "model it was fine-tuned from (same architecture, widths and tokenizer)."
+        )
+
+
+class PromptSetMissingError(NeuroscopeError, ValueError):
+    """A prompt file without one of the prompt kinds the analysis needs (``triggered`` or ``clean``); the
+    message names the missing kind and the file."""

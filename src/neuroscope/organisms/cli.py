@@ -398,6 +398,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     pf.add_argument("--contrast", required=True, help="folder of L<layer>.json from features contrast --json")
     pf.add_argument("--out", required=True, help="JSON file for the chosen feature")
     pf.set_defaults(func=_pick_feature)
+    from neuroscope.organisms.localise_cli import add as add_localise
+
+    add_localise(studies)
 
 
 def _pick_feature(args: argparse.Namespace) -> int:

@@ -53,6 +53,8 @@ class FeatureContrast:
     mean_diff_train: float
     mean_positive: float
     mean_negative: float
+    effect: float | None = None  # estimated drop of the behaviour metric when the feature is ablated
+    effect_measured: float | None = None  # the drop measured by ablating it (validation split), when done
 
 
 @dataclass
@@ -64,6 +66,7 @@ class ContrastResult:
     n_heldout: dict[str, int]
     config: dict[str, Any]
     features: list[FeatureContrast] = field(default_factory=list)
+    rank: str = "auroc"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,8 +159,18 @@ def contrast_features(
     negative: Sequence[str],
     cfg: ContrastConfig | None = None,
     hook: str | None = None,
+    effect: Sequence[float] | torch.Tensor | None = None,
+    measured: dict[int, float] | None = None,
+    rank: str = "auroc",
 ) -> ContrastResult:
+    """Features separating ``positive`` from ``negative`` (ranked by training AUROC), or, with
+    ``rank="effect"``, the features with the largest causal ``effect`` (one value per feature, e.g.
+    :func:`neuroscope.analysis.effects.rank_effects`' ``feature_scores``), their AUROC shown beside it."""
     cfg = cfg or ContrastConfig()
+    if rank not in ("auroc", "effect"):
+        raise InvalidConfigError(f"rank must be 'auroc' or 'effect', got {rank!r}")
+    if rank == "effect" and effect is None:
+        raise InvalidConfigError("rank='effect' needs the features' effects")
     if len(positive) < 4 or len(negative) < 4:
         raise InvalidConfigError(
             f"need at least 4 prompts per set for a train/held-out split, got {len(positive)} and {len(negative)}"
@@ -177,7 +190,10 @@ def contrast_features(
     diff_train = train["positive"].mean(0) - train["negative"].mean(0)
     # strongest separation first; among equals (e.g. AUROC 1.0) the larger mean difference
     score = (au_train - 0.5).abs() + 1e-6 * diff_train.abs() / (diff_train.abs().max() + 1e-12)
-    top = torch.argsort(score, descending=True)[: cfg.top]
+    eff = None if effect is None else torch.as_tensor(effect, dtype=torch.float32)
+    if eff is not None and eff.shape != score.shape:
+        raise InvalidConfigError(f"effect has {eff.numel()} values for {score.numel()} features")
+    top = torch.argsort(eff if rank == "effect" and eff is not None else score, descending=True)[: cfg.top]
     hp, hn = held["positive"][:, top], held["negative"][:, top]
     au_held = auroc(hp, hn)
     boots = []
@@ -199,6 +215,8 @@ def contrast_features(
             mean_diff_train=round(float(diff_train[f]), 4),
             mean_positive=round(float(hp[:, i].mean()), 4),
             mean_negative=round(float(hn[:, i].mean()), 4),
+            effect=None if eff is None else round(float(eff[f]), 6),
+            effect_measured=None if not measured or int(f) not in measured else round(measured[int(f)], 6),
         )
         for i, f in enumerate(top.tolist())
     ]
@@ -210,4 +228,5 @@ def contrast_features(
         n_heldout={k: int(v.shape[0]) for k, v in held.items()},
         config=asdict(cfg),
         features=features,
+        rank=rank,
     )
