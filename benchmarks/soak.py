@@ -203,7 +203,8 @@ class _Soak:
             _http(self.base, "/api/embeddings/neighbours", {"word": words[0], "k": 5})
         elif self.cfg.graphs and self.sae and roll < 0.8 and k < 2:
             kind = "provenance"
-            layer = self.n_layers - 1
+            suite = _http(self.base, "/api/graphs/suite")
+            layer = suite["layers"][-1]  # the suite's own layers (the soak once asked for one it lacked)
             top = _http(
                 self.base, "/api/graphs/top-features", {"prompt": PROMPT.format(k=k), "layer": layer, "k": 1}
             )

@@ -56,6 +56,11 @@ class Timed:
         }
 
 
+# How long a view (priority 1) lets later live clicks (priority 0) go first: long enough that a click is
+# answered before a graph is built, short enough that no view waits behind an endless stream of clicks.
+VIEW_HANDICAP_S = 1.0
+
+
 class ModelWorker:
     def __init__(
         self,
@@ -72,7 +77,8 @@ class ModelWorker:
         self.cache_size = cache_size
         self.max_prompt_tokens = min(max_prompt_tokens, model.cfg.n_ctx)
         self.max_prompt_chars = max_prompt_chars
-        self._queue: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
+        # ordered by deadline: submission time plus ``priority`` handicaps (see ``call``)
+        self._queue: queue.PriorityQueue[tuple[float, int, Any]] = queue.PriorityQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -92,7 +98,10 @@ class ModelWorker:
     async def call(self, fn: Callable[..., T], *args: Any, priority: int = 1, **kwargs: Any) -> Timed:
         """Run ``fn(*args)`` on the model thread; returns its value with queue and compute times.
 
-        Lower ``priority`` runs first: live next-token requests (0) overtake heavier views (1) in the queue.
+        Lower ``priority`` runs first: live next-token requests (0) overtake heavier views (1) in the queue,
+        but only those submitted less than ``VIEW_HANDICAP_S`` seconds after the view: the queue is ordered by
+        submission time plus ``priority`` handicaps, so a stream of clicks from many clients cannot starve
+        a view for minutes (the one-hour soak saw feature details wait 2 minutes under strict priority).
         """
         submitted = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -142,7 +151,7 @@ class ModelWorker:
             if self._closed:
                 raise RuntimeError("the model worker is closed")
             self._seq += 1
-            self._queue.put((priority, self._seq, job))
+            self._queue.put((time.monotonic() + priority * VIEW_HANDICAP_S, self._seq, job))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="neuroscope-model", daemon=True)
                 self._thread.start()
@@ -177,7 +186,7 @@ class ModelWorker:
         with self._lock:
             self._closed = True
             thread = self._thread
-            self._queue.put((99, 1 << 62, None))
+            self._queue.put((float("inf"), 1 << 62, None))
         if thread is not None:
             thread.join(timeout=30)
 
