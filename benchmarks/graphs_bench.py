@@ -6,6 +6,9 @@ Parts (``GRAPHS_BENCH_PARTS``, comma-separated; default all):
   depth 2 over ``GRAPHS_BENCH_TARGETS`` (20) targets and depth 3 over half as many; median and p95.
 - ``memory``: provenance depth 2 in a fresh process per prompt length (64..512 tokens); the RSS it adds on
   top of the loaded model and suite (sampled every 10 ms), and whether that grows linearly or quadratically.
+- ``memory_rows`` (not in the default parts): the same measurement at 64..512 tokens, depth 3, after the run
+  stopped keeping patterns (``streams.Run.pattern_rows``), beside the code before the change when
+  ``GRAPHS_BENCH_BEFORE_SRC`` names its ``src`` folder.
 - ``circuit`` / ``circuit_mean``: ``find_circuit`` on the shipped IOI task in a fresh process, EAP-IG scored
   against the corrupted prompts / against the task means: time and peak RSS, the faithfulness curve (real
   mean ablation) beside random circuits.
@@ -135,9 +138,10 @@ sys.path.insert(0, os.getcwd())
 from benchmarks.graphs_bench import targets, LAYER
 model = ns.load_model("smollm2-135m", device="cpu")
 suite = SAESuite.load(suite_path, model)
+depth = int(sys.argv[4]) if len(sys.argv) > 4 else 2
 (ids, f), = targets(model, suite, n_tokens, 1, seed=n_tokens)
 (wids, wf), = targets(model, suite, 16, 1, seed=1)
-provenance(model, suite, LAYER, wf, wids, -1, ProvenanceConfig(depth=2))  # warm-up: imports, SAE weights
+provenance(model, suite, LAYER, wf, wids, -1, ProvenanceConfig(depth=depth))  # warm-up: imports, SAE weights
 start = peak = rss_mb()
 done = threading.Event()
 def sample():
@@ -146,7 +150,7 @@ def sample():
         peak = max(peak, rss_mb())
 t = threading.Thread(target=sample, daemon=True); t.start()
 t0 = time.perf_counter()
-g = provenance(model, suite, LAYER, f, ids, -1, ProvenanceConfig(depth=2))
+g = provenance(model, suite, LAYER, f, ids, -1, ProvenanceConfig(depth=depth))
 sec = time.perf_counter() - t0
 done.set(); t.join(); peak = max(peak, rss_mb())
 print(json.dumps({"tokens": n_tokens, "rss_start_mb": start, "rss_peak_mb": peak, "added_mb": peak - start,
@@ -201,6 +205,70 @@ def bench_memory(
         "target": "linear growth (ratio 512/256 near 2, not 4)",
         "meets_target": doubling is not None and doubling < 3.0,
     }
+
+
+# blocks over 64 KiB are mapped and returned to the system when freed, in one arena: the RSS peak then tracks
+# the live tensors rather than what glibc keeps cached (default settings gave 0.1 to 30 MB for one length)
+_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
+def bench_memory_rows(
+    lengths: tuple[int, ...] = (64, 128, 256, 512), depth: int = 3, repeats: int = 1
+) -> dict[str, Any]:
+    """Provenance memory once the run keeps only the pattern rows of its nodes' positions: the RSS added by
+    a depth-``depth`` graph in fresh processes per length (the smaller of ``repeats``), each length also run
+    with the code before the change when ``GRAPHS_BENCH_BEFORE_SRC`` names its ``src`` folder (interleaved,
+    same suite and targets)."""
+    suite = _suite_path()
+    before = os.environ.get("GRAPHS_BENCH_BEFORE_SRC")
+    variants = {"rows": str(REPO / "src"), **({"full_patterns_before": before} if before else {})}
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in variants}
+    for n in lengths:
+        tries: dict[str, list[dict[str, Any]]] = {k: [] for k in variants}
+        for _ in range(repeats):
+            for name, src in variants.items():
+                proc = subprocess.run(
+                    [sys.executable, "-c", _MEM_CHILD, str(n), str(suite), "1", str(depth)],
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    env={
+                        **os.environ,
+                        **_MALLOC,
+                        "PYTHONPATH": src,
+                        "HF_HUB_OFFLINE": "1",
+                        "TRANSFORMERS_OFFLINE": "1",
+                    },
+                )
+                if proc.returncode != 0:
+                    raise RuntimeError(f"{name} at {n} tokens failed:\n{proc.stderr[-3000:]}")
+                tries[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        for name in variants:
+            best = min(tries[name], key=lambda r: r["added_mb"])
+            runs[name].append({**best, "added_mb_all": [round(r["added_mb"], 2) for r in tries[name]]})
+    out: dict[str, Any] = {
+        "depth": depth,
+        "layer": LAYER,
+        "suite": str(suite),
+        "lengths": list(lengths),
+        "malloc": _MALLOC,
+    }
+    for name, rs in runs.items():
+        x = np.array([r["tokens"] for r in rs], dtype=float)
+        y = np.array([r["added_mb"] for r in rs])
+        by = {r["tokens"]: r["added_mb"] for r in rs}
+        out[name] = {
+            "runs": rs,
+            "linear_fit_mb_per_token": round(float(np.polyfit(x, y, 1)[0]), 4),
+            "quadratic_term_mb_per_token2": float(np.polyfit(x, y, 2)[0]),
+            "added_ratio_512_over_256": round(by[512] / by[256], 3) if by.get(256) else None,
+        }
+    r = out["rows"]["added_ratio_512_over_256"]
+    out["pattern_mb_per_block_if_kept"] = {str(n): round(9 * n**2 * 4 / 2**20, 2) for n in lengths}
+    out["target"] = "linear growth up to 512 tokens (ratio 512/256 near 2, not 4)"
+    out["meets_target"] = r is not None and r < 3.0
+    return out
 
 
 _CIRCUIT_CHILD = """
@@ -366,6 +434,7 @@ def run() -> dict[str, Any]:
     fns = {
         "speed": lambda: bench_speed(int(os.environ.get("GRAPHS_BENCH_TARGETS", "20"))),
         "memory": bench_memory,
+        "memory_rows": bench_memory_rows,
         "exact": bench_exact,
         "causal": lambda: bench_causal(int(os.environ.get("GRAPHS_BENCH_CAUSAL", "60"))),
         "causal_no_identity": lambda: bench_causal(int(os.environ.get("GRAPHS_BENCH_CAUSAL", "60")), 0.8),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -78,6 +78,7 @@ def record_prefix(model: HookedModel, ids: torch.Tensor) -> KVPrefix | None:
     """One plain forward of ``ids`` ([1, pos]) keeping every layer's keys and values; None when the model
     cannot reuse them (:func:`supports_prefix`)."""
     from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
 
     if ids.shape[0] != 1:
         raise InvalidConfigError(f"a prefix is recorded from one prompt, got a batch of {ids.shape[0]}")
@@ -87,10 +88,11 @@ def record_prefix(model: HookedModel, ids: torch.Tensor) -> KVPrefix | None:
     cache = DynamicCache()
     with torch.no_grad():
         model.hf_model(input_ids=ids, use_cache=True, logits_to_keep=1, **{model._cache_kwarg: cache})
-    layers = cache.layers
-    if len(layers) != model.cfg.n_layers or any(l.get_seq_length() != ids.shape[1] for l in layers):
+    layers = [l for l in cache.layers if isinstance(l, DynamicLayer) and l.get_seq_length() == ids.shape[1]]
+    if len(layers) != model.cfg.n_layers:  # a layer without its own plain keys and values
         return None
-    return KVPrefix(ids, tuple(l.keys for l in layers), tuple(l.values for l in layers), 0)
+    keys = tuple(cast(torch.Tensor, l.keys) for l in layers)
+    return KVPrefix(ids, keys, tuple(cast(torch.Tensor, l.values) for l in layers), 0)
 
 
 @functools.cache
@@ -99,6 +101,7 @@ def _broadcast_layer_class() -> type:
 
     class BroadcastLayer(DynamicLayer):
         def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+            assert self.keys is not None and self.values is not None
             b = key_states.shape[0]
             self.keys = torch.cat([self.keys.expand(b, -1, -1, -1), key_states], dim=-2)
             self.values = torch.cat([self.values.expand(b, -1, -1, -1), value_states], dim=-2)
