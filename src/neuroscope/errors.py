@@ -280,3 +280,7 @@ class ChatTemplateMissingWarning(UserWarning):
 class LiveEditsAttachedError(NeuroscopeError, ValueError):
     """The model carries live LoRA edits (the feature laboratory's peft layers, chosen per request row), which
     an exporter cannot trace as a plain model; export a freshly loaded or merged model instead."""
+
+
+class PromptSetKindMissingError(EmptyPromptSetError):
+    """An evaluation prompt file without its ``triggered`` or its ``clean`` prompts; the message says which."""
