@@ -284,3 +284,7 @@ class LiveEditsAttachedError(NeuroscopeError, ValueError):
 
 class PromptSetKindMissingError(EmptyPromptSetError):
     """An evaluation prompt file without its ``triggered`` or its ``clean`` prompts; the message says which."""
+
+
+class NoPromptSetError(EmptyPromptSetError):
+    """The evaluation panel was asked for the organism's prompts on a server that serves no organism."""

