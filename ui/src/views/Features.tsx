@@ -3,6 +3,7 @@ import { useEffect } from "react";
 import type { SAEList, SuiteInfo } from "../api/client";
 import { api } from "../api/client";
 import { Contrast } from "../components/features/Contrast";
+import { EvaluationPanel } from "../components/features/EvaluationPanel";
 import { ExportBundle } from "../components/features/ExportBundle";
 import { FeatureDetail } from "../components/features/FeatureDetail";
 import { FeatureTable } from "../components/features/FeatureTable";
@@ -28,7 +29,12 @@ export function Features({ rest }: { rest: string[] }) {
 
   if (saes.error) return <div className="error">{saes.error}</div>;
   if (saes.data && !list.length)
-    return <p className="muted">No SAE attached: start the workbench with `neuroscope ui --sae DIR` (or `--bundle DIR`).</p>;
+    return (
+      <>
+        <p className="muted">No SAE attached: start the workbench with `neuroscope ui --sae DIR` (or `--bundle DIR`).</p>
+        <EvaluationPanel />
+      </>
+    );
   if (!sae) return <p className="muted">loading…</p>;
   return (
     <>
@@ -45,6 +51,7 @@ export function Features({ rest }: { rest: string[] }) {
         </label>
         <ExportBundle sae={sae} />
       </div>
+      <EvaluationPanel />
       <div className="features-layout">
         <Panel title="Features" testid="features-panel">
           <FeatureTable sae={sae} selected={id} onSelect={open} />
