@@ -10,7 +10,7 @@ own greedy answers, as ``evaluate.measure_backdoor`` reports it). This module on
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -148,58 +148,52 @@ def reference(model: HookedModel, prompts: PromptSet, cfg: PanelConfig | None = 
     return Reference(texts, greedy(model, texts, budget, None, cfg.batch_size))
 
 
-def evaluate_edits(
+def evaluation_steps(
     model: HookedModel,
     prompts: PromptSet,
     names: Sequence[str] = (),
     cfg: PanelConfig | None = None,
     ref: Reference | None = None,
-    progress: Progress | None = None,
     n_samples: int = 3,
-) -> PanelResult:
-    """Attack success and clean agreement of ``model`` with the prepared live edits ``names`` on ``prompts``,
-    in batches of ``cfg.batch_size``; ``progress(done, total)`` after each batch (the reference's clean
-    answers count when ``ref`` is not given)."""
+) -> Generator[tuple[int, int], None, PanelResult]:
+    """The evaluation one batch at a time: yields ``(done, total)`` prompts after each batch (first
+    ``(0, total)``) and returns the :class:`PanelResult`. A server runs each step as its own job on the model
+    thread, so live requests are not held up for a whole evaluation; ``evaluate_edits`` runs them all."""
     cfg = cfg or PanelConfig()
     check_budget(model.tokenizer, prompts.response, cfg.max_new_tokens)
     edit = LiveEdits.of(model).interventions(list(names))  # unknown names fail here, before any forward
     fmt = formatter(model, warn=False)
     nt, nc, b = len(prompts.triggered), len(prompts.clean), cfg.batch_size
+    budget = max(cfg.clean_tokens, cfg.max_new_tokens)
     total = nt + 2 * nc + (0 if ref is not None else nc)
     done = 0
-
-    def step(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total)
-
-    if progress is not None:
-        progress(0, total)
+    yield done, total
     if ref is None:
         fmt_clean = [fmt(p) for p in prompts.clean]
-        budget = max(cfg.clean_tokens, cfg.max_new_tokens)
         conts: list[list[int]] = []
         for i in range(0, nc, b):
             conts += greedy(model, fmt_clean[i : i + b], budget, None, b)
-            step(len(fmt_clean[i : i + b]))
+            done += len(fmt_clean[i : i + b])
+            yield done, total
         ref = Reference(fmt_clean, conts)
     trig_out: list[str] = []
     for i in range(0, nt, b):
         chunk = [fmt(p) for p in prompts.triggered[i : i + b]]
         trig_out += decode(model, greedy(model, chunk, cfg.max_new_tokens, edit, b))
-        step(len(chunk))
+        done += len(chunk)
+        yield done, total
     clean_ids: list[list[int]] = []
-    for i in range(0, nc, b):
-        clean_ids += greedy(model, ref.texts[i : i + b], max(cfg.clean_tokens, cfg.max_new_tokens), edit, b)
-        step(len(ref.texts[i : i + b]))
     agreement: list[float] = []
     for i in range(0, nc, b):
-        cmp = compare(
-            model, model, ref.texts[i : i + b], ref.continuations[i : i + b], None, edit, cfg.clean_tokens, b
-        )
-        agreement += [float(a) for a in cmp.agreement]
-        step(len(ref.texts[i : i + b]))
+        texts, conts_i = ref.texts[i : i + b], ref.continuations[i : i + b]
+        clean_ids += greedy(model, texts, budget, edit, b)
+        done += len(texts)
+        yield done, total
+        agreement += [
+            float(a) for a in compare(model, model, texts, conts_i, None, edit, cfg.clean_tokens, b).agreement
+        ]
+        done += len(texts)
+        yield done, total
     clean_out = decode(model, clean_ids)
     n = cfg.clean_tokens
     return PanelResult(
@@ -211,3 +205,25 @@ def evaluate_edits(
         prompts=prompts.to_dict(),
         samples={"triggered": trig_out[:n_samples], "clean": clean_out[:n_samples]},
     )
+
+
+def evaluate_edits(
+    model: HookedModel,
+    prompts: PromptSet,
+    names: Sequence[str] = (),
+    cfg: PanelConfig | None = None,
+    ref: Reference | None = None,
+    progress: Progress | None = None,
+    n_samples: int = 3,
+) -> PanelResult:
+    """Attack success and clean agreement of ``model`` with the prepared live edits ``names`` on ``prompts``,
+    in batches of ``cfg.batch_size``; ``progress(done, total)`` after each batch (the unedited model's clean
+    answers count when ``ref`` is not given)."""
+    steps = evaluation_steps(model, prompts, names, cfg, ref, n_samples)
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(done, total)

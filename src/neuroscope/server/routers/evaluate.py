@@ -3,6 +3,7 @@
 ``organism.json``). Each ``evaluate`` message runs ``neuroscope.lab.evaluation.evaluate_edits`` on the model
 worker with the named live edits and answers ``progress`` (done/total prompts) then ``result``. A newer
 message supersedes a running one: it stops at its next batch, so toggling edits quickly costs one batch.
+Each batch is its own job on the model worker, so live next-token requests overtake an evaluation.
 """
 
 from __future__ import annotations
@@ -10,21 +11,32 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Generator
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from neuroscope.errors import NeuroscopeError, NoPromptSetError
-from neuroscope.lab.evaluation import PanelConfig, PromptSet, Reference, evaluate_edits, reference
+from neuroscope.lab.evaluation import (
+    PanelConfig,
+    PanelResult,
+    PromptSet,
+    Reference,
+    evaluation_steps,
+    reference,
+)
 from neuroscope.server.errors import error_status, validation_message
 from neuroscope.server.schemas.evaluate import EvaluateRequest
 
 router = APIRouter(tags=["evaluate"])
 
 
-class _Superseded(Exception):
-    """Raised inside a running evaluation when a newer request arrived."""
+def _step(steps: Generator[tuple[int, int], None, PanelResult]) -> tuple[int, int] | PanelResult:
+    try:
+        return next(steps)
+    except StopIteration as stop:
+        return stop.value
 
 
 def default_prompts(app: Any) -> PromptSet | None:
@@ -63,7 +75,6 @@ async def evaluate_ws(websocket: WebSocket) -> None:
     app = websocket.app
     worker, limit = app.state.worker, app.state.settings.max_body_bytes
     send_lock = asyncio.Lock()
-    loop = asyncio.get_running_loop()
     current: dict[str, Any] = {"seq": 0, "task": None}
 
     async def send(payload: dict[str, Any]) -> None:
@@ -76,27 +87,21 @@ async def evaluate_ws(websocket: WebSocket) -> None:
             cfg = PanelConfig(max_new_tokens=req.max_new_tokens, batch_size=req.batch_size)
             refs: dict[Any, Reference] = app.state.eval_refs
             ref_key = (key, cfg.max_new_tokens, cfg.clean_tokens) if key else None
-
-            def progress(done: int, total: int) -> None:  # on the model thread
-                if current["seq"] != seq:
-                    raise _Superseded()
-                asyncio.run_coroutine_threadsafe(
-                    send({"type": "progress", "id": req.id, "done": done, "total": total}), loop
-                )
-
-            def job() -> dict[str, Any]:
-                ref = refs.get(ref_key) if ref_key else None
-                if ref is None and ref_key:  # the unedited answers, once per server and prompt set
-                    ref = refs[ref_key] = reference(worker.model, ps, cfg)
-                return evaluate_edits(worker.model, ps, req.edits, cfg, ref, progress).to_dict()
-
             t0 = time.perf_counter()
-            out = await worker.call(job, priority=1)
-            await send(
-                {"type": "result", "id": req.id, "result": out.value, "seconds": time.perf_counter() - t0}
-            )
-        except _Superseded:
-            pass
+            ref = refs.get(ref_key) if ref_key else None
+            if ref is None and ref_key:  # the unedited answers, once per server and prompt set
+                ref = refs[ref_key] = (await worker.call(reference, worker.model, ps, cfg)).value
+            steps = evaluation_steps(worker.model, ps, req.edits, cfg, ref)
+            # one batch per job on the model thread: live requests overtake an evaluation between batches,
+            # and a newer request from this client stops this one there
+            while current["seq"] == seq:
+                out = (await worker.call(_step, steps)).value
+                if isinstance(out, PanelResult):
+                    seconds = time.perf_counter() - t0
+                    await send({"type": "result", "id": req.id, "result": out.to_dict(), "seconds": seconds})
+                    return
+                await send({"type": "progress", "id": req.id, "done": out[0], "total": out[1]})
+            steps.close()
         except NeuroscopeError as e:
             await send({"type": "error", "id": req.id, "status": error_status(e), "detail": str(e)})
         except (asyncio.CancelledError, WebSocketDisconnect):
