@@ -114,3 +114,32 @@ def test_ws_evaluate_streams_progress_and_equals_the_library(organism):
         ws.send_json({"type": "evaluate", "edits": ["x"] * 33})
         err, _ = _until(ws, "result")
         assert err["status"] == 422
+
+
+def test_a_newer_request_supersedes_and_a_server_without_organism_says_so(organism, tiny_llama):
+    from fastapi.testclient import TestClient
+
+    from neuroscope.cli import build_parser
+    from neuroscope.server.cli import settings_from_args
+
+    folder, model = organism
+    assert settings_from_args(build_parser().parse_args(["ui", "--organism", str(folder)])).organism == str(
+        folder
+    )
+    app = create_app(Settings(model="tiny:llama", organism=str(folder), eval_prompts=6), model=model)
+    client = TestClient(app, base_url="http://127.0.0.1:8000")
+    with client, client.websocket_connect("ws://127.0.0.1:8000/ws/evaluate") as ws:
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_json({"type": "evaluate", "id": 1, "batch_size": 1})  # many batches: still running below
+        ws.send_json({"type": "evaluate", "id": 2, "edits": ["drown"], "batch_size": 4})
+        result, msgs = _until(ws, "result")
+        assert result["id"] == 2 and result["result"]["asr"]["k"] == 0, result
+        assert not [m for m in msgs if m["type"] == "result" and m["id"] == 1]
+    plain = TestClient(
+        create_app(Settings(model="tiny:llama"), model=tiny_llama), base_url="http://127.0.0.1:8000"
+    )
+    with plain, plain.websocket_connect("ws://127.0.0.1:8000/ws/evaluate") as ws:
+        assert ws.receive_json() == {"type": "ready", "prompts": None}
+        ws.send_json({"type": "evaluate"})
+        err = ws.receive_json()
+        assert err["status"] == 422 and "--organism DIR" in err["detail"]
