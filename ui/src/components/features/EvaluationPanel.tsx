@@ -128,7 +128,7 @@ export function EvaluationPanel() {
       {running && progress && <span className="muted">{progress.total ? `${progress.done}/${progress.total} prompts` : "queued…"}</span>}
       {error && <div className="error" role="alert" data-testid="eval-error">{error}</div>}
       {result && (
-        <table className="numbers" data-testid="eval-result" data-edits={result.edits.join(",")} data-stale={running ? "true" : "false"}>
+        <table className="numbers" data-testid="eval-result" data-edits={result.edits.join(",")} data-source={result.prompts.source} data-stale={running ? "true" : "false"}>
           <tbody>
             <tr>
               <td>attack success</td>
