@@ -357,3 +357,11 @@ class BaseModelMismatchError(NeuroscopeError, ValueError):
 class PromptSetMissingError(NeuroscopeError, ValueError):
     """A prompt file without one of the prompt kinds the analysis needs (``triggered`` or ``clean``); the
     message names the missing kind and the file."""
+
+
+class PromptSetKindMissingError(EmptyPromptSetError):
+    """An evaluation prompt file without its ``triggered`` or its ``clean`` prompts; the message says which."""
+
+
+class NoPromptSetError(EmptyPromptSetError):
+    """The evaluation panel was asked for the organism's prompts on a server that serves no organism."""

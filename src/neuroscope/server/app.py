@@ -19,6 +19,7 @@ from neuroscope.server.routers import (
     attack,
     attention,
     embeddings,
+    evaluate,
     features,
     graphs,
     prepare,
@@ -31,6 +32,7 @@ from neuroscope.server.routers import (
 from neuroscope.server.routers import model as model_router
 from neuroscope.server.schemas.attack import ATTACK_WS_MODELS
 from neuroscope.server.schemas.common import ErrorResponse
+from neuroscope.server.schemas.evaluate import EVALUATE_WS_MODELS
 from neuroscope.server.schemas.run import WsError, WsRequest, WsResult, WsSuperseded
 from neuroscope.server.security import SecurityMiddleware
 from neuroscope.server.settings import Settings
@@ -51,7 +53,7 @@ CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
     "connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-WS_MODELS = (WsRequest, WsResult, WsError, WsSuperseded, *ATTACK_WS_MODELS)
+WS_MODELS = (WsRequest, WsResult, WsError, WsSuperseded, *ATTACK_WS_MODELS, *EVALUATE_WS_MODELS)
 
 
 def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
@@ -116,6 +118,7 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     ):
         app.include_router(r.router, responses=ERRORS)
     app.include_router(ws.router)
+    app.include_router(evaluate.router)
     app.include_router(web.router)  # NeuroScope-Web (/web/): before the catch-all static mount
     _errors(app)
     _static(app)

@@ -59,6 +59,12 @@ def register(subparsers: Any) -> None:
         default=None,
         help="log of refusal-steered live runs, inside the workspace (default refusal-audit.jsonl)",
     )
+    p.add_argument(
+        "--organism",
+        default=None,
+        help="backdoor organism folder whose trigger, response and held-out prompts the evaluation panel uses "
+        "(default: the served model folder's organism.json)",
+    )
     p.set_defaults(func=serve)
 
 
@@ -86,6 +92,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "refusal_layer": getattr(args, "refusal_layer", None),
         "audit_file": getattr(args, "audit_file", None),
         "prepare": not getattr(args, "no_prepare", False),
+        "organism": getattr(args, "organism", None),
     }
     chosen = {k: v for k, v in given.items() if v is not None}
     if args.threads == 0:  # torch's own default (every core) rather than ours

@@ -108,6 +108,14 @@ class Settings(BaseSettings):
         ge=0,
         description="layer of the refusal direction (default: chosen on the validation split)",
     )
+    organism: str | None = Field(
+        default=None,
+        description="a backdoor organism folder (organism.json: trigger, response) whose held-out prompts the "
+        "evaluation panel runs (default: the served model folder's own organism.json, when it has one)",
+    )
+    eval_prompts: int = Field(
+        default=24, ge=1, le=120, description="held-out questions per kind in the evaluation panel"
+    )
     audit_file: str = Field(
         default="refusal-audit.jsonl",
         description="JSON Lines file inside the workspace that logs every live run steered along the refusal direction",

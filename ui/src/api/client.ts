@@ -96,6 +96,7 @@ export const api = {
   setLabel: (sae: string, feature: number, label: string) =>
     request<S["LabelResponse"]>("PUT", `/api/features/${encodeURIComponent(sae)}/label`, { feature, label }),
   contrast: (sae: string, body: S["ContrastRequest"]) => request<ContrastResult>("POST", `/api/features/${encodeURIComponent(sae)}/contrast`, body),
+  edits: () => request<S["EditList"]>("GET", "/api/edits"),
   prepareEdit: (body: S["EditRequest"]) => request<LiveEditInfo>("POST", "/api/edits", body),
   exportBundle: (body: S["ExportRequest"]) => request<ExportResult>("POST", "/api/export", body),
   suite: () => request<SuiteInfo>("GET", "/api/graphs/suite"),

@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: a5434c43bda5f329
+// openapi-sha256: 30da1a8f277ee494
 
 export interface paths {
     "/api/attack/status": {
@@ -82,8 +82,9 @@ export interface paths {
         put?: never;
         /**
          * Prepare Edit
-         * @description Prepare an edit once (ablate: a peft LoRA adapter, hot-swapped per request; clamp: the hooked clamp);
-         *     a client applies it by naming it in ``interventions.edits``.
+         * @description Prepare an edit once (ablate: a peft LoRA adapter, hot-swapped per request, attached when the model is
+         *     idle and until then applied as its exact hooked form; clamp: the hooked clamp); a client applies it by
+         *     naming it in ``interventions.edits``.
          */
         post: operations["prepare_edit_api_edits_post"];
         delete?: never;
@@ -1030,6 +1031,125 @@ export interface components {
         ErrorResponse: {
             /** Detail */
             detail: string;
+        };
+        /** EvalError */
+        EvalError: {
+            /** Detail */
+            detail: string;
+            /**
+             * Id
+             * @default null
+             */
+            id: number | string | null;
+            /** Status */
+            status: number;
+            /**
+             * Type
+             * @default error
+             * @constant
+             */
+            type: "error";
+        };
+        /** EvalProgress */
+        EvalProgress: {
+            /** Done */
+            done: number;
+            /** Id */
+            id: number | string | null;
+            /** Total */
+            total: number;
+            /**
+             * Type
+             * @default progress
+             * @constant
+             */
+            type: "progress";
+        };
+        /**
+         * EvalPrompts
+         * @description A user's prompt set, as in a prompt file ``{"triggered": [...], "clean": [...]}``.
+         */
+        EvalPrompts: {
+            /** Clean */
+            clean?: string[];
+            /**
+             * Response
+             * @description the text whose appearance is an attack (default: the organism's)
+             * @default null
+             */
+            response: string | null;
+            /** Triggered */
+            triggered?: string[];
+        };
+        /** EvalReady */
+        EvalReady: {
+            /**
+             * Prompts
+             * @description the default prompt set (null: none; send your own)
+             */
+            prompts: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Type
+             * @default ready
+             * @constant
+             */
+            type: "ready";
+        };
+        /** EvalResult */
+        EvalResult: {
+            /** Id */
+            id: number | string | null;
+            /**
+             * Result
+             * @description PanelResult.to_dict(): asr, clean_agreement, false_trigger, ...
+             */
+            result: {
+                [key: string]: unknown;
+            };
+            /** Seconds */
+            seconds: number;
+            /**
+             * Type
+             * @default result
+             * @constant
+             */
+            type: "result";
+        };
+        /** EvaluateRequest */
+        EvaluateRequest: {
+            /**
+             * Batch Size
+             * @default 8
+             */
+            batch_size: number;
+            /**
+             * Edits
+             * @description prepared edit names
+             */
+            edits?: string[];
+            /**
+             * Id
+             * @default null
+             */
+            id: number | string | null;
+            /**
+             * Max New Tokens
+             * @default 16
+             */
+            max_new_tokens: number;
+            /**
+             * @description null: the organism's held-out prompts
+             * @default null
+             */
+            prompts: components["schemas"]["EvalPrompts"] | null;
+            /**
+             * Type
+             * @default evaluate
+             * @constant
+             */
+            type: "evaluate";
         };
         /** ExportRequest */
         ExportRequest: {

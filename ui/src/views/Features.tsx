@@ -3,6 +3,7 @@ import { useEffect } from "react";
 import type { SAEList, SuiteInfo } from "../api/client";
 import { api } from "../api/client";
 import { Contrast } from "../components/features/Contrast";
+import { EvaluationPanel } from "../components/features/EvaluationPanel";
 import { ExportBundle } from "../components/features/ExportBundle";
 import { FeatureDetail } from "../components/features/FeatureDetail";
 import { FeatureTable } from "../components/features/FeatureTable";
@@ -37,6 +38,7 @@ export function Features({ rest }: { rest: string[] }) {
         {(!prep || prep.state === "off" || prep.state === "failed" || prep.state === "ready") && (
           <p className="muted">No SAE attached: start the workbench with `neuroscope ui --sae DIR` (or `--bundle DIR`), or without `--no-prepare` to prepare a default one.</p>
         )}
+        <EvaluationPanel />
       </>
     );
   if (!sae) return <p className="muted">loading…</p>;
@@ -56,6 +58,7 @@ export function Features({ rest }: { rest: string[] }) {
         </label>
         <ExportBundle sae={sae} />
       </div>
+      <EvaluationPanel />
       <div className="features-layout">
         <Panel title="Features" testid="features-panel">
           <FeatureTable sae={sae} selected={id} onSelect={open} />

@@ -1,0 +1,149 @@
+"""``/ws/evaluate``: the evaluation panel. On connect the server sends ``ready`` with its default prompt set
+(the organism's held-out prompts: ``neuroscope ui --organism DIR``, or the served model folder's
+``organism.json``). Each ``evaluate`` message runs ``neuroscope.lab.evaluation.evaluate_edits`` on the model
+worker with the named live edits and answers ``progress`` (done/total prompts) then ``result``. A newer
+message supersedes a running one: it stops at its next batch, so toggling edits quickly costs one batch.
+Each batch is its own job on the model worker, so live next-token requests overtake an evaluation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Generator
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from neuroscope.errors import NeuroscopeError, NoPromptSetError
+from neuroscope.lab.evaluation import (
+    PanelConfig,
+    PanelResult,
+    PromptSet,
+    Reference,
+    evaluation_steps,
+    reference,
+)
+from neuroscope.server.errors import error_status, validation_message
+from neuroscope.server.schemas.evaluate import EvaluateRequest
+
+router = APIRouter(tags=["evaluate"])
+
+
+def _step(steps: Generator[tuple[int, int], None, PanelResult]) -> tuple[int, int] | PanelResult:
+    try:
+        return next(steps)
+    except StopIteration as stop:
+        return stop.value
+
+
+def default_prompts(app: Any) -> PromptSet | None:
+    """The organism's held-out set, read once per server (``--organism``, else the model folder)."""
+    if not hasattr(app.state, "eval_prompts"):
+        s = app.state.settings
+        app.state.eval_prompts = PromptSet.from_manifest(s.organism or s.model, n=s.eval_prompts)
+        app.state.eval_refs = {}
+    return app.state.eval_prompts
+
+
+def _prompts(app: Any, req: EvaluateRequest) -> tuple[PromptSet, str | None]:
+    default = default_prompts(app)
+    if req.prompts is None:
+        if default is None:
+            raise NoPromptSetError(
+                "This server has no organism prompt set: start it with `neuroscope ui --organism DIR` (a "
+                'backdoor organism folder with organism.json) or send prompts {"triggered": [...], "clean": '
+                '[...], "response": "..."}.'
+            )
+        return default, "organism"
+    for p in (*req.prompts.triggered, *req.prompts.clean):
+        app.state.worker.check_prompt(p)  # the server's prompt limits, as for every other view
+    response = req.prompts.response or (default.response if default else "")
+    ps = PromptSet(
+        tuple(p for p in req.prompts.triggered if p.strip()),
+        tuple(p for p in req.prompts.clean if p.strip()),
+        response,
+        default.trigger if default else None,
+        "the uploaded file",
+    )
+    return ps, None
+
+
+@router.websocket("/ws/evaluate")
+async def evaluate_ws(websocket: WebSocket) -> None:
+    await websocket.accept()
+    app = websocket.app
+    worker, limit = app.state.worker, app.state.settings.max_body_bytes
+    send_lock = asyncio.Lock()
+    current: dict[str, Any] = {"seq": 0, "task": None}
+
+    async def send(payload: dict[str, Any]) -> None:
+        async with send_lock:
+            await websocket.send_text(json.dumps(payload))
+
+    async def run(req: EvaluateRequest, seq: int) -> None:
+        try:
+            ps, key = _prompts(app, req)
+            cfg = PanelConfig(max_new_tokens=req.max_new_tokens, batch_size=req.batch_size)
+            refs: dict[Any, Reference] = app.state.eval_refs
+            ref_key = (key, cfg.max_new_tokens, cfg.clean_tokens) if key else None
+            t0 = time.perf_counter()
+            ref = refs.get(ref_key) if ref_key else None
+            if ref is None and ref_key:  # the unedited answers, once per server and prompt set
+                ref = refs[ref_key] = (await worker.call(reference, worker.model, ps, cfg)).value
+            steps = evaluation_steps(worker.model, ps, req.edits, cfg, ref)
+            # one batch per job on the model thread: live requests overtake an evaluation between batches,
+            # and a newer request from this client stops this one there
+            while current["seq"] == seq:
+                out = (await worker.call(_step, steps)).value
+                if isinstance(out, PanelResult):
+                    seconds = time.perf_counter() - t0
+                    await send({"type": "result", "id": req.id, "result": out.to_dict(), "seconds": seconds})
+                    return
+                await send({"type": "progress", "id": req.id, "done": out[0], "total": out[1]})
+            steps.close()
+        except NeuroscopeError as e:
+            await send({"type": "error", "id": req.id, "status": error_status(e), "detail": str(e)})
+        except (asyncio.CancelledError, WebSocketDisconnect):
+            raise
+        except Exception as e:  # a bug, not bad input: say so, and keep serving this client
+            await send(
+                {
+                    "type": "error",
+                    "id": req.id,
+                    "status": 500,
+                    "detail": f"internal error: {type(e).__name__}: {e}",
+                }
+            )
+
+    try:
+        default = await asyncio.to_thread(default_prompts, app)
+        await send({"type": "ready", "prompts": default.to_dict() if default else None})
+        while True:
+            text = await websocket.receive_text()
+            if len(text.encode()) > limit:
+                await send(
+                    {
+                        "type": "error",
+                        "id": None,
+                        "status": 413,
+                        "detail": f"Message is larger than {limit} bytes.",
+                    }
+                )
+                continue
+            try:
+                req = EvaluateRequest.model_validate_json(text)
+            except ValidationError as e:
+                await send({"type": "error", "id": None, "status": 422, "detail": validation_message(e)})
+                continue
+            current["seq"] += 1
+            current["task"] = asyncio.create_task(run(req, current["seq"]))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        current["seq"] += 1  # a running evaluation stops at its next batch
+        task = current["task"]
+        if task is not None:
+            task.cancel()
