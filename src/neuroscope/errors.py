@@ -280,3 +280,8 @@ class ChatTemplateMissingWarning(UserWarning):
 class LiveEditsAttachedError(NeuroscopeError, ValueError):
     """The model carries live LoRA edits (the feature laboratory's peft layers, chosen per request row), which
     an exporter cannot trace as a plain model; export a freshly loaded or merged model instead."""
+
+
+class LabelledSetError(InvalidConfigError):
+    """A labelled set for the SAE benchmarks cannot be probed: it has one class, or a class has too few
+    examples for the train/test split; the message names the set, the class and the count."""
