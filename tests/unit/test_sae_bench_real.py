@@ -3,7 +3,6 @@ pipeline and its CLI, and the bad inputs: one-class and too-small sets, SAEs of 
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
@@ -237,13 +236,9 @@ def _docs(tmp_path):
 
 
 def _cli(argv):
-    from neuroscope.cli import run_parsed
-    from neuroscope.sae.bench.real import register_real
+    from neuroscope.sae.bench.real import main
 
-    parser = argparse.ArgumentParser()
-    group = parser.add_subparsers().add_parser("sae-bench").add_subparsers()
-    register_real(group)
-    return run_parsed(parser.parse_args(["sae-bench", "real", *argv]))
+    return main(["real", *argv])
 
 
 def test_real_bench_pipeline_on_a_tiny_model(tmp_path, capsys):

@@ -240,7 +240,7 @@ def absorption(sae: SAE, data: FirstLetterData, probe: LetterProbe, seed: int = 
     w_dec = sae.W_dec.detach().float()
     w_unit = w_dec / w_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     pred = probe.predict(data.test_x)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for li, letter in enumerate(LETTERS):
         if probe.test_f1.get(letter, 0.0) <= MIN_PROBE_F1 or not bool((data.train_y == li).any()):
             continue

@@ -357,3 +357,16 @@ def register_real(subparsers: Any) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_real)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m neuroscope.sae.bench.real real ...``: the same command as ``neuroscope sae-bench real``."""
+    from neuroscope.cli import run_parsed
+
+    parser = argparse.ArgumentParser(prog="neuroscope sae-bench")
+    register_real(parser.add_subparsers(required=True))
+    return run_parsed(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
