@@ -322,16 +322,16 @@ def file_set(path: str | Path) -> LabelledSet:
 BUILTIN: dict[str, Callable[..., LabelledSet]] = {
     "docs-section": docs_section_set,
     "code-prose": code_prose_set,
-    "sentiment": lambda corpus=None: sentiment_set(),
-    "contrastive": lambda corpus=None: contrastive_set(),
+    "sentiment": lambda corpus=None, per_class=None: sentiment_set(),
+    "contrastive": lambda corpus=None, per_class=None: contrastive_set(),
 }
 PROBE_SETS = tuple(BUILTIN)
 
 
-def load_set(spec: str, corpus: str | Path = "data/corpus") -> LabelledSet:
-    """A built-in set by name, or a labelled file (``.json`` / ``.jsonl``)."""
+def load_set(spec: str, corpus: str | Path = "data/corpus", **size: int) -> LabelledSet:
+    """A built-in set by name (``per_class`` sizes the docs sets), or a labelled file (``.json`` / ``.jsonl``)."""
     if spec in BUILTIN:
-        return BUILTIN[spec](corpus=corpus)
+        return BUILTIN[spec](corpus=corpus, **size)
     if spec.endswith((".json", ".jsonl")):
         return file_set(spec)
     raise InvalidConfigError(

@@ -39,6 +39,7 @@ class RealBenchConfig:
     ctx_len: int = 128  # tokens per text (BOS included), as SAEBench's context_length
     batch_size: int = 16
     test_frac: float = 0.25
+    per_class: int | None = None  # texts per class of the built-in docs sets (None: each set's default)
     absorption_words: int = 3000
     icl_examples: int = 10  # in-context examples in each first-letter prompt (SAEBench: 10)
     outlier_factor: float | None = 10.0
@@ -192,11 +193,13 @@ def run_real_bench(
         res.seconds[key] = res.seconds.get(key, 0.0) + round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
 
-    lsets = [load_set(s, cfg.corpus) for s in cfg.sets]
+    size = {} if cfg.per_class is None else {"per_class": cfg.per_class}
+    lsets = [load_set(s, cfg.corpus, **size) for s in cfg.sets]
     splits = {
         s.name: s.split(cfg.test_frac, cfg.seed) for s in lsets
     }  # refuses unusable sets before any forward
-    scr_set = section_code_set(cfg.corpus, seed=cfg.seed) if cfg.scr else None
+    quadrant = {} if cfg.per_class is None else {"per_quadrant": cfg.per_class}
+    scr_set = section_code_set(cfg.corpus, seed=cfg.seed, **quadrant) if cfg.scr else None
     scr_split = scr_set.split(cfg.test_frac, cfg.seed) if scr_set is not None else None
     lap("labelled_sets")
     with torch.no_grad():
@@ -297,6 +300,7 @@ def _real(args: argparse.Namespace) -> int:
         ctx_len=args.ctx_len,
         batch_size=args.batch_size,
         absorption_words=args.words,
+        per_class=args.per_class,
         icl_examples=args.icl_examples,
         corpus=args.corpus,
         seed=args.seed,
@@ -344,6 +348,12 @@ def register_real(subparsers: Any) -> None:
         help=f"labelled sets: {', '.join(PROBE_SETS)} or .json/.jsonl files",
     )
     p.add_argument("--corpus", default="data/corpus", help="prepared corpus (docs sets)")
+    p.add_argument(
+        "--per-class",
+        type=int,
+        default=None,
+        help="texts per class of the docs sets (default 150 / 200 / 120)",
+    )
     p.add_argument("--no-scr", action="store_true")
     p.add_argument("--no-tpp", action="store_true")
     p.add_argument("--no-absorption", action="store_true")
