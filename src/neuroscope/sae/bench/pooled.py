@@ -12,7 +12,7 @@ latents ``A`` at every token and adding the SAE error back changes the pooled re
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,21 +72,18 @@ def hook_layer(model: HookedModel, hook: str) -> int:
     return int(name.split(".")[1]) + 1 if name.startswith("blocks.") else 0
 
 
-@torch.no_grad()
-def token_activations(
-    model: HookedModel, ids: Sequence[Sequence[int]], hook: str, batch_size: int = 16
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(acts [T, d], example index [T])`` of every non-special token, batched with right padding."""
+def _batches(
+    model: HookedModel, ids: Sequence[Sequence[int]], hook: str, batch_size: int
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``(first index, token ids, attention mask, activations at hook)`` per right-padded batch; the forward
+    stops after the hook's block."""
     name = model.resolve_hook_name(hook)
     stop = min(hook_layer(model, name), model.cfg.n_layers)
-    special = torch.tensor(special_ids(model))
-    pad = int(special[0])
-    rows, owner = [], []
+    pad = special_ids(model)[0]
     for i in range(0, len(ids), batch_size):
         batch = ids[i : i + batch_size]
-        width = max(len(x) for x in batch)
-        toks = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        toks = torch.full((len(batch), max(len(x) for x in batch)), pad, dtype=torch.long)
+        mask = torch.zeros_like(toks)
         for j, x in enumerate(batch):
             toks[j, : len(x)] = torch.tensor(x)
             mask[j, : len(x)] = 1
@@ -94,10 +91,20 @@ def token_activations(
             toks.to(model.device), names=[name], stop_at_layer=stop, attention_mask=mask.to(model.device)
         )
         act = cache[name]
-        act = act.flatten(2) if act.ndim == 4 else act
+        yield i, toks, mask, (act.flatten(2) if act.ndim == 4 else act).float().cpu()
+
+
+@torch.no_grad()
+def token_activations(
+    model: HookedModel, ids: Sequence[Sequence[int]], hook: str, batch_size: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(acts [T, d], example index [T])`` of every non-special token."""
+    special = torch.tensor(special_ids(model))
+    rows, owner = [], []
+    for i, toks, mask, act in _batches(model, ids, hook, batch_size):
         keep = mask.bool() & ~torch.isin(toks, special)
-        rows.append(act.float().cpu()[keep])
-        owner.append((torch.arange(len(batch))[:, None].expand_as(toks) + i)[keep])
+        rows.append(act[keep])
+        owner.append((torch.arange(len(toks))[:, None].expand_as(toks) + i)[keep])
     return torch.cat(rows), torch.cat(owner)
 
 
@@ -109,26 +116,10 @@ def position_activations(
     hook: str,
     batch_size: int = 16,
 ) -> torch.Tensor:
-    """``[n, d]``: the activation at ``hook`` of text ``i`` at token ``positions[i]`` (right padding)."""
-    name = model.resolve_hook_name(hook)
-    stop = min(hook_layer(model, name), model.cfg.n_layers)
-    pad = special_ids(model)[0]
+    """``[n, d]``: the activation at ``hook`` of text ``i`` at token ``positions[i]``."""
     out = []
-    for i in range(0, len(ids), batch_size):
-        batch = ids[i : i + batch_size]
-        width = max(len(x) for x in batch)
-        toks = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for j, x in enumerate(batch):
-            toks[j, : len(x)] = torch.tensor(x)
-            mask[j, : len(x)] = 1
-        _, cache = model.run_with_cache(
-            toks.to(model.device), names=[name], stop_at_layer=stop, attention_mask=mask.to(model.device)
-        )
-        act = cache[name]
-        act = act.flatten(2) if act.ndim == 4 else act
-        pos = torch.tensor(positions[i : i + batch_size])
-        out.append(act.float().cpu()[torch.arange(len(batch)), pos])
+    for i, toks, _, act in _batches(model, ids, hook, batch_size):
+        out.append(act[torch.arange(len(toks)), torch.tensor(positions[i : i + len(toks)])])
     return torch.cat(out)
 
 
