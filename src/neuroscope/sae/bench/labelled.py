@@ -30,6 +30,7 @@ from neuroscope.errors import InvalidConfigError, LabelledSetError, ResourceNotF
 
 # a class needs this many examples on each side of the split (a probe on fewer is noise)
 MIN_TRAIN, MIN_TEST = 4, 2
+SCR_PER_QUADRANT = 120
 DOC_SECTIONS = ("library", "whatsnew", "c-api", "howto", "reference", "tutorial", "faq")
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
@@ -249,7 +250,7 @@ def code_prose_set(corpus: str | Path = "data/corpus", per_class: int = 200, see
 def section_code_set(
     corpus: str | Path = "data/corpus",
     sections: tuple[str, str] = ("tutorial", "library"),
-    per_quadrant: int = 120,
+    per_quadrant: int = SCR_PER_QUADRANT,
     seed: int = 0,
 ) -> LabelledSet:
     """SCR's set: target label = section (``sections``), second (spurious) label = code against prose."""

@@ -179,7 +179,7 @@ def run_real_bench(
 
     from neuroscope.sae.bench import absorption as ab
     from neuroscope.sae.bench import scr_tpp
-    from neuroscope.sae.bench.labelled import load_set, section_code_set
+    from neuroscope.sae.bench.labelled import SCR_PER_QUADRANT, load_set, section_code_set
     from neuroscope.sae.bench.pooled import pool
     from neuroscope.sae.bench.pooled import to_dict as pooled_info
     from neuroscope.sae.bench.probing import binary_tasks, sparse_probing
@@ -198,8 +198,8 @@ def run_real_bench(
     splits = {
         s.name: s.split(cfg.test_frac, cfg.seed) for s in lsets
     }  # refuses unusable sets before any forward
-    quadrant = {} if cfg.per_class is None else {"per_quadrant": cfg.per_class}
-    scr_set = section_code_set(cfg.corpus, seed=cfg.seed, **quadrant) if cfg.scr else None
+    quadrant = SCR_PER_QUADRANT if cfg.per_class is None else cfg.per_class
+    scr_set = section_code_set(cfg.corpus, per_quadrant=quadrant, seed=cfg.seed) if cfg.scr else None
     scr_split = scr_set.split(cfg.test_frac, cfg.seed) if scr_set is not None else None
     lap("labelled_sets")
     with torch.no_grad():
