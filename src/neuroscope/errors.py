@@ -365,3 +365,8 @@ class PromptSetKindMissingError(EmptyPromptSetError):
 
 class NoPromptSetError(EmptyPromptSetError):
     """The evaluation panel was asked for the organism's prompts on a server that serves no organism."""
+
+
+class LabelledSetError(InvalidConfigError):
+    """A labelled set for the SAE benchmarks cannot be probed: it has one class, or a class has too few
+    examples for the train/test split; the message names the set, the class and the count."""
