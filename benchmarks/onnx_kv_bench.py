@@ -53,7 +53,9 @@ class _Whole:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(WHOLE / "whole.onnx"), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(WHOLE / "whole.onnx"), opts, providers=["CPUExecutionProvider"]
+        )
         io = json.loads((WHOLE / "io.json").read_text())
         self.names, self.shape = io["inputs"][2:], io["shape"]
 
@@ -162,7 +164,9 @@ def run(rounds: int = 3, browser_rounds: int = 2) -> dict[str, Any]:
         browser[key]["same_text_as_library"] = (
             runner.tokenizer.decode(browser[key].pop("ids"), skip_special_tokens=True) == ref
         )
-    py_speedup = python["split_cached"]["tokens_per_s_median"] / python["split_uncached"]["tokens_per_s_median"]
+    py_speedup = (
+        python["split_cached"]["tokens_per_s_median"] / python["split_uncached"]["tokens_per_s_median"]
+    )
     web_speedup = browser["cached"]["tokens_per_s_median"] / browser["uncached"]["tokens_per_s_median"]
     gen = {
         "machine": machine_info(),

@@ -134,12 +134,12 @@ class SplitRunner:
         mask = np.concatenate([state.mask, np.ones_like(ids)], axis=1)
         past: dict[tuple[str, str], np.ndarray] = {}
         x: np.ndarray = ids
-        for key, out_name in (("a", "resid"), ("b", "logits")):
+        for key in ("a", "b"):
             part = self.manifest["kv_parts"][key]
             feeds = {part["inputs"][0]: x, "attention_mask": mask}
             feeds.update({name: state.past[key, name] for name in part["inputs"][2:]})
             outs = self.kv_sessions[key].run(None, feeds)
-            for name, value in zip(part["inputs"][2:], outs[1:]):
+            for name, value in zip(part["inputs"][2:], outs[1:], strict=True):
                 past[key, name] = value
             x = self._steer(outs[0], vector, alpha) if key == "a" else outs[0]
             if key == "a":
