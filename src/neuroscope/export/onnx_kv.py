@@ -59,8 +59,8 @@ class CachedSpan(nn.Module):
 
     def __init__(self, span: nn.Module):
         super().__init__()
-        self.span = span
-        self.config = span.config
+        self.span: Any = span  # an onnx_split._Span (typed loosely: its attributes are modules)
+        self.config: Any = span.config
 
     @property
     def n_blocks(self) -> int:
