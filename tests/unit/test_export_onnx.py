@@ -295,3 +295,30 @@ def test_web_routes_serve_the_page_and_the_export(llama_export, tmp_path):
         assert c.get("/web/").status_code == 200
         r = c.get("/web/manifest.json")
         assert r.status_code == 404 and "--onnx" in r.json()["detail"]
+
+
+def test_kv_cache_bad_input(tmp_path):
+    """Without the cached parts (--no-kv-cache): a clear error from the cache, generation falls back to the
+    whole sequence per step; with them, a cache that would exceed the exported length is refused."""
+    from neuroscope.errors import ResourceNotFoundError
+
+    model = tiny("llama")
+    out = tmp_path / "plain"
+    args = ["export-onnx", "--model", "tiny:llama", "--split", "0", "--out", str(out), "--no-web"]
+    assert main([*args, "--no-kv-cache", "--max-length", "16"]) == 0
+    runner = SplitRunner(out)
+    assert not runner.has_kv and runner.manifest["kv_parts"] is None
+    with pytest.raises(ResourceNotFoundError, match="no KV-cached parts.*re-export"):
+        runner.start_cache()
+    ids = runner.encode("Hi")[0].tolist()  # byte-level: BOS + 2
+    assert runner.generate_ids(ids, 3) == runner.generate_ids(ids, 3, cache=False)
+    assert runner.tokenizer.decode(runner.generate_ids(ids, 3), skip_special_tokens=True) == model.generate(
+        "Hi", 3
+    )
+    export_split(model, ExportConfig(split=0, max_length=16, copy_web_page=False), tmp_path / "kv")
+    runner = SplitRunner(tmp_path / "kv")
+    _, _, state = runner.step(np.zeros((1, 12), dtype=np.int64), runner.start_cache())
+    with pytest.raises(ExportedLengthError):
+        runner.step(np.zeros((1, 5), dtype=np.int64), state)
+    _, _, state = runner.step(np.zeros((1, 4), dtype=np.int64), state)
+    assert state.length == 16
