@@ -167,6 +167,9 @@ def test_web_slider_changes_the_generated_text(browser, smollm_web, smollm_onnx)
         # the page's greedy text is onnxruntime-python's with the same vector between the parts
         assert plain[len(PROMPT) :] == runner.generate(PROMPT, 8)
         assert steered[len(PROMPT) :] == runner.generate(PROMPT, 8, vector=v, alpha=4.0)
+        # the page generates with the KV cache across the split; the text is the uncached path's
+        assert "KV cache" in pg.get_by_test_id("web-kv").inner_text()
+        assert steered[len(PROMPT) :] == runner.generate(PROMPT, 8, vector=v, alpha=4.0, cache=False)
         # and the next-token view follows the slider
         pg.wait_for_function(
             "() => document.querySelector('[data-testid=web-next]').getAttribute('aria-busy') === 'false'"
@@ -208,6 +211,17 @@ def test_web_works_as_static_files_from_the_export_folder(browser, tiny_export):
         assert max(abs(a - b) for (_, a), (_, b) in zip(got, want, strict=True)) <= 1e-3
         # no COOP/COEP here: the page still runs, on one thread
         assert pg.get_by_test_id("web-threads").inner_text() == "1"
+        # greedy steps in the page: one position per step with the KV cache == the whole sequence each step
+        # == the library's generation
+        short = "The cat"  # prompt + 6 new tokens within the export's 24
+        ids = runner.encode(short)[0].tolist()
+        bench = "([ids, c]) => window.nsweb.client.genBench(ids, 6, c)"
+        cached = pg.evaluate(bench, [ids, True])
+        uncached = pg.evaluate(bench, [ids, False])
+        assert cached["cache"] and not uncached["cache"] and len(cached["stepsMs"]) == 6
+        assert cached["ids"] == uncached["ids"]
+        text = runner.tokenizer.decode(cached["ids"], skip_special_tokens=True)
+        assert text == model.generate(short, 6, stop_at_eos=False)
 
 
 def test_web_refuses_a_prompt_over_the_exported_length(browser, tiny_export):
@@ -225,7 +239,7 @@ def test_web_shows_an_error_for_a_corrupted_part(browser, tiny_export, tmp_path)
     model, folder = tiny_export
     bad = tmp_path / "bad"
     shutil.copytree(folder, bad)
-    part = bad / "part_b.onnx.data"
+    part = bad / "part_b_kv.onnx.data"  # the page loads the KV-cached parts
     data = bytearray(part.read_bytes())
     data[100] ^= 0x01
     part.write_bytes(bytes(data))
@@ -233,5 +247,5 @@ def test_web_shows_an_error_for_a_corrupted_part(browser, tiny_export, tmp_path)
         error = pg.get_by_test_id("web-error")
         error.wait_for()
         text = error.inner_text()
-        assert "part_b.onnx.data" in text and "does not match manifest.json" in text and error.is_visible()
+        assert "part_b_kv.onnx.data" in text and "does not match manifest.json" in text and error.is_visible()
         assert pg.locator("[data-testid=web-next-row]").count() == 0

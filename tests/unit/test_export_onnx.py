@@ -22,6 +22,7 @@ from neuroscope.errors import (
     ShapeMismatchError,
 )
 from neuroscope.export import manifest as mf
+from neuroscope.export.onnx_kv import KV_ARCHITECTURES
 from neuroscope.export.onnx_split import TESTED_ARCHITECTURES, ExportConfig, export_split
 from neuroscope.export.runtime import SplitRunner
 from neuroscope.export.validate import validate_export
@@ -82,6 +83,45 @@ def test_runner_matches_steer_and_tokenizer(llama_export):
     assert steered == model.generate(prompt, 6, interventions=[Steer(1, v, alpha=-3.0)])
 
 
+def _kv_checks(model, runner, v, alpha, split):
+    """Cached greedy generation == uncached == the library's hooked generation (steered), and the cached
+    boundary residual of every position == the hooked model's plus alpha * v."""
+    hook = f"blocks.{split + 1}.hook_resid_pre"
+    for prompt in ("Steering between the halves", "A"):
+        ids = runner.encode(prompt)[0].tolist()
+        cached = runner.generate_ids(ids, 6, vector=v.numpy(), alpha=alpha)
+        assert cached == runner.generate_ids(ids, 6, vector=v.numpy(), alpha=alpha, cache=False)
+        text = runner.tokenizer.decode(cached, skip_special_tokens=True)
+        assert text == model.generate(prompt, 6, interventions=[Steer(split + 1, v, alpha=alpha)])
+        # prompt in one call, then one token per call: residuals and logits of every position
+        full = ids + cached
+        state = runner.start_cache()
+        logits, resid, state = runner.step(np.asarray([ids]), state, v.numpy(), alpha)
+        rows, resids = [logits], [resid]
+        for t in cached:
+            logits, resid, state = runner.step(np.asarray([[t]]), state, v.numpy(), alpha)
+            rows.append(logits)
+            resids.append(resid)
+        assert state.length == len(full) and state.past["a", f"past_key_{split}"].shape[2] == len(full) + 1
+        with torch.no_grad():
+            ref = model(torch.tensor([full]), interventions=[Steer(split + 1, v, alpha=alpha)]).numpy()
+            _, cache = model.run_with_cache(torch.tensor([full]), names=[hook])
+        boundary = cache[hook].numpy() + alpha * v.numpy()
+        assert np.abs(np.concatenate(resids, 1) - boundary).max() < 1e-4
+        assert np.abs(np.concatenate(rows, 1)[:, : len(full)] - ref).max() < 1e-3
+
+
+def test_kv_cache_generation_is_exact_and_steerable(llama_export):
+    model = tiny("llama")
+    runner = SplitRunner(llama_export)
+    man = runner.manifest
+    assert man["kv_parts"]["a"]["inputs"][:4] == ["input_ids", "attention_mask", "past_key_0", "past_value_0"]
+    assert man["kv_parts"]["b"]["outputs"][:2] == ["logits", "present_key_1"]
+    assert "part_a_kv.onnx" in man["files"] and runner.has_kv
+    v = read_vector_store(llama_export.parent / "store")["push"].vector
+    _kv_checks(model, runner, v, -3.0, 0)
+
+
 def test_external_data_travels_with_its_part(llama_export):
     man = mf.read_manifest(llama_export)
     for key in ("a", "b"):
@@ -101,6 +141,11 @@ def test_every_tested_architecture_matches_pytorch(model_type, tmp_path):
     assert report.passed, report.summary()
     assert report.max_logit_diff <= 1e-3 and report.greedy_agreement == 1.0
     assert report.steer_max_diff <= 1e-3 and report.steer_effect > 0.01
+    runner = SplitRunner(tmp_path / "x")
+    assert runner.has_kv == (model_type in KV_ARCHITECTURES)
+    if runner.has_kv:
+        v = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0)) * 4
+        _kv_checks(model, runner, v, 2.0, split)
 
 
 def test_tested_architectures_are_the_tiny_types():
@@ -250,3 +295,30 @@ def test_web_routes_serve_the_page_and_the_export(llama_export, tmp_path):
         assert c.get("/web/").status_code == 200
         r = c.get("/web/manifest.json")
         assert r.status_code == 404 and "--onnx" in r.json()["detail"]
+
+
+def test_kv_cache_bad_input(tmp_path):
+    """Without the cached parts (--no-kv-cache): a clear error from the cache, generation falls back to the
+    whole sequence per step; with them, a cache that would exceed the exported length is refused."""
+    from neuroscope.errors import ResourceNotFoundError
+
+    model = tiny("llama")
+    out = tmp_path / "plain"
+    args = ["export-onnx", "--model", "tiny:llama", "--split", "0", "--out", str(out), "--no-web"]
+    assert main([*args, "--no-kv-cache", "--max-length", "16"]) == 0
+    runner = SplitRunner(out)
+    assert not runner.has_kv and runner.manifest["kv_parts"] is None
+    with pytest.raises(ResourceNotFoundError, match="no KV-cached parts.*re-export"):
+        runner.start_cache()
+    ids = runner.encode("Hi")[0].tolist()  # byte-level: BOS + 2
+    assert runner.generate_ids(ids, 3) == runner.generate_ids(ids, 3, cache=False)
+    assert runner.tokenizer.decode(runner.generate_ids(ids, 3), skip_special_tokens=True) == model.generate(
+        "Hi", 3
+    )
+    export_split(model, ExportConfig(split=0, max_length=16, copy_web_page=False), tmp_path / "kv")
+    runner = SplitRunner(tmp_path / "kv")
+    _, _, state = runner.step(np.zeros((1, 12), dtype=np.int64), runner.start_cache())
+    with pytest.raises(ExportedLengthError):
+        runner.step(np.zeros((1, 5), dtype=np.int64), state)
+    _, _, state = runner.step(np.zeros((1, 4), dtype=np.int64), state)
+    assert state.length == 16

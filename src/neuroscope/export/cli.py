@@ -41,6 +41,11 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="always save weights as external data (default: only for a part over 2 GB)",
     )
+    p.add_argument(
+        "--no-kv-cache",
+        action="store_true",
+        help="do not export the KV-cached parts (part_*_kv.onnx, one position per generated token)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_run)
@@ -77,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
             max_length=args.max_length,
             opset=args.opset or DEFAULT_OPSET,
             copy_web_page=not args.no_web,
+            kv_cache=not args.no_kv_cache,
             **({"external_data_bytes": 0} if args.external_data else {}),
         )
         manifest = export_split(model, config, out, vectors)

@@ -59,6 +59,9 @@ def model_files(manifest: dict[str, Any]) -> list[str]:
     out: list[str] = []
     for part in manifest["parts"].values():
         out += [part["file"], *part.get("external_data", [])]
+    for key, part in (manifest.get("kv_parts") or {}).items():
+        if key in ("a", "b"):
+            out += [part["file"], *part.get("external_data", [])]
     return out
 
 

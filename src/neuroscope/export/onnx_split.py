@@ -62,6 +62,7 @@ class ExportConfig:
     opset: int = DEFAULT_OPSET
     external_data_bytes: int = TWO_GB  # a part whose weights exceed this is saved with external data
     copy_web_page: bool = True  # put NeuroScope-Web (index.html + assets) beside the parts
+    kv_cache: bool = True  # also export the KV-cached parts (architectures in onnx_kv.KV_ARCHITECTURES)
 
 
 class _Span(nn.Module):
@@ -256,6 +257,7 @@ def export_split(
                 "inputs": names[0],
                 "outputs": names[1],
             }
+        kv_parts = _export_kv(model, config, (part_a, part_b), ids, tmp) if _wants_kv(model, config) else None
         seconds = time.perf_counter() - t0
         tok_files = _save_tokenizer(model, tmp)
         if vectors:
@@ -263,12 +265,55 @@ def export_split(
         if config.copy_web_page:
             _copy_web_page(tmp)
         manifest = _manifest(model, config, max_length, parts, tok_files, vectors, seconds)
+        manifest["kv_parts"] = kv_parts
         mf.write_manifest(tmp, manifest)
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _wants_kv(model: Any, config: ExportConfig) -> bool:
+    from neuroscope.export.onnx_kv import kv_supported
+
+    return config.kv_cache and kv_supported(model)
+
+
+def _export_kv(
+    model: Any, config: ExportConfig, spans: tuple[nn.Module, nn.Module], ids: torch.Tensor, folder: Path
+) -> dict[str, Any]:
+    """``part_a_kv.onnx`` / ``part_b_kv.onnx``: the same parts with their layers' KV cache in and out."""
+    from neuroscope.export.onnx_kv import CachedSpan, export_cached, kv_names
+
+    cached = [CachedSpan(s) for s in spans]
+    with torch.no_grad():
+        resid = spans[0](ids, torch.ones_like(ids))
+    out: dict[str, Any] = {}
+    for key, span, first, io in (
+        ("a", cached[0], ids, ("input_ids", "resid")),
+        ("b", cached[1], resid, ("resid", "logits")),
+    ):
+        names = kv_names(span, *io)
+        program = export_cached(span, first, names, config.opset)
+        external = _param_bytes(span) > config.external_data_bytes
+        before = set(folder.iterdir())
+        program.save(folder / f"part_{key}_kv.onnx", external_data=external)
+        written = sorted(p.name for p in set(folder.iterdir()) - before if p.name != f"part_{key}_kv.onnx")
+        b, heads, _, head_dim = span.past_shape(1, 1)
+        out[key] = {
+            "file": f"part_{key}_kv.onnx",
+            "external_data": written,
+            "inputs": names[0],
+            "outputs": names[1],
+            "past_shape": ["batch", heads, "past", head_dim],
+        }
+    out["note"] = (
+        "past tensors start with one dummy slot that attention_mask hides (0): the first call passes zeros of "
+        "length 1 and a mask [0, 1 x prompt]; later calls pass the returned present_* and the mask extended by "
+        "one 1 per new token. New tokens take positions past - 1 onwards."
+    )
+    return out
 
 
 def _save_tokenizer(model: Any, folder: Path) -> list[str]:

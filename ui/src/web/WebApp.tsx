@@ -89,7 +89,9 @@ export function WebApp() {
               <b>{info.model}</b> split after block {info.split} of {info.nLayers} — the vector is added at{" "}
               <code>{info.boundaryHook}</code>. Running in this browser: onnxruntime-web (wasm,{" "}
               <span data-testid="web-threads">{info.threads}</span> thread{info.threads > 1 ? "s" : ""}
-              {info.isolated ? ", cross-origin isolated" : ""}), {(info.bytes / 2 ** 20).toFixed(0)} MiB loaded and
+              {info.isolated ? ", cross-origin isolated" : ""}
+              <span data-testid="web-kv">{info.kvCache ? ", KV cache: one position per generated token" : ""}</span>),{" "}
+              {(info.bytes / 2 ** 20).toFixed(0)} MiB loaded and
               verified in {(info.loadMs / 1000).toFixed(1)} s. Nothing leaves the page.
             </>
           ) : error ? (

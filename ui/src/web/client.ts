@@ -1,5 +1,5 @@
 // The page's side of the worker: one request id per call, promises for results, callbacks for progress.
-import type { BenchResult, FromWorker, GenerateResult, Loaded, RunResult, Steering, ToWorker } from "./protocol";
+import type { BenchResult, FromWorker, GenBenchResult, GenerateResult, Loaded, RunResult, Steering, ToWorker } from "./protocol";
 
 type Pending = { resolve: (m: FromWorker) => void; reject: (e: Error) => void; onPartial?: (m: GenerateResult) => void };
 
@@ -56,8 +56,12 @@ export class ModelClient {
     return this.send({ type: "run", id: this.nextId++, prompt, steer, topK });
   }
 
-  generate(prompt: string, steer: Steering, maxNewTokens: number, onPartial?: (m: GenerateResult) => void) {
-    return this.send<GenerateResult>({ type: "generate", id: this.nextId++, prompt, steer, maxNewTokens }, onPartial);
+  generate(prompt: string, steer: Steering, maxNewTokens: number, onPartial?: (m: GenerateResult) => void, cache = true) {
+    return this.send<GenerateResult>({ type: "generate", id: this.nextId++, prompt, steer, maxNewTokens, cache }, onPartial);
+  }
+
+  genBench(ids: number[], newTokens: number, cache = true): Promise<GenBenchResult> {
+    return this.send({ type: "genbench", id: this.nextId++, ids, newTokens, cache });
   }
 
   bench(ids: number[], repeats = 10, warmup = 2): Promise<BenchResult> {

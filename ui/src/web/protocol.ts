@@ -21,6 +21,7 @@ export interface Loaded {
   loadMs: number;
   bytes: number;
   validation: Record<string, unknown> | null;
+  kvCache: boolean; // the export's KV-cached parts are in use: one position per generated token
 }
 
 export interface TopToken {
@@ -55,11 +56,21 @@ export interface BenchResult {
   tokens: number;
 }
 
+export interface GenBenchResult {
+  type: "genbench";
+  id: number;
+  ids: number[];
+  stepsMs: number[]; // per generated token; the first includes the prompt
+  totalMs: number;
+  cache: boolean;
+}
+
 export type FromWorker =
   | Loaded
   | RunResult
   | GenerateResult
   | BenchResult
+  | GenBenchResult
   | { type: "progress"; text: string }
   | { type: "error"; id?: number; message: string };
 
@@ -71,5 +82,6 @@ export interface Steering {
 export type ToWorker =
   | { type: "load"; base: string }
   | { type: "run"; id: number; prompt: string; steer: Steering; topK: number }
-  | { type: "generate"; id: number; prompt: string; steer: Steering; maxNewTokens: number }
+  | { type: "generate"; id: number; prompt: string; steer: Steering; maxNewTokens: number; cache?: boolean }
+  | { type: "genbench"; id: number; ids: number[]; newTokens: number; cache: boolean }
   | { type: "bench"; id: number; ids: number[]; repeats: number; warmup: number };

@@ -1,6 +1,8 @@
 /// <reference lib="webworker" />
 // The inference worker: fetches the export, checks every file against the manifest's SHA-256, tokenises
 // with the exported tokenizer.json, runs part A, adds alpha * vector to the residual, runs part B.
+// With the KV-cached parts (manifest.kv_parts) only those are loaded: a prompt runs with an empty past (one
+// masked dummy slot), and generation feeds only the new token, reusing the returned present_* tensors.
 import { Tokenizer } from "@huggingface/tokenizers";
 import * as ort from "onnxruntime-web/wasm";
 import type { Steering, ToWorker } from "./protocol";
@@ -10,6 +12,11 @@ declare const self: DedicatedWorkerGlobalScope;
 interface Part {
   file: string;
   external_data?: string[];
+}
+interface KvPart extends Part {
+  inputs: string[];
+  outputs: string[];
+  past_shape: [string, number, string, number];
 }
 interface Manifest {
   format: string;
@@ -22,6 +29,7 @@ interface Manifest {
   parts: { a: Part; b: Part };
   files: Record<string, { sha256: string; bytes: number }>;
   tokenizer: { eos_token_id: number | null };
+  kv_parts?: { a: KvPart; b: KvPart } | null;
   validation?: Record<string, unknown>;
 }
 interface VectorFile {
@@ -105,10 +113,11 @@ async function load(base: string) {
       vectors.set(v.name, Float32Array.from(v.values));
     }
   }
-  sessionA = await loadPart(base, manifest.parts.a);
-  sessionB = await loadPart(base, manifest.parts.b);
+  const parts = manifest.kv_parts ? [manifest.kv_parts.a, manifest.kv_parts.b] : [manifest.parts.a, manifest.parts.b];
+  sessionA = await loadPart(base, parts[0]);
+  sessionB = await loadPart(base, parts[1]);
   let bytes = 0;
-  for (const p of [manifest.parts.a, manifest.parts.b]) {
+  for (const p of parts) {
     for (const f of [p.file, ...(p.external_data ?? [])]) bytes += manifest.files[f].bytes;
   }
   post({
@@ -125,6 +134,7 @@ async function load(base: string) {
     loadMs: performance.now() - t0,
     bytes,
     validation: manifest.validation ?? null,
+    kvCache: !!manifest.kv_parts,
   });
 }
 
@@ -146,13 +156,48 @@ interface Forward {
   ms: { a: number; b: number };
 }
 
-async function forward(ids: number[], steer: Steering): Promise<Forward> {
+/** The KV cache of both parts: present_* of the last call, fed back as past_* (slot 0 is a masked dummy). */
+interface Cache {
+  a: Record<string, ort.Tensor>;
+  b: Record<string, ort.Tensor>;
+  slots: number; // past length, dummy included
+}
+
+function emptyCache(): Cache {
+  const kv = manifest.kv_parts!;
+  const part = (p: KvPart) => {
+    const [, heads, , headDim] = p.past_shape;
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const name of p.inputs.slice(2)) feeds[name] = new ort.Tensor("float32", new Float32Array(heads * headDim), [1, heads, 1, headDim]);
+    return feeds;
+  };
+  return { a: part(kv.a), b: part(kv.b), slots: 1 };
+}
+
+/** present_* outputs become the next call's past_* inputs as they are (no copy). */
+function nextPast(p: KvPart, out: ort.InferenceSession.ReturnType): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  p.inputs.slice(2).forEach((name, i) => (feeds[name] = out[p.outputs[i + 1]]));
+  return feeds;
+}
+
+function dispose(feeds: Record<string, ort.Tensor>) {
+  for (const t of Object.values(feeds)) t.dispose();
+}
+
+async function forward(ids: number[], steer: Steering, cache: Cache | null = null): Promise<Forward & { cache: Cache | null }> {
   const n = ids.length;
   const d = manifest.d_model;
   const inputIds = new ort.Tensor("int64", BigInt64Array.from(ids, (x) => BigInt(x)), [1, n]);
-  const mask = new ort.Tensor("int64", new BigInt64Array(n).fill(1n), [1, n]);
+  const kv = manifest.kv_parts;
+  if (kv && !cache) cache = emptyCache();
+  // over past + new slots; the dummy slot 0 of a cache is hidden
+  const total = cache ? cache.slots + n : n;
+  const maskData = new BigInt64Array(total).fill(1n);
+  if (cache) maskData[0] = 0n;
+  const mask = new ort.Tensor("int64", maskData, [1, total]);
   let t = performance.now();
-  const a = await sessionA.run({ input_ids: inputIds, attention_mask: mask });
+  const a = await sessionA.run({ input_ids: inputIds, attention_mask: mask, ...(cache ? cache.a : {}) });
   const plain = a.resid.data as Float32Array;
   const ms = { a: performance.now() - t, b: 0 };
   let resid = plain;
@@ -165,9 +210,15 @@ async function forward(ids: number[], steer: Steering): Promise<Forward> {
     for (let i = 0; i < plain.length; i++) resid[i] = plain[i] + Math.fround(alpha * v[i % d]);
   }
   t = performance.now();
-  const b = await sessionB.run({ resid: new ort.Tensor("float32", resid, [1, n, d]), attention_mask: mask });
+  const b = await sessionB.run({ resid: new ort.Tensor("float32", resid, [1, n, d]), attention_mask: mask, ...(cache ? cache.b : {}) });
   ms.b = performance.now() - t;
-  return { logits: b.logits.data as Float32Array, resid, plain, n, ms };
+  let next: Cache | null = null;
+  if (kv && cache) {
+    next = { a: nextPast(kv.a, a), b: nextPast(kv.b, b), slots: total };
+    dispose(cache.a);
+    dispose(cache.b);
+  }
+  return { logits: b.logits.data as Float32Array, resid, plain, n, ms, cache: next };
 }
 
 function lastRow(f: Forward): Float32Array {
@@ -213,18 +264,56 @@ async function run(id: number, prompt: string, steer: Steering, topK: number) {
   });
 }
 
-async function generate(id: number, prompt: string, steer: Steering, maxNewTokens: number) {
-  const ids = encode(prompt);
+/** Greedy new ids. With the KV-cached parts (and useCache) each step feeds only the new token; otherwise
+ * each step runs the whole sequence. ``stopAtEos`` false lets a benchmark run a fixed number of steps. */
+async function greedy(
+  ids: number[],
+  steer: Steering,
+  maxNewTokens: number,
+  useCache: boolean,
+  stopAtEos: boolean,
+  onToken: (fresh: number[]) => void,
+): Promise<number[]> {
+  ids = [...ids];
   const fresh: number[] = [];
-  // no KV cache across the split: each step runs the whole sequence (short prompts, small models)
+  let cache: Cache | null = null;
+  let feed = ids;
   for (let step = 0; step < maxNewTokens && ids.length < manifest.max_length; step++) {
-    const next = argmax(lastRow(await forward(ids, steer)));
-    if (next === manifest.tokenizer.eos_token_id) break;
+    const f = await forward(feed, steer, useCache ? cache : null);
+    if (useCache) cache = f.cache;
+    else if (f.cache) {
+      dispose(f.cache.a);
+      dispose(f.cache.b);
+    }
+    const next = argmax(lastRow(f));
+    if (stopAtEos && next === manifest.tokenizer.eos_token_id) break;
     ids.push(next);
     fresh.push(next);
-    post({ type: "generated", id, text: tokenizer.decode(fresh, { skip_special_tokens: true }), ids: fresh, done: false });
+    feed = useCache && manifest.kv_parts ? [next] : ids;
+    onToken(fresh);
   }
-  post({ type: "generated", id, text: tokenizer.decode(fresh, { skip_special_tokens: true }), ids: fresh, done: true });
+  if (cache) {
+    dispose(cache.a);
+    dispose(cache.b);
+  }
+  return fresh;
+}
+
+async function generate(id: number, prompt: string, steer: Steering, maxNewTokens: number, useCache = true) {
+  const text = (fresh: number[]) => tokenizer.decode(fresh, { skip_special_tokens: true });
+  const fresh = await greedy(encode(prompt), steer, maxNewTokens, useCache, true, (f) =>
+    post({ type: "generated", id, text: text(f), ids: f, done: false }),
+  );
+  post({ type: "generated", id, text: text(fresh), ids: fresh, done: true });
+}
+
+/** Generation speed: ``newTokens`` greedy steps after ``ids``, with or without the KV cache. */
+async function genBench(id: number, ids: number[], newTokens: number, useCache: boolean) {
+  const stamps: number[] = [];
+  const t0 = performance.now();
+  const fresh = await greedy(ids, { vector: null, alpha: 0 }, newTokens, useCache, false, () => stamps.push(performance.now()));
+  const stepsMs = stamps.map((t, i) => t - (i ? stamps[i - 1] : t0));
+  post({ type: "genbench", id, ids: fresh, stepsMs, totalMs: performance.now() - t0, cache: useCache && !!manifest.kv_parts });
 }
 
 async function bench(id: number, ids: number[], repeats: number, warmup: number) {
@@ -245,7 +334,8 @@ async function handle(m: ToWorker) {
   try {
     if (m.type === "load") await load(m.base);
     else if (m.type === "run") await run(m.id, m.prompt, m.steer, m.topK);
-    else if (m.type === "generate") await generate(m.id, m.prompt, m.steer, m.maxNewTokens);
+    else if (m.type === "generate") await generate(m.id, m.prompt, m.steer, m.maxNewTokens, m.cache ?? true);
+    else if (m.type === "genbench") await genBench(m.id, m.ids, m.newTokens, m.cache);
     else if (m.type === "bench") await bench(m.id, m.ids, m.repeats, m.warmup);
   } catch (err) {
     post({ type: "error", id: "id" in m ? m.id : undefined, message: err instanceof Error ? err.message : String(err) });
