@@ -14,14 +14,13 @@ uncached export (``blocks.{K+1}.hook_resid_pre``), so ``alpha * v`` added to it 
 
 from __future__ import annotations
 
-import logging
-import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
 from neuroscope.errors import ExportArchitectureError
+from neuroscope.export.onnx_split import quiet_export
 
 # rotary, pre-norm decoders whose attention calls ``cache.update``; each is checked by
 # tests/unit/test_export_onnx.py (cached generation == uncached == the library's hooked generation)
@@ -144,21 +143,4 @@ def export_cached(
         "attention_mask": {0: dyn, 1: dyn},
         "past": [{0: dyn, 2: dyn} for _ in past],
     }
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.onnx.export(
-                span,
-                (first, mask, past),
-                dynamo=True,
-                input_names=names[0],
-                output_names=names[1],
-                dynamic_shapes=dims,
-                opset_version=opset,
-                verbose=False,
-            )
-    finally:
-        quiet.setLevel(level)
+    return quiet_export(span, (first, mask, past), names, dims, opset)

@@ -157,7 +157,14 @@ def _export_one(
     batch = torch.export.Dim("batch", min=1, max=1024)
     seq = torch.export.Dim("sequence", min=1, max=max_length)
     dims = {"x": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
-    # the exporter warns about optional torchvision ops and axis renames: noise for a command-line user
+    return quiet_export(module, args, names, dims, opset)
+
+
+def quiet_export(
+    module: nn.Module, args: tuple, names: tuple[list[str], list[str]], dims: dict[str, Any], opset: int
+) -> Any:
+    """torch.onnx's dynamo export with the given dynamic shapes. The exporter warns about optional
+    torchvision ops and axis renames: noise for a command-line user, so it is silenced here."""
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
