@@ -328,3 +328,8 @@ class PrepareDiskSpaceError(NeuroscopeError, OSError):
 
 class PrepareModelChangedError(NeuroscopeError, RuntimeError):
     """The preparing process loaded other weights than the server that started it."""
+
+
+class LabelledSetError(InvalidConfigError):
+    """A labelled set for the SAE benchmarks cannot be probed: it has one class, or a class has too few
+    examples for the train/test split; the message names the set, the class and the count."""

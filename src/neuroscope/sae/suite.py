@@ -223,6 +223,17 @@ def _step_report(stage: str, say: Callable[[str, float], object]) -> Any:
     return StepReport()
 
 
+def check_sae_model(sae: SAE, model: HookedModel, where: str | os.PathLike) -> None:
+    """Refuse, by name, an SAE trained on another model, or one whose width is not the model's residual width
+    (an SAE with no recorded model name is taken as it is)."""
+    if sae.cfg.model_name and sae.cfg.model_name != model.cfg.name:
+        raise SAEMismatchError(f"{where} was trained on {sae.cfg.model_name!r}, not on {model.cfg.name!r}.")
+    if sae.d_in != model.cfg.d_model:
+        raise SAEMismatchError(
+            f"{where} takes width {sae.d_in} but {model.cfg.name} has d_model={model.cfg.d_model}."
+        )
+
+
 class SAESuite:
     """SAEs at one residual hook of one model, by layer. Loading checks every SAE's model, hook and width
     against the suite (and against ``model`` when given), so SAEs from elsewhere are refused by name.
@@ -322,15 +333,7 @@ class SAESuite:
             self._saes[layer] = sae
         sae = self._saes[layer]
         if model is not None:
-            if sae.cfg.model_name and sae.cfg.model_name != model.cfg.name:
-                raise SAEMismatchError(
-                    f"{self.folders[layer]} was trained on {sae.cfg.model_name!r}, not on {model.cfg.name!r}."
-                )
-            if sae.d_in != model.cfg.d_model:
-                raise SAEMismatchError(
-                    f"{self.folders[layer]} takes width {sae.d_in} but {model.cfg.name} has "
-                    f"d_model={model.cfg.d_model}."
-                )
+            check_sae_model(sae, model, self.folders[layer])
         return sae
 
     def features(self, layer: int) -> FeatureStore | None:
