@@ -185,7 +185,12 @@ def downstream(args: argparse.Namespace) -> int:
     from neuroscope.sae.bench.real import RealBenchConfig, load_bench_saes, run_real_bench
 
     out = Path(args.out)
-    paths = sorted(str(p) for p in (out / "saes").iterdir() if p.is_dir())
+    only = [a for a in args.downstream_archs.split(",") if a]
+    paths = sorted(
+        str(p)
+        for p in (out / "saes").iterdir()
+        if p.is_dir() and (not only or p.name.rsplit("-", 1)[0] in only)
+    )
     model = ns.load_model(MODEL, device="cpu")
     cfg = RealBenchConfig(per_class=args.per_class, ctx_len=args.ctx_len, absorption_words=args.words)
     before = machine_info()["load_average_1_5_15"]
@@ -220,6 +225,30 @@ def merge(args: argparse.Namespace) -> int:
     figure(runs).savefig(FIGURE, dpi=120)
     print(json.dumps(real["comparison"], indent=2))
     return 0
+
+
+def table(real: dict[str, Any]) -> str:
+    """The README's table, from sae_bench.json["real"] (one row per SAE, downstream columns where run)."""
+    down = {r["sae"]: r for r in real.get("downstream", {}).get("table", [])}
+    cols = [
+        "arch", "trainer", "tokens", "L0", "FVU", "FVU incl. outliers", "dead %", "CE recovered",
+        "fit s", "tokens/s", "load (1 min)", "probe k=1", "probe k=2", "probe k=5", "SCR@20", "TPP@20",
+        "absorption", "full absorption",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in sorted(real["runs"], key=lambda r: (r["arch"], r["trainer"])):
+        e, d = r["eval"], down.get(Path(r["sae"]).name, {})
+        f = lambda v, n=3: "–" if v is None else f"{v:.{n}f}"  # noqa: E731
+        cells = [
+            r["arch"], "NeuroScope" if r["trainer"] == "neuroscope" else "SAELens", str(r["tokens"]),
+            f(e["l0"], 1), f(e["fvu"]), f(e["fvu_including_outliers"]), f(100 * e["dead_fraction"], 1),
+            f(e["ce_loss_recovered"], 4), f(r["fit_seconds"], 0), f(r["tokens_per_s"], 0),
+            f(r["load_average_1_5_15_at_start"][0], 1), f(d.get("probe_top_1")), f(d.get("probe_top_2")),
+            f(d.get("probe_top_5")), f(d.get("scr_20")), f(d.get("tpp_20")), f(d.get("absorption_fraction")),
+            f(d.get("full_absorption")),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -290,11 +319,18 @@ def main() -> int:
     p.add_argument("--per-class", type=int, default=40)
     p.add_argument("--ctx-len", type=int, default=64)
     p.add_argument("--words", type=int, default=400)
+    p.add_argument(
+        "--downstream-archs", default="", help="comma-separated architectures (default: every SAE)"
+    )
     p.add_argument("--merge", action="store_true")
+    p.add_argument("--table", action="store_true", help="print the README table from sae_bench.json")
     args = p.parse_args()
     import torch
 
     torch.set_num_threads(1)
+    if args.table:
+        print(table(json.loads((RESULTS / "sae_bench.json").read_text())["real"]))
+        return 0
     if args.merge:
         return merge(args)
     if args.downstream:
