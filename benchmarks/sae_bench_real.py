@@ -193,6 +193,10 @@ def downstream(args: argparse.Namespace) -> int:
     )
     model = ns.load_model(MODEL, device="cpu")
     cfg = RealBenchConfig(per_class=args.per_class, ctx_len=args.ctx_len, absorption_words=args.words)
+    name = "downstream"
+    if args.absorption_only:  # the smallest set for the probing step, which the run needs anyway
+        cfg = RealBenchConfig(sets=("sentiment",), scr=False, tpp=False, absorption_words=args.words)
+        name = "absorption"
     before = machine_info()["load_average_1_5_15"]
     res = run_real_bench(model, load_bench_saes(paths, model), cfg)
     doc = {
@@ -200,13 +204,17 @@ def downstream(args: argparse.Namespace) -> int:
         "load_average_before": before,
         "load_average_after": machine_info()["load_average_1_5_15"],
     }
-    (out / "downstream.json").write_text(json.dumps(doc, indent=2))
+    (out / f"{name}.json").write_text(json.dumps(doc, indent=2))
     return 0
 
 
 def merge(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    parts = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.stem != "downstream"}
+    parts = {
+        p.stem: json.loads(p.read_text())
+        for p in sorted(out.glob("*.json"))
+        if p.stem not in ("downstream", "absorption")
+    }
     runs = [r for p in parts.values() for r in p["runs"]]
     path = RESULTS / "sae_bench.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
@@ -220,6 +228,9 @@ def merge(args: argparse.Namespace) -> int:
     ds = out / "downstream.json"
     if ds.exists():
         real["downstream"] = json.loads(ds.read_text())
+    ab = out / "absorption.json"
+    if ab.exists():
+        real["absorption"] = json.loads(ab.read_text())
     doc["real"] = real
     path.write_text(json.dumps(doc, indent=2) + "\n")
     figure(runs).savefig(FIGURE, dpi=120)
@@ -323,6 +334,7 @@ def main() -> int:
         "--downstream-archs", default="", help="comma-separated architectures (default: every SAE)"
     )
     p.add_argument("--merge", action="store_true")
+    p.add_argument("--absorption-only", action="store_true", help="with --downstream: absorption at --words")
     p.add_argument("--table", action="store_true", help="print the README table from sae_bench.json")
     args = p.parse_args()
     import torch
