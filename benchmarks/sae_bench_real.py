@@ -294,17 +294,27 @@ def figure(runs: list[dict[str, Any]]) -> Any:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for trainer, marker in (("neuroscope", "o"), ("saelens", "x")):
-        for r in runs:
-            if r["trainer"] == trainer and "eval" in r:
-                ax.scatter(
-                    r["eval"]["l0"], r["eval"]["fvu"], marker=marker, s=50, label=f"{r['arch']} ({trainer})"
-                )
+    colours = dict(
+        zip(("topk", "batchtopk", "matryoshka", "jumprelu"), ("C0", "C1", "C2", "C3"), strict=True)
+    )
+    for r in runs:
+        if "eval" in r:
+            ours = r["trainer"] == "neuroscope"
+            ax.scatter(
+                r["eval"]["l0"],
+                r["eval"]["fvu"],
+                marker="o" if ours else "s",
+                s=50,
+                facecolors=colours.get(r["arch"], "k") if ours else "none",
+                edgecolors=colours.get(r["arch"], "k"),
+                label=f"{r['arch']} ({'NeuroScope' if ours else 'SAELens'})",
+            )
+    ax.set_xscale("log")
     ax.axhline(0.12, ls="--", c="grey", lw=0.8)
     ax.axvline(64, ls=":", c="grey", lw=0.8)
-    ax.set_xlabel("held-out L0")
+    ax.set_xlabel("held-out L0 (log)")
     ax.set_ylabel("held-out FVU (outliers left out)")
-    ax.set_title("smollm2-135m layer 15: ours (o) vs SAELens (x), equal tokens")
+    ax.set_title("smollm2-135m layer 15, 131k tokens, target L0 64")
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
