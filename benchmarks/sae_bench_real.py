@@ -157,7 +157,8 @@ def part(args: argparse.Namespace) -> int:
             )
             runs.append(r)
             (out / f"{args.part}.json").write_text(json.dumps({"data": data, "runs": runs}, indent=2))
-    evaluate(runs, args)
+    if not args.no_eval:
+        evaluate(runs, args)
     info["load_average_after"] = machine_info()["load_average_1_5_15"]
     (out / f"{args.part}.json").write_text(
         json.dumps({"data": data, "machine": info, "runs": runs}, indent=2)
@@ -215,7 +216,8 @@ def merge(args: argparse.Namespace) -> int:
         for p in sorted(out.glob("*.json"))
         if p.stem not in ("downstream", "absorption")
     }
-    runs = [r for p in parts.values() for r in p["runs"]]
+    every = [r for p in parts.values() for r in p["runs"]]
+    runs = [r for r in every if "eval" in r]
     path = RESULTS / "sae_bench.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
     real: dict[str, Any] = {
@@ -224,6 +226,9 @@ def merge(args: argparse.Namespace) -> int:
         "machine": {k: p.get("machine", {}) for k, p in parts.items()},
         "runs": runs,
         "comparison": compare(runs),
+        # timing-only repeats (--no-eval), and the speed ratio over every round of each architecture
+        "timing_rounds": [r for r in every if "eval" not in r],
+        "speed_all_rounds": speed(every),
     }
     ds = out / "downstream.json"
     if ds.exists():
@@ -240,7 +245,12 @@ def merge(args: argparse.Namespace) -> int:
 
 def table(real: dict[str, Any]) -> str:
     """The README's table, from sae_bench.json["real"] (one row per SAE, downstream columns where run)."""
-    down = {r["sae"]: r for r in real.get("downstream", {}).get("table", [])}
+    down = {r["sae"]: dict(r) for r in real.get("downstream", {}).get("table", [])}
+    for r in real.get("absorption", {}).get("table", []):  # the larger absorption run replaces the small one
+        if r["sae"] in down:
+            down[r["sae"]].update(
+                absorption_fraction=r.get("absorption_fraction"), full_absorption=r.get("full_absorption")
+            )
     cols = [
         "arch", "trainer", "tokens", "L0", "FVU", "FVU incl. outliers", "dead %", "CE recovered",
         "fit s", "tokens/s", "load (1 min)", "probe k=1", "probe k=2", "probe k=5", "SCR@20", "TPP@20",
@@ -260,6 +270,26 @@ def table(real: dict[str, Any]) -> str:
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def speed(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    import statistics
+
+    out: dict[str, Any] = {}
+    for arch in dict.fromkeys(r["arch"] for r in runs):
+        tps = {
+            t: [r["tokens_per_s"] for r in runs if r["arch"] == arch and r["trainer"] == t]
+            for t in ("neuroscope", "saelens")
+        }
+        if all(tps.values()):
+            out[arch] = {
+                "rounds": len(tps["neuroscope"]),
+                "tokens_per_s": tps,
+                "ratio_of_medians": round(
+                    statistics.median(tps["neuroscope"]) / statistics.median(tps["saelens"]), 2
+                ),
+            }
+    return out
 
 
 def compare(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -344,6 +374,7 @@ def main() -> int:
         "--downstream-archs", default="", help="comma-separated architectures (default: every SAE)"
     )
     p.add_argument("--merge", action="store_true")
+    p.add_argument("--no-eval", action="store_true", help="timing only: train, save, no evaluation")
     p.add_argument("--absorption-only", action="store_true", help="with --downstream: absorption at --words")
     p.add_argument("--table", action="store_true", help="print the README table from sae_bench.json")
     args = p.parse_args()
