@@ -352,8 +352,8 @@ def figure(runs: list[dict[str, Any]]) -> Any:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--acts", default="/work/wt/sae-arch/acts/l15")
-    p.add_argument("--heldout", default="/work/wt/sae-arch/acts/l15-heldout")
+    p.add_argument("--acts", default="acts/l15")
+    p.add_argument("--heldout", default="acts/l15-heldout")
     p.add_argument("--out", default="acts/compare")
     p.add_argument("--part", default="all")
     p.add_argument("--archs", default="topk,batchtopk,matryoshka,jumprelu")
