@@ -55,3 +55,23 @@ def test_forwards_beside_hook_installs_on_another_thread():
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert not errors, errors[:1]
+
+
+def test_frozen_norms_and_scale_capture_act_only_on_their_own_thread():
+    """A provenance graph freezes norm scales with module hooks while the attack search runs a forward of its own
+    on another thread: that forward must see the plain model, and must not overwrite the recorded scales."""
+    from neuroscope.graphs.linear import capture_scales, frozen_norms
+
+    model = ns.load_model("tiny:llama", device="cpu")
+    with torch.no_grad():
+        want = model.run_with_hooks("another thread's prompt")
+        with capture_scales(model, [0, 1]) as scales:
+            model.run_with_hooks("the graph's own prompt, longer than the other")
+    shapes = {k: tuple(v.shape) for k, v in scales.items()}
+    got: list[torch.Tensor] = []
+    with torch.no_grad(), frozen_norms(model, scales), capture_scales(model, [0, 1]) as again:
+        t = threading.Thread(target=lambda: got.append(model.run_with_hooks("another thread's prompt")))
+        t.start()
+        t.join()
+    torch.testing.assert_close(got[0], want, rtol=0, atol=0)
+    assert again == {} and {k: tuple(v.shape) for k, v in scales.items()} == shapes

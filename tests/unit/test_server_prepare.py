@@ -18,6 +18,13 @@ from tinymodels import tiny
 from neuroscope.server.app import create_app
 from neuroscope.server.settings import Settings
 
+ROUTE_TESTS = {
+    (
+        "GET",
+        "/api/prepare",
+    ): "test_server_prepare::test_killed_preparation_resumes_then_attaches_live_then_reads_the_cache"
+}
+
 BASE = "http://127.0.0.1:8000"
 
 

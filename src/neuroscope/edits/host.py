@@ -47,7 +47,11 @@ def _is_lora_layer(module: torch.nn.Module) -> bool:
     return isinstance(module, LoraLayer)
 
 
-def _pre_hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+def _pre_hook(module: torch.nn.Module, args: tuple, kwargs: dict | None = None) -> tuple[tuple, dict] | None:
+    if kwargs is None:
+        # torch records a hook and its with_kwargs flag in two steps; a forward on another thread at that
+        # moment calls it without kwargs (see models.hooks._ModuleDispatch._pre_hook)
+        return None
     state = current_state()
     rows = state.adapters if state is not None and state.adapters is not None else _ROWS.get()
     x = args[0] if args else next(iter(kwargs.values()))

@@ -10,6 +10,7 @@ pieces read the block's modules through the adapter's sites, so they serve every
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,10 +91,13 @@ def capture_scales(model: HookedModel, layers: list[int]) -> Iterator[dict[tuple
     store: dict[tuple[int, str], torch.Tensor] = {}
     handles = []
     kind = model.cfg.normalization
+    owner = threading.get_ident()
     for layer in layers:
         for role, mod in block_parts(model, layer).norms.items():
 
             def hook(module: nn.Module, args: tuple, output: Any, _key=(layer, role)) -> None:
+                if threading.get_ident() != owner:  # see ``frozen_norms``
+                    return
                 store[_key] = norm_scale(module, args[0], kind).detach()
 
             handles.append(mod.register_forward_hook(hook))
@@ -111,12 +115,20 @@ def frozen_norms(model: HookedModel, scales: dict[tuple[int, str], torch.Tensor]
     handles = []
     kind = model.cfg.normalization
     layers = sorted({l for l, _ in scales})
+    # module hooks act on every thread's forward, and the workbench runs an attack search on a thread of its
+    # own beside the graph being built: only this thread's forwards are frozen (or recorded, above). The soak
+    # caught a search's one-token forward overwriting a graph's recorded scales.
+    owner = threading.get_ident()
     for layer in layers:
         for role, mod in block_parts(model, layer).norms.items():
             if (layer, role) not in scales:
                 continue
 
-            def hook(module: nn.Module, args: tuple, output: Any, _s=scales[(layer, role)]) -> torch.Tensor:
+            def hook(
+                module: nn.Module, args: tuple, output: Any, _s=scales[(layer, role)]
+            ) -> torch.Tensor | None:
+                if threading.get_ident() != owner:
+                    return None
                 return frozen_norm(module, args[0], _s, kind).to(output.dtype)
 
             handles.append(mod.register_forward_hook(hook))
