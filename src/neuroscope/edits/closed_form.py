@@ -73,6 +73,40 @@ def ablation_reference(model: HookedModel, hook: str, Q: torch.Tensor) -> list[I
     return ivs
 
 
+def _checked(
+    model: HookedModel, sae: SAE, features: Sequence[int], rank: int, hook: str | None
+) -> tuple[str, list[int], torch.Tensor]:
+    """The hook, features and orthonormal directions of an ablation, checked once for both the adapter and
+    the deferred (hooked) path, so the two refuse the same inputs with the same errors."""
+    hook = model.resolve_hook_name(hook or sae.cfg.hook_name)
+    feats = check_features(sae, features)
+    if sae.d_in != model.cfg.d_model:
+        raise InvalidConfigError(
+            f"The SAE has d_in={sae.d_in} but the residual stream of {model.cfg.name} is {model.cfg.d_model} wide."
+        )
+    Q = orthonormal_directions(sae, feats)
+    check_rank(rank, Q.shape[1])
+    return hook, feats, Q
+
+
+def _info(
+    model: HookedModel, hook: str, feats: list[int], Q: torch.Tensor, reasons: list[str]
+) -> dict[str, Any]:
+    """The manifest info of an ablation: the deferred path must promise exactly what the adapter records."""
+    L, _ = parse_hook(model, hook)
+    return {
+        "method": "ablate",
+        "model": model.cfg.name,
+        "hook": hook,
+        "layer": L,
+        "features": feats,
+        "value": None,
+        "directions": int(Q.shape[1]),
+        "exact": not reasons,
+        "inexact_reasons": reasons,
+    }
+
+
 def ablation_edit(
     model: HookedModel,
     sae: SAE,
@@ -81,14 +115,7 @@ def ablation_edit(
     hook: str | None = None,
 ) -> LoraEdit:
     """The closed-form ablation of ``features``' decoder directions before ``hook`` (default: the SAE's)."""
-    hook = model.resolve_hook_name(hook or sae.cfg.hook_name)
-    feats = check_features(sae, features)
-    Q = orthonormal_directions(sae, feats)
-    check_rank(rank, Q.shape[1])
-    if sae.d_in != model.cfg.d_model:
-        raise InvalidConfigError(
-            f"The SAE has d_in={sae.d_in} but the residual stream of {model.cfg.name} is {model.cfg.d_model} wide."
-        )
+    hook, feats, Q = _checked(model, sae, features, rank, hook)
     paths = writer_paths(model, hook)
     tgts = targets(model, paths)
     # factors in the model's precision (at least float32): on a float64 model the LoRA then equals the hooked
@@ -103,18 +130,7 @@ def ablation_edit(
         W = weight_out_in(model, t.path).to(dtype)  # [d_model, in]
         modules[t.path] = ((Qd.T.to(W.device) @ W).cpu().contiguous(), (-Qd).contiguous())
     reasons = inexact_reasons(model, paths)
-    L, _ = parse_hook(model, hook)
-    info: dict[str, Any] = {
-        "method": "ablate",
-        "model": model.cfg.name,
-        "hook": hook,
-        "layer": L,
-        "features": feats,
-        "value": None,
-        "directions": int(Q.shape[1]),
-        "exact": not reasons,
-        "inexact_reasons": reasons,
-    }
+    info = _info(model, hook, feats, Q, reasons)
     return LoraEdit(rank, modules, frozenset(t.path for t in tgts if t.kind == "embedding"), info)
 
 
@@ -124,29 +140,11 @@ def deferred_ablation(
     """What a live request needs of :func:`ablation_edit` before its adapter exists: the hooked ablation it
     equals (``ProjectOut``), its first changed layer and its manifest info, checked as the edit would be;
     None where the LoRA is not exact (then only the adapter itself gives its answer)."""
-    hook = model.resolve_hook_name(hook or sae.cfg.hook_name)
-    feats = check_features(sae, features)
-    if sae.d_in != model.cfg.d_model:
-        raise InvalidConfigError(
-            f"The SAE has d_in={sae.d_in} but the residual stream of {model.cfg.name} is {model.cfg.d_model} wide."
-        )
-    Q = orthonormal_directions(sae, feats)
-    check_rank(rank, Q.shape[1])
+    hook, feats, Q = _checked(model, sae, features, rank, hook)
     paths = writer_paths(model, hook)
     if inexact_reasons(model, paths):
         return None
     ivs = ablation_reference(model, hook, Q)
     first = min(l for iv in ivs for l in (iv.layers or [0]))  # type: ignore[attr-defined]
-    L, _ = parse_hook(model, hook)
-    info: dict[str, Any] = {
-        "method": "ablate",
-        "model": model.cfg.name,
-        "hook": hook,
-        "layer": L,
-        "features": feats,
-        "value": None,
-        "directions": int(Q.shape[1]),
-        "exact": True,
-        "inexact_reasons": [],
-    }
+    info = _info(model, hook, feats, Q, [])
     return ivs, first, info
