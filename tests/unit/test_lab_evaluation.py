@@ -146,3 +146,8 @@ def test_a_newer_request_supersedes_and_a_server_without_organism_says_so(organi
         ws.send_json({"type": "evaluate"})
         err = ws.receive_json()
         assert err["status"] == 422 and "--organism DIR" in err["detail"]
+        # a binary frame is answered (415), not a dropped connection, and the socket keeps serving
+        ws.send_bytes(b"\x00\x01")
+        assert ws.receive_json()["status"] == 415
+        ws.send_json({"type": "evaluate"})
+        assert ws.receive_json()["status"] == 422

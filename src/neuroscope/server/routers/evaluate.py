@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from neuroscope.errors import NeuroscopeError, NoPromptSetError
+from neuroscope.errors import NoPromptSetError
 from neuroscope.lab.evaluation import (
     PanelConfig,
     PanelResult,
@@ -26,7 +26,7 @@ from neuroscope.lab.evaluation import (
     evaluation_steps,
     reference,
 )
-from neuroscope.server.errors import error_status, validation_message
+from neuroscope.server.errors import receive_text_frame, validation_message, ws_error
 from neuroscope.server.schemas.evaluate import EvaluateRequest
 
 router = APIRouter(tags=["evaluate"])
@@ -104,34 +104,17 @@ async def evaluate_ws(websocket: WebSocket) -> None:
                     return
                 await send({"type": "progress", "id": req.id, "done": out[0], "total": out[1]})
             steps.close()
-        except NeuroscopeError as e:
-            await send({"type": "error", "id": req.id, "status": error_status(e), "detail": str(e)})
         except (asyncio.CancelledError, WebSocketDisconnect):
             raise
-        except Exception as e:  # a bug, not bad input: say so, and keep serving this client
-            await send(
-                {
-                    "type": "error",
-                    "id": req.id,
-                    "status": 500,
-                    "detail": f"internal error: {type(e).__name__}: {e}",
-                }
-            )
+        except Exception as e:  # bad input or a bug: answered, and this client keeps being served
+            await send(ws_error(req.id, e))
 
     try:
         default = await asyncio.to_thread(default_prompts, app)
         await send({"type": "ready", "prompts": default.to_dict() if default else None})
         while True:
-            text = await websocket.receive_text()
-            if len(text.encode()) > limit:
-                await send(
-                    {
-                        "type": "error",
-                        "id": None,
-                        "status": 413,
-                        "detail": f"Message is larger than {limit} bytes.",
-                    }
-                )
+            text = await receive_text_frame(websocket, limit, send)
+            if text is None:
                 continue
             try:
                 req = EvaluateRequest.model_validate_json(text)

@@ -16,10 +16,9 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from neuroscope.errors import NeuroscopeError
 from neuroscope.server.audit import client_of
 from neuroscope.server.compute import Spec
-from neuroscope.server.errors import error_status, validation_message
+from neuroscope.server.errors import receive_text_frame, validation_message, ws_error
 from neuroscope.server.schemas.run import WsRequest
 
 router = APIRouter(tags=["ws"])
@@ -68,48 +67,15 @@ async def live(websocket: WebSocket) -> None:
                 out = await worker.next_token_live(req.prompt, spec, req.top_k)
                 total = (time.perf_counter() - received) * 1e3
                 await send({"type": "result", "id": req.id, **out.value, "timings": out.timings(total)})
-            except NeuroscopeError as e:
-                await send({"type": "error", "id": req.id, "status": error_status(e), "detail": str(e)})
-            except Exception as e:  # a bug, not bad input: say so, and keep serving this client
-                await send(
-                    {
-                        "type": "error",
-                        "id": req.id,
-                        "status": 500,
-                        "detail": f"internal error: {type(e).__name__}: {e}",
-                    }
-                )
+            except Exception as e:  # bad input or a bug: answered, and this client keeps being served
+                await send(ws_error(req.id, e))
 
     task = asyncio.create_task(pump())
     try:
         while True:
-            # receive(), not receive_text(): any client may send a binary frame, and receive_text() would
-            # raise KeyError on it and drop the connection
-            message = await websocket.receive()
+            text = await receive_text_frame(websocket, limit, send)
             received = time.perf_counter()
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(message.get("code", 1000))
-            text, data = message.get("text"), message.get("bytes")
-            size = len(data) if text is None and data is not None else len((text or "").encode())
-            if size > limit:
-                await send(
-                    {
-                        "type": "error",
-                        "id": None,
-                        "status": 413,
-                        "detail": f"Message is larger than {limit} bytes.",
-                    }
-                )
-                continue
             if text is None:
-                await send(
-                    {
-                        "type": "error",
-                        "id": None,
-                        "status": 415,
-                        "detail": "Binary frames are not accepted: send each request as JSON in a text frame.",
-                    }
-                )
                 continue
             try:
                 req = WsRequest.model_validate_json(text)
