@@ -185,7 +185,13 @@ def bench_memory(
                 capture_output=True,
                 text=True,
                 check=False,
-                env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+                # this checkout's package, whatever the caller's path (an editable install elsewhere)
+                env={
+                    **os.environ,
+                    "PYTHONPATH": str(REPO / "src"),
+                    "HF_HUB_OFFLINE": "1",
+                    "TRANSFORMERS_OFFLINE": "1",
+                },
             )
             if proc.returncode != 0:
                 raise RuntimeError(f"memory run for {n} tokens failed:\n{proc.stderr[-3000:]}")
