@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from neuroscope.graphs.linear import capture_scales
+from neuroscope.models.attention import AttentionInputs, record_attention
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
@@ -96,8 +97,9 @@ class Run:
     between them its values, MLP and attention outputs and norm scales.
 
     Attention patterns are not kept: ``[head, pos, pos]`` per block would make memory quadratic in the
-    prompt. A graph reads the rows of the positions that become its nodes, one block at a time
-    (:meth:`pattern_rows`), recomputed by running that block alone on its cached input.
+    prompt. The run keeps what each block's attention saw (queries and keys after RoPE, the mask as key
+    intervals: linear in the prompt), and a graph computes the rows of the positions that become its nodes
+    from them (:meth:`pattern_rows`), exactly as the eager kernel would, while the forward ran on SDPA.
     """
 
     model: HookedModel
@@ -105,47 +107,20 @@ class Run:
     streams: dict[int, Stream]
     acts: dict[str, torch.Tensor]  # hook name -> activation without the batch axis
     scales: dict[tuple[int, str], torch.Tensor]  # (block, norm role) -> [pos, 1]
-    _rows: dict[int, tuple[list[int], torch.Tensor]] = field(default_factory=dict)
+    attn: dict[int, AttentionInputs] = field(default_factory=dict)  # block -> what its attention saw
 
     def pattern_rows(self, b: int, positions: Sequence[int] | torch.Tensor) -> torch.Tensor:
-        """Block ``b``'s attention pattern at the query ``positions``: ``[head, len(positions), key]``.
-        The rows of the last block asked for are kept, so a level of a graph computes them once."""
-        want = [int(p) for p in positions]
-        have = self._rows.get(b)
-        if have is None or not set(want) <= set(have[0]):
-            rows = sorted(set(want))
-            self._rows = {b: (rows, _pattern_rows(self.model, self.tokens, self.acts, b, rows))}
-            have = self._rows[b]
-        index = {p: i for i, p in enumerate(have[0])}
-        return have[1][:, [index[p] for p in want]]
+        """Block ``b``'s attention pattern at the query ``positions``: ``[head, len(positions), key]``."""
+        return self.attn[b].rows(positions)[0]
 
     def pattern(self, b: int) -> torch.Tensor:
         """Block ``b``'s whole pattern ``[head, q, k]`` (for checks on short prompts)."""
         return self.pattern_rows(b, range(self.tokens.shape[0]))
 
-
-@torch.no_grad()
-def _pattern_rows(
-    model: HookedModel, tokens: torch.Tensor, acts: dict[str, torch.Tensor], b: int, rows: list[int]
-) -> torch.Tensor:
-    """Block ``b`` alone (the layers below skipped, its input the run's) keeping the pattern's ``rows``."""
-    resid = acts[f"blocks.{b}.hook_resid_pre"]
-    out: dict[str, torch.Tensor] = {}
-
-    def keep(x: torch.Tensor, hook: Any) -> None:
-        out["rows"] = x[0][:, rows].clone()
-
-    hooks = [
-        (f"blocks.{b}.hook_resid_pre", lambda x, hook: resid[None].to(x.dtype)),
-        (f"blocks.{b}.attn.hook_pattern", keep),
-    ]
-    model.run_with_cache(tokens[None], names=[], fwd_hooks=hooks, skip_below=b, stop_at_layer=b + 1)
-    return out["rows"]
-
-
-def _eager(x: torch.Tensor, hook: Any) -> None:
-    """Attached to every block's pattern: the run then takes the kernel its pattern rows are later read from
-    (the eager one), so its activations are the ones those rows explain. Nothing is kept."""
+    def kept_bytes(self) -> dict[str, int]:
+        """Bytes of what the run keeps, by kind (the attention inputs grow with the prompt, not its square)."""
+        acts = sum(t.numel() * t.element_size() for t in self.acts.values())
+        return {"acts": acts, "attention": sum(a.nbytes() for a in self.attn.values())}
 
 
 def block_hooks(model: HookedModel, b: int) -> list[str]:
@@ -167,12 +142,11 @@ def clean_run(model: HookedModel, tokens: torch.Tensor, lo: int, hi: int, suite:
     """One forward up to stream index ``hi``; decomposes indices ``lo..hi`` and records blocks ``lo..hi-1``."""
     blocks = list(range(lo, hi))
     names = sorted({n for b in blocks for n in block_hooks(model, b)})
-    eager = [(f"blocks.{b}.attn.hook_pattern", _eager) for b in blocks]
-    with capture_scales(model, blocks) as scales:
-        _, cache = model.run_with_cache(tokens[None], names=names, fwd_hooks=eager, stop_at_layer=hi)
+    with capture_scales(model, blocks) as scales, record_attention(blocks) as attn:
+        _, cache = model.run_with_cache(tokens[None], names=names, stop_at_layer=hi)
     acts = {n: cache[n][0] for n in names}
     streams = {}
     for j in range(lo, hi + 1):
         x = acts[f"blocks.{j}.hook_resid_pre"] if j < hi else acts[f"blocks.{j - 1}.hook_resid_post"]
         streams[j] = build_stream(j, x, suite, model.dtype)
-    return Run(model, tokens, streams, acts, {k: v[0] for k, v in scales.items()})
+    return Run(model, tokens, streams, acts, {k: v[0] for k, v in scales.items()}, dict(attn))
