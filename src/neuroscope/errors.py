@@ -384,7 +384,7 @@ class UnknownGraphNodeError(NeuroscopeError, KeyError):
     def __init__(self, node: str, detail: str = ""):
         self.node = node
         super().__init__(
-            f"Unknown node {node!r} in this attribution graph{': ' + detail if detail else ''}. Node ids look "
+            f"Node {node!r} is not in this attribution graph{': ' + detail if detail else ''}. Node ids look "
             "like feature:L:F:P, error:L:P or embed:P; take them from the graph's nodes."
         )
 
