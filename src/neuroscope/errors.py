@@ -385,7 +385,7 @@ class UnknownGraphNodeError(NeuroscopeError, KeyError):
         self.node = node
         super().__init__(
             f"Node {node!r} is not in this attribution graph{': ' + detail if detail else ''}. Node ids look "
-            "like feature:L:F:P, error:L:P or embed:P; take them from the graph's nodes."
+            "like f_L_P_F (feature), e_L_P (error) or t_P (token); take them from the graph's nodes."
         )
 
     def __str__(self) -> str:  # KeyError would repr() the message

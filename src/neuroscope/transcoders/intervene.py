@@ -1,7 +1,7 @@
 """Interventions from an attribution graph: ablate or steer a node (or a supernode's members) at its position
 in the replacement model, and see the top logits and the graph's downstream feature nodes change.
 
-Node ids are the graph's (``feature:L:F:P``, ``error:L:P``). A feature intervention sets the feature's
+Node ids are the attribution graph's (``f_L_P_F``, ``e_L_P``). A feature intervention sets the feature's
 activation at its layer and position (``ablate``: 0; ``scale``: ``value ×`` its activation; ``add``:
 activation ``+ value``; ``set``: ``value``); an error intervention scales the error term there (``ablate``:
 0). Everything downstream is recomputed by the replacement model, with the error terms held at the clean run's
@@ -75,16 +75,18 @@ class Target:
 
 
 def parse_node(node: str, transcoders: TranscoderSet, n_tokens: int, iv: NodeIntervention) -> Target:
-    """``feature:L:F:P`` or ``error:L:P``, checked against the transcoders and the prompt's length."""
-    parts = node.split(":")
+    """``f_L_P_F`` or ``e_L_P`` (the attribution graph's ids), checked against the transcoders and the
+    prompt's length."""
+    parts = node.split("_")
     try:
         nums = [int(x) for x in parts[1:]]
     except ValueError:
         raise UnknownGraphNodeError(node, "not a feature or error node id") from None
-    if parts[0] == "feature" and len(nums) == 3:
-        layer, feature, pos = nums
-    elif parts[0] == "error" and len(nums) == 2:
-        (layer, pos), feature = nums, None
+    if parts[0] == "f" and len(nums) == 3:
+        layer, pos, feature = nums
+        kind = "feature"
+    elif parts[0] == "e" and len(nums) == 2:
+        (layer, pos), feature, kind = nums, None, "error"
     else:
         raise UnknownGraphNodeError(node, "only feature and error nodes take interventions")
     if layer not in transcoders.transcoders:
@@ -95,7 +97,7 @@ def parse_node(node: str, transcoders: TranscoderSet, n_tokens: int, iv: NodeInt
         raise IndexOutOfRangeError("feature", feature, transcoders[layer].cfg.d_tc)
     if feature is None and iv.mode not in ("ablate", "scale"):
         raise InvalidConfigError(f"An error node can be ablated or scaled, not {iv.mode!r} ({node}).")
-    return Target(parts[0], layer, pos, feature, iv)
+    return Target(kind, layer, pos, feature, iv)
 
 
 @dataclass
