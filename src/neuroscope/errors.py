@@ -370,3 +370,8 @@ class NoPromptSetError(EmptyPromptSetError):
 class LabelledSetError(InvalidConfigError):
     """A labelled set for the SAE benchmarks cannot be probed: it has one class, or a class has too few
     examples for the train/test split; the message names the set, the class and the count."""
+
+
+class TranscoderMismatchError(SAEMismatchError):
+    """A transcoder set was trained for another model, another width or other hooks than the one asked for
+    (or its files disagree with its manifest); the message names what differs."""
