@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from neuroscope.cli import set_threads
 
 
 def _progress(stage: str, fraction: float) -> None:
-    if fraction == 0.0:
-        print(f"[{stage}] ...", file=sys.stderr, flush=True)
+    if fraction == 0.0 or stage.startswith("done"):
+        print(f"[{time.strftime('%H:%M:%S')}] {stage}", file=sys.stderr, flush=True)
 
 
 def _train(args: argparse.Namespace) -> int:

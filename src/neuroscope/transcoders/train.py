@@ -283,13 +283,8 @@ def train_transcoders(
             "load_average": list(os.getloadavg()),
         }
         write_manifest(out_path, template, done, {"training": training, "per_layer": per_layer})
-        if progress:
-            m = per_layer[str(layer)]
-            print(
-                f"L{layer}: FVU {m['fvu']:.3f}  L0 {m['l0']:.1f}  dead {m['dead_fraction']:.1%}  "
-                f"{train_s:.0f} s",
-                flush=True,
-            )
+        m = per_layer[str(layer)]
+        say(f"done L{layer}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.1%}, {train_s:.0f} s", 1.0)
     if not (out_path / MANIFEST).exists() or not done:
         write_manifest(out_path, template, done, {"training": training, "per_layer": per_layer})
     if cfg.features:
