@@ -375,3 +375,26 @@ class LabelledSetError(InvalidConfigError):
 class TranscoderMismatchError(SAEMismatchError):
     """A transcoder set was trained for another model, another width or other hooks than the one asked for
     (or its files disagree with its manifest); the message names what differs."""
+
+
+# --- attribution graphs on transcoders -------------------------------------------------------------------
+class ThresholdError(InvalidConfigError):
+    """A pruning threshold outside (0, 1]; the message names the threshold and the value given."""
+
+    def __init__(self, name: str, value: float):
+        self.name, self.value = name, value
+        super().__init__(
+            f"{name} must be in (0, 1] (a share of the total influence to keep), got {value}: use e.g. 0.8."
+        )
+
+
+class GraphPromptTooLongError(PromptTooLongError):
+    """A prompt longer than an attribution graph's token limit (its memory grows with the prompt)."""
+
+    def __init__(self, n_tokens: int, limit: int):
+        self.n_tokens, self.n_ctx = n_tokens, limit
+        ValueError.__init__(
+            self,
+            f"The prompt is {n_tokens} tokens long (with the prepended special token) but attribution graphs "
+            f"are limited to {limit} tokens: shorten it, or raise max_tokens if memory allows.",
+        )
