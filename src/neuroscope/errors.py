@@ -400,6 +400,11 @@ class AttributionGraphNotFoundError(ResourceNotFoundError):
     """A graph id the server no longer (or never) held: build the graph again."""
 
 
+class TranscoderMismatchError(SAEMismatchError):
+    """A transcoder set was trained for another model, another width or other hooks than the one asked for
+    (or its files disagree with its manifest); the message names what differs."""
+
+
 # --- attribution graphs on transcoders -------------------------------------------------------------------
 class ThresholdError(InvalidConfigError):
     """A pruning threshold outside (0, 1]; the message names the threshold and the value given."""
