@@ -210,3 +210,43 @@ def test_ws_interventions(client):
         assert err["type"] == "error" and err["id"] == 2 and err["status"] == 422
         ws.send_text("{not json")
         assert ws.receive_json()["status"] == 422
+
+
+def saved_transcoders(model, folder, model_name=None):
+    from neuroscope.transcoders.io import save_transcoder, write_manifest
+
+    tcs = random_transcoders(model)
+    for tc in tcs.transcoders.values():
+        save_transcoder(tc, folder)
+    cfg = tcs[0].cfg
+    if model_name is not None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, model_name=model_name)
+    write_manifest(folder, cfg, tcs.layers)
+    return tcs
+
+
+def test_transcoders_folder_option_and_env(tiny_llama, tmp_path, monkeypatch):
+    import argparse
+
+    from neuroscope.errors import TranscoderMismatchError
+    from neuroscope.server.cli import register, settings_from_args
+
+    saved_transcoders(tiny_llama, tmp_path / "tcs")
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["ui", "--model", "tiny:llama", "--transcoders", str(tmp_path / "tcs")])
+    settings = settings_from_args(args)
+    assert settings.transcoders == str(tmp_path / "tcs")
+    monkeypatch.setenv("NEUROSCOPE_TRANSCODERS", str(tmp_path / "tcs"))
+    assert Settings(model="tiny:llama").transcoders == str(tmp_path / "tcs")
+    with TestClient(create_app(settings, model=tiny_llama), base_url=BASE) as c:
+        info = c.get("/api/attribution-graph/transcoders").json()
+        assert info["available"] and info["path"] == str(tmp_path / "tcs") and info["layers"] == [0, 1]
+        r = c.post("/api/attribution-graph/qk", json={"prompt": PROMPT, "layer": 1, "head": 0})
+        assert r.status_code == 200 and r.json()["pair_sum"] == pytest.approx(r.json()["score"], rel=1e-4)
+    # another model's transcoders are refused by name when the server starts
+    saved_transcoders(tiny_llama, tmp_path / "other", model_name="tiny:gpt2")
+    with pytest.raises(TranscoderMismatchError, match="tiny:gpt2"):
+        create_app(Settings(model="tiny:llama", transcoders=str(tmp_path / "other")), model=tiny_llama)
