@@ -27,6 +27,10 @@ ROUTE_TESTS = {
     ("POST", "/api/attribution-graph/qk"): "test_server_attribution::test_qk_matches_library",
     ("POST", "/api/attribution-graph/intervene"): "test_server_attribution::test_intervene_matches_library",
     ("WS", "/ws/attribution-graph"): "test_server_attribution::test_ws_interventions",
+    (
+        "GET",
+        "/api/attribution-graph/feature/{layer}/{feature}",
+    ): "test_server_attribution::test_feature_detail",
 }
 
 
@@ -250,3 +254,27 @@ def test_transcoders_folder_option_and_env(tiny_llama, tmp_path, monkeypatch):
     saved_transcoders(tiny_llama, tmp_path / "other", model_name="tiny:gpt2")
     with pytest.raises(TranscoderMismatchError, match="tiny:gpt2"):
         create_app(Settings(model="tiny:llama", transcoders=str(tmp_path / "other")), model=tiny_llama)
+
+
+def test_feature_detail(client, tiny_llama):
+    out = built(client)
+    node = _a_feature(out["graph"])
+    l, f = node["layer"], node["feature"]
+    # GET /api/attribution-graph/feature/{layer}/{feature}
+    r = client.get(f"/api/attribution-graph/feature/{l}/{f}", params={"graph_id": out["graph_id"], "k": 4})
+    d = r.json()
+    tc = client.app.state.attribution.transcoders[l]
+    top = (tc.W_dec[f].float() @ tiny_llama.W_U.float()).topk(4)
+    assert [t["value"] for t in d["promoted"]] == pytest.approx(top.values.tolist(), rel=1e-5)
+    assert d["activations"][node["pos"]] == pytest.approx(node["activation"], rel=1e-5)
+    _, cache = tiny_llama.run_with_cache(PROMPT, names=["blocks.0.ln2.hook_normalized"])
+    acts = tc.encode(cache["blocks.0.ln2.hook_normalized"][0])[:, f]
+    assert l == 0 and d["tokens"] == out["graph"]["tokens"]
+    # every position but the prepended special token, which graphs leave out
+    assert d["activations"][1:] == pytest.approx(acts[1:].tolist(), rel=1e-4, abs=1e-6)
+    assert client.get(f"/api/attribution-graph/feature/{l}/{f}").json()["activations"] is None
+    assert client.get(f"/api/attribution-graph/feature/{l}/999").status_code == 422
+    assert client.get(f"/api/attribution-graph/feature/7/{f}").status_code == 422
+    assert (
+        client.get(f"/api/attribution-graph/feature/{l}/{f}", params={"graph_id": "g77"}).status_code == 404
+    )

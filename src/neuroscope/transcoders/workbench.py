@@ -230,3 +230,32 @@ class AttributionService:
         ]
         out = intervene(self.model, self._tcs(), held.graph.tokens, ivs, doc, sn, top_k, freeze)
         return {"graph_id": graph_id, **out.to_dict()}
+
+    # --- feature detail ----------------------------------------------------------------------------------
+    def feature(self, layer: int, feature: int, graph_id: str | None = None, k: int = 10) -> dict[str, Any]:
+        """A transcoder feature's logit effects (its decoder row through the unembedding, as the Features
+        view shows an SAE's) and, with ``graph_id``, its activation at each position of that graph's prompt."""
+        from neuroscope.errors import IndexOutOfRangeError
+        from neuroscope.lab.views import logit_effects
+
+        tcs = self._tcs()
+        if layer not in tcs.transcoders:
+            raise IndexOutOfRangeError("transcoder layer", layer, self.model.cfg.n_layers)
+        tc = tcs[layer]
+        if not 0 <= feature < tc.cfg.d_tc:
+            raise IndexOutOfRangeError("feature", feature, tc.cfg.d_tc)
+        out: dict[str, Any] = {
+            "layer": layer,
+            "feature": feature,
+            "d_tc": tc.cfg.d_tc,
+            **logit_effects(self.model, tc, feature, k),  # type: ignore[arg-type]  # duck-typed: W_dec rows
+            "tokens": None,
+            "activations": None,
+        }
+        if graph_id is not None:
+            graph = self.held(graph_id).graph
+            acts = torch.zeros(graph.n_pos)
+            hit = (graph.active_features[:, 0] == layer) & (graph.active_features[:, 2] == feature)
+            acts[graph.active_features[hit, 1]] = graph.activation_values[hit].float()
+            out.update(tokens=graph.token_strs, activations=acts.tolist())
+        return out

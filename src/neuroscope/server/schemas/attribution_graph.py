@@ -189,6 +189,21 @@ class InterveneReply(BaseModel):
     applied: list[dict[str, Any]]
 
 
+class TokenEffect(BaseModel):
+    token: str
+    value: float
+
+
+class FeatureDetail(BaseModel):
+    layer: int
+    feature: int
+    d_tc: int
+    promoted: list[TokenEffect] = Field(description="tokens W_dec[f] @ W_U raises most (no final norm)")
+    suppressed: list[TokenEffect]
+    tokens: list[str] | None = Field(description="the graph's tokens (with graph_id)")
+    activations: list[float] | None = Field(description="the feature's activation at each of them")
+
+
 class WsIntervene(InterveneRequest):
     """``/ws/attribution-graph``: an intervention request (a newer one replaces a queued older one)."""
 
