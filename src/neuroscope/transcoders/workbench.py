@@ -9,7 +9,7 @@ import itertools
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,9 +28,8 @@ MAX_GRAPHS = 8  # built graphs kept per server (LRU); each holds its unpruned ed
 @dataclass
 class HeldGraph:
     graph: AttributionGraph  # unpruned
-    nodes: dict[
-        str, Any
-    ]  # {"nodes": [...]}: every feature, error, token and logit node of the unpruned graph
+    nodes: dict[str, Any]  # every feature, error, token and logit node of the unpruned graph (no edges)
+    memo: dict[Any, Any] = field(default_factory=dict)  # interventions' recorded run and clean forwards
 
 
 def node_document(graph: AttributionGraph) -> dict[str, Any]:
@@ -228,7 +227,8 @@ class AttributionService:
             NodeIntervention(i["node"], i.get("mode", "ablate"), float(i.get("value", 0.0)))
             for i in interventions
         ]
-        out = intervene(self.model, self._tcs(), held.graph.tokens, ivs, doc, sn, top_k, freeze)
+        tokens = held.graph.tokens
+        out = intervene(self.model, self._tcs(), tokens, ivs, doc, sn, top_k, freeze, memo=held.memo)
         return {"graph_id": graph_id, **out.to_dict()}
 
     # --- feature detail ----------------------------------------------------------------------------------
