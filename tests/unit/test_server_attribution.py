@@ -152,6 +152,15 @@ def test_qk_matches_library(client, tiny_llama):
     )
     assert [p["query"] for p in out["top_pairs"]] == [p["query"] for p in ref["top_pairs"]]
     assert len(out["query_nodes"]) == 7
+    # positions and ids agree with a graph of the same prompt: every active layer-0 feature at the query
+    # position is a node of the graph, under the same id
+    graph = built(client)
+    ids = {
+        n["id"] for n in node_document(client.app.state.attribution.held(graph["graph_id"]).graph)["nodes"]
+    }
+    everything = client.post("/api/attribution-graph/qk", json={**body, "top": 200}).json()
+    feats = [n["id"] for n in everything["query_nodes"] if n["kind"] == "feature"]
+    assert feats and set(feats) <= ids and out["tokens"] == graph["graph"]["tokens"]
     for bad, msg in (
         ({"query_pos": 99}, "query position"),
         ({"key_pos": -99}, "key position"),
