@@ -167,6 +167,7 @@ def test_qk_matches_library(client, tiny_llama):
         ({"query_pos": 2, "key_pos": 4}, "after query position"),
         ({"head": 9}, "head"),
         ({"layer": 5}, "layer"),
+        ({"prompt": "x" * 80}, "limited to 32 tokens"),
     ):
         r = client.post("/api/attribution-graph/qk", json={**body, **bad})
         assert r.status_code == 422 and msg in r.json()["detail"], (bad, r.text)

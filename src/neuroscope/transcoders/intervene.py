@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError, UnknownGraphNodeError
+from neuroscope.errors import (
+    IndexOutOfRangeError,
+    InvalidConfigError,
+    PromptTooLongError,
+    UnknownGraphNodeError,
+)
 from neuroscope.transcoders.replacement import RecordedRun, ReplacementModel
 
 if TYPE_CHECKING:
@@ -150,7 +155,12 @@ def intervene(
     clean forwards are kept between calls (a live view then pays one forward per intervention)."""
     if not 1 <= top_k <= 100:
         raise InvalidConfigError(f"top_k must be in 1..100; got {top_k}.")
-    ids = model.to_tokens(prompt)[0]
+    from neuroscope.transcoders.attribution import prepare_tokens
+
+    # text as attribution graphs tokenize it (a special token first), so positions match a graph's
+    ids = prepare_tokens(model, prompt).to(model.device)
+    if ids.numel() > model.cfg.n_ctx:
+        raise PromptTooLongError(int(ids.numel()), model.cfg.n_ctx)
     ivs = expand(interventions, spec)
     known = {n["id"] for n in graph["nodes"]} if graph is not None else None
     targets = []

@@ -204,10 +204,14 @@ def qk_attribution(
     model.check_head(layer, head)
     if top < 1:
         raise InvalidConfigError(f"top must be at least 1; got {top}.")
-    ids = model.to_tokens(prompt)[0]
+    from neuroscope.transcoders.attribution import prepare_tokens
+
+    # text as attribution graphs tokenize it (a special token first), so positions match a graph's
+    ids = prepare_tokens(model, prompt).to(model.device)
     n = int(ids.shape[0])
-    if max_tokens is not None and n > max_tokens:
-        raise PromptTooLongError(n, max_tokens)
+    limit = min(max_tokens or model.cfg.n_ctx, model.cfg.n_ctx)
+    if n > limit:
+        raise PromptTooLongError(n, limit)
     qp, kp = _position(query_pos, n, "query position"), _position(key_pos, n, "key position")
     if kp > qp:
         raise InvalidConfigError(
