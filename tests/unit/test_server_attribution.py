@@ -224,6 +224,20 @@ def test_ws_interventions(client):
         assert err["type"] == "error" and err["id"] == 2 and err["status"] == 422
         ws.send_text("{not json")
         assert ws.receive_json()["status"] == 422
+        # a burst: every request is answered once, older queued ones may be superseded, the newest runs
+        for i in range(10, 16):
+            ws.send_json(
+                {**msg, "id": i, "interventions": [{"node": node["id"], "mode": "scale", "value": i}]}
+            )
+        answered: dict = {}
+        while 15 not in answered:
+            reply = ws.receive_json()
+            answered[reply["id"]] = reply
+        assert set(answered) == set(range(10, 16)) and {r["type"] for r in answered.values()} <= {
+            "result",
+            "superseded",
+        }
+        assert answered[15]["type"] == "result" and answered[15]["applied"][0]["value"] == 15
 
 
 def saved_transcoders(model, folder, model_name=None):
