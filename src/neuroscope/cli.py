@@ -30,6 +30,7 @@ PLUGINS = (
     "neuroscope.diff.cli",
     "neuroscope.transcoders.cli",
     "neuroscope.transcoders.graph_cli",
+    "neuroscope.transcoders.qk_cli",
 )
 
 

@@ -49,3 +49,29 @@ def test_report_and_bad_positions(tiny_llama):
         qk_attribution(tiny_llama, tcs, PROMPT, 1, 0, 99, 0)
     with pytest.raises(IndexOutOfRangeError, match="head"):
         qk_attribution(tiny_llama, tcs, PROMPT, 1, 9, -1, 0)
+
+
+def test_cli_writes_the_library_result(tmp_path, capsys):
+    """`neuroscope qk-attribution` on a saved transcoder folder prints and writes what the library returns."""
+    import json
+
+    from tinymodels import tiny
+
+    from neuroscope.cli import main
+    from neuroscope.transcoders.io import save_transcoder, write_manifest
+
+    model = tiny("llama")
+    tcs = random_transcoders(model)
+    for tc in tcs.transcoders.values():
+        save_transcoder(tc, tmp_path / "tcs")
+    write_manifest(tmp_path / "tcs", tcs[0].cfg, tcs.layers)
+    args = ["--model", "tiny:llama", "--transcoders", str(tmp_path / "tcs"), "--prompt", PROMPT]
+    args += ["--layer", "1", "--head", "3", "--query", "-1", "--key", "2", "--top", "4"]
+    assert main(["qk-attribution", *args, "--json", str(tmp_path / "qk.json")]) == 0
+    out = json.loads((tmp_path / "qk.json").read_text())
+    ref = qk_attribution(model, tcs, PROMPT, 1, 3, -1, 2, top=4).to_dict()
+    assert out["score"] == pytest.approx(ref["score"], rel=1e-5)
+    assert [(p["query"], p["key"]) for p in out["top_pairs"]] == [
+        (p["query"], p["key"]) for p in ref["top_pairs"]
+    ]
+    assert "top pairs:" in capsys.readouterr().out
