@@ -27,13 +27,19 @@ def test_pairs_sum_to_the_score_on_every_adapter(any_tiny):
 def test_residual_parts_sum_to_resid_pre(tiny_gpt2):
     tcs = random_transcoders(tiny_gpt2, layers=[0])  # layer 1's MLP has no transcoder: one ``mlp`` node
     _, cache = tiny_gpt2.run_with_cache(PROMPT)
-    nodes, parts = residual_parts(tiny_gpt2, tcs, cache, 2, 4)
-    assert torch.allclose(parts.sum(0), cache["blocks.1.hook_resid_post"][0, 4], atol=1e-5)
+    parts = residual_parts(tiny_gpt2, tcs, cache, 2, 4)
+    total = parts.vecs.sum(0) + sum(parts.skips.values())
+    assert torch.allclose(total, cache["blocks.1.hook_resid_post"][0, 4], atol=1e-5)
+    assert parts.skips[0].abs().max() > 1e-2  # the skip term is there, credited upstream by QK
+    nodes = parts.nodes
     assert [n.id for n in nodes if n.kind in ("pos_embed", "mlp")] == ["p_4", "m_1_4"]
     acts = tcs[0].encode(cache["blocks.0.ln2.hook_normalized"][0, 4])
     feats = [n for n in nodes if n.kind == "feature"]
     assert [n.feature for n in feats] == acts.nonzero().flatten().tolist()
     assert feats[0].id == f"f_0_4_{feats[0].feature}"
+    # entry: the first MLP whose input holds the node (GPT-2 is sequential: attn 0 feeds MLP 0)
+    entry = dict(zip([n.id for n in nodes], parts.entry, strict=True))
+    assert entry["t_4"] == 0 and entry["a_0_4"] == 0 and entry[feats[0].id] == 1 and entry["m_1_4"] == 2
 
 
 def test_report_and_bad_positions(tiny_llama):
