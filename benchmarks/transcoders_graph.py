@@ -128,6 +128,12 @@ def main() -> None:
     res = run(args.threads, args.repeats, args.mem_features, args.transcoders, args.skip_memory)
     path = RESULTS / "transcoders.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
+    old = doc.get("graph", {})
+    if args.skip_memory and "memory" in old:  # keep the earlier memory series, saying what it ran on
+        res["memory"] = {
+            **old["memory"],
+            "transcoders": old["memory"].get("transcoders", old.get("transcoders")),
+        }
     doc["graph"] = res
     path.write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps({k: v for k, v in res.items() if k != "memory"}, indent=1)[:2000])
