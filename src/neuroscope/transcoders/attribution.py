@@ -273,7 +273,8 @@ def _final_adjacency(
     rowmap[f.n + n_other :] = torch.arange(n - n_logits, n)
     cols_parts, vals_parts, rows, starts, lens = [], [], [], [], []
     base = 0
-    for blk in b.blocks:
+    while b.blocks:  # each batch freed once its kept entries are copied: the peak is one copy, not two
+        blk = b.blocks.pop(0)
         r = int(blk.nodes.numel())
         entry_rows = torch.repeat_interleave(torch.arange(r), blk.crow[1:] - blk.crow[:-1])
         cols = colmap[blk.cols.long()]

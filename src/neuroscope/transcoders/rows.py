@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 def _norm_weight(module: torch.nn.Module, kind: str) -> torch.Tensor:
-    w = module.weight.detach()  # type: ignore[union-attr]
+    w = cast(torch.Tensor, module.weight).detach()
     return w + 1.0 if kind == "rms_plus_one" else w
 
 
