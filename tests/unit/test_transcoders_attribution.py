@@ -167,6 +167,11 @@ def test_exports_and_bad_input(llama_graph, tmp_path):
         g.prune(node_threshold=0.0)
     with pytest.raises(ThresholdError, match="edge_threshold"):
         AttributionConfig(edge_threshold=1.5)
+    from neuroscope.transcoders.graph import load_graph, save_graph
+
+    back = load_graph(save_graph(g, tmp_path / "saved"))
+    torch.testing.assert_close(back.adjacency.to_dense(), g.adjacency.to_dense())
+    assert back.node_keys() == g.node_keys() and back.scores() == g.scores()
     with pytest.raises(GraphPromptTooLongError, match="limited to 8 tokens"):
         attribute(rm, PROMPT, AttributionConfig(max_tokens=8))
 

@@ -186,9 +186,9 @@ def validate_circuit_tracer(doc: Any) -> None:
 
     if not isinstance(doc, dict):
         raise bad("expected a JSON object")
-    for key, typ in (("metadata", dict), ("qParams", dict), ("nodes", list), ("links", list)):
-        if not isinstance(doc.get(key), typ):
-            raise bad(f"{key!r} missing or not a {typ.__name__}")
+    for key, kind in (("metadata", dict), ("qParams", dict), ("nodes", list), ("links", list)):
+        if not isinstance(doc.get(key), kind):
+            raise bad(f"{key!r} missing or not a {kind.__name__}")
     meta = doc["metadata"]
     for key in ("slug", "scan", "prompt"):
         _check_str(meta.get(key), f"metadata.{key}")
