@@ -56,9 +56,5 @@ def read_pairs(
     bx = store.read_all(HOOK_IN.format(layer=layer), max_tokens)
     by = store.read_all(HOOK_OUT.format(layer=layer), max_tokens)
     special = torch.tensor(store.special_token_ids, dtype=torch.long)
-    keep = (
-        ~torch.isin(bx.token_id, special)
-        if special.numel()
-        else torch.ones_like(bx.token_id, dtype=torch.bool)
-    )
+    keep = ~torch.isin(bx.token_id, special) if special.numel() else torch.ones_like(bx.token_id, dtype=torch.bool)
     return bx.acts[keep], by.acts[keep], bx.token_id[keep]

@@ -55,9 +55,7 @@ class TCTrainConfig:
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
-            raise InvalidConfigError(
-                f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
-            )
+            raise InvalidConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         if not self.layers:
             raise InvalidConfigError("give at least one layer")
         if self.train_tokens is not None and self.train_tokens < 1:
@@ -83,10 +81,7 @@ class TCTrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the folder."""
-        return {
-            k: getattr(self, k)
-            for k in ("d_tc", "k", "activation", "skip", "tokens", "ctx_len", "data", "seed")
-        }
+        return {k: getattr(self, k) for k in ("d_tc", "k", "activation", "skip", "tokens", "ctx_len", "data", "seed")}
 
 
 @dataclass
@@ -255,24 +250,13 @@ def train_transcoders(
             say(stage, n / max(total, 1))
 
         stores[split] = record_pairs(
-            model,
-            cfg.layers,
-            data,
-            split,
-            tokens,
-            cfg.ctx_len,
-            out_path / "acts" / split,
-            progress,
-            on_tokens,
+            model, cfg.layers, data, split, tokens, cfg.ctx_len, out_path / "acts" / split, progress, on_tokens
         )
     record_seconds = time.perf_counter() - t0
     prior = read_manifest(out_path).get("per_layer", {}) if done else {}
     per_layer: dict[str, Any] = dict(prior)
     template = cfg.tc_config(model.cfg.d_model, 0, name)
-    training = {
-        "config": {**asdict(cfg), "layers": list(cfg.layers), "data": data},
-        "identity": cfg.identity(),
-    }
+    training = {"config": {**asdict(cfg), "layers": list(cfg.layers), "data": data}, "identity": cfg.identity()}
     for layer in cfg.layers:
         if layer in done:
             say(f"train L{layer}", 1.0)
@@ -300,10 +284,7 @@ def train_transcoders(
         }
         write_manifest(out_path, template, done, {"training": training, "per_layer": per_layer})
         m = per_layer[str(layer)]
-        say(
-            f"done L{layer}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.1%}, {train_s:.0f} s",
-            1.0,
-        )
+        say(f"done L{layer}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.1%}, {train_s:.0f} s", 1.0)
     if not (out_path / MANIFEST).exists() or not done:
         write_manifest(out_path, template, done, {"training": training, "per_layer": per_layer})
     if cfg.features:
@@ -317,11 +298,5 @@ def train_transcoders(
             say(f"features L{layer}", 0.0)
             compute_transcoder_features(out_path, layer, model, stores["heldout"])
     rows = [per_layer[str(l)] for l in cfg.layers if str(l) in per_layer]
-    return TCTrainResult(
-        str(out_path),
-        name,
-        list(cfg.layers),
-        round(time.perf_counter() - t0, 1),
-        round(record_seconds, 1),
-        rows,
-    )
+    return TCTrainResult(str(out_path), name, list(cfg.layers), round(time.perf_counter() - t0, 1), round(record_seconds, 1), rows)
+

@@ -234,7 +234,9 @@ class AttributionService:
     # --- feature detail ----------------------------------------------------------------------------------
     def feature(self, layer: int, feature: int, graph_id: str | None = None, k: int = 10) -> dict[str, Any]:
         """A transcoder feature's logit effects (its decoder row through the unembedding, as the Features
-        view shows an SAE's) and, with ``graph_id``, its activation at each position of that graph's prompt."""
+        view shows an SAE's), its stored statistics and top contexts when the transcoder folder has a feature
+        store (``train-transcoders --features``) and, with ``graph_id``, its activation at each position of
+        that graph's prompt."""
         from neuroscope.errors import IndexOutOfRangeError
         from neuroscope.lab.views import logit_effects
 
@@ -251,6 +253,7 @@ class AttributionService:
             **logit_effects(self.model, tc, feature, k),  # type: ignore[arg-type]  # duck-typed: W_dec rows
             "tokens": None,
             "activations": None,
+            **self._stored(layer, feature),
         }
         if graph_id is not None:
             graph = self.held(graph_id).graph
@@ -259,3 +262,26 @@ class AttributionService:
             acts[graph.active_features[hit, 1]] = graph.activation_values[hit].float()
             out.update(tokens=graph.token_strs, activations=acts.tolist())
         return out
+
+    def _stored(self, layer: int, feature: int) -> dict[str, Any]:
+        from neuroscope.transcoders.features import transcoder_features
+
+        store = transcoder_features(self.path, layer) if self.path else None
+        if store is None:
+            return {"has_store": False, "contexts": []}
+        d = store.feature(feature)
+        return {
+            "has_store": True,
+            "density": float(d["density"]),
+            "mean_activation": float(d["mean_activation"]),
+            "max_activation": float(d["max_activation"]),
+            "top_tokens": list(d["top_tokens"]),
+            "contexts": [
+                {
+                    "tokens": list(c["window_tokens"]),
+                    "center": int(c["center"]),
+                    "activation": float(c["activation"]),
+                }
+                for c in store.contexts(feature)[:8]
+            ],
+        }
