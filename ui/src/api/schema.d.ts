@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: c0c8aca6ebf6dfd5
+// openapi-sha256: 9e1ff19421cccbd8
 
 export interface paths {
     "/api/attack/status": {
@@ -2741,12 +2741,28 @@ export interface components {
              * @description the feature's activation at each of them
              */
             activations: number[] | null;
+            /**
+             * Contexts
+             * @description top activating contexts (≤ 8)
+             */
+            contexts?: components["schemas"]["FeatureContext"][];
             /** D Tc */
             d_tc: number;
+            /** Density */
+            density?: number | null;
             /** Feature */
             feature: number;
+            /**
+             * Has Store
+             * @description the transcoder folder has a feature store for this layer
+             */
+            has_store: boolean;
             /** Layer */
             layer: number;
+            /** Max Activation */
+            max_activation?: number | null;
+            /** Mean Activation */
+            mean_activation?: number | null;
             /**
              * Promoted
              * @description tokens W_dec[f] @ W_U raises most (no final norm)
@@ -2759,6 +2775,8 @@ export interface components {
              * @description the graph's tokens (with graph_id)
              */
             tokens: string[] | null;
+            /** Top Tokens */
+            top_tokens?: string[];
         };
         /** FeatureDetail */
         neuroscope__server__schemas__features__FeatureDetail: {
