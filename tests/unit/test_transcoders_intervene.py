@@ -113,6 +113,9 @@ def test_bad_interventions(tiny_llama):
         intervene(tiny_llama, tcs, PROMPT, [NodeIntervention("f_0_99_1")])
     with pytest.raises(IndexOutOfRangeError, match="feature"):
         intervene(tiny_llama, tcs, PROMPT, [NodeIntervention("f_0_1_99")])
+    big = next(n["id"] for n in graph["nodes"] if n["type"] == "feature")
+    with pytest.raises(InvalidConfigError, match="inf/NaN"):
+        intervene(tiny_llama, tcs, PROMPT, [NodeIntervention(big, "set", 3e38)], graph)
     with pytest.raises(InvalidConfigError, match="mode"):
         NodeIntervention("f_0_1_1", "explode")
     with pytest.raises(InvalidConfigError, match="finite"):
