@@ -48,6 +48,9 @@ def test_report_and_bad_positions(tiny_llama):
     d = r.to_dict()
     assert len(d["top_pairs"]) == 5 and len(d["query_nodes"]) == 5
     assert abs(d["top_pairs"][0]["value"]) == pytest.approx(float(r.pairs.abs().max()))
+    z = r.figure(k=3).data[0].z  # the 3 x 3 block of pairs among each side's largest nodes
+    rows, cols = r.query_totals.abs().topk(3).indices, r.key_totals.abs().topk(3).indices
+    assert torch.tensor(z).allclose(r.pairs[rows][:, cols])
     assert d["query_pos"] == len(d["tokens"]) - 1 and 0 < d["pattern"] < 1
     with pytest.raises(InvalidConfigError, match="after query position"):
         qk_attribution(tiny_llama, tcs, PROMPT, 1, 0, 2, 5)
@@ -73,7 +76,20 @@ def test_cli_writes_the_library_result(tmp_path, capsys):
     write_manifest(tmp_path / "tcs", tcs[0].cfg, tcs.layers)
     args = ["--model", "tiny:llama", "--transcoders", str(tmp_path / "tcs"), "--prompt", PROMPT]
     args += ["--layer", "1", "--head", "3", "--query", "-1", "--key", "2", "--top", "4"]
-    assert main(["qk-attribution", *args, "--json", str(tmp_path / "qk.json")]) == 0
+    assert (
+        main(
+            [
+                "qk-attribution",
+                *args,
+                "--json",
+                str(tmp_path / "qk.json"),
+                "--html",
+                str(tmp_path / "qk.html"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "qk.html").stat().st_size > 1000
     out = json.loads((tmp_path / "qk.json").read_text())
     ref = qk_attribution(model, tcs, PROMPT, 1, 3, -1, 2, top=4).to_dict()
     assert out["score"] == pytest.approx(ref["score"], rel=1e-5)

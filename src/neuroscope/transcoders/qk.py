@@ -168,16 +168,32 @@ class QKAttribution:
         nk = self.pairs.shape[1]
         return [{"query": ids_q[i // nk], "key": ids_k[i % nk], "value": float(flat[i])} for i in idx]
 
-    def _side(self, nodes: list[ResidualNode], totals: torch.Tensor, k: int) -> list[dict[str, Any]]:
-        rows = [{**n.to_dict(), "total": float(t)} for n, t in zip(nodes, totals[:-1].tolist(), strict=True)]
-        rows.append(
-            {
-                "id": f"c_{'q' if nodes is self.query_nodes else 'k'}",
-                "kind": "const",
-                "total": float(totals[-1]),
-            }
+    def _side(self, side: str, k: int) -> list[dict[str, Any]]:
+        nodes, totals = (
+            (self.query_nodes, self.query_totals) if side == "q" else (self.key_nodes, self.key_totals)
         )
+        rows = [{**n.to_dict(), "total": float(t)} for n, t in zip(nodes, totals[:-1].tolist(), strict=True)]
+        rows.append({"id": f"c_{side}", "kind": "const", "total": float(totals[-1])})
         return sorted(rows, key=lambda r: -abs(r["total"]))[:k]
+
+    def figure(self, k: int = 12):
+        """Heatmap of the pairs among each side's ``k`` largest nodes (by ``|total|``)."""
+        from neuroscope.analysis import figures
+
+        rows = self.query_totals.abs().argsort(descending=True)[:k]
+        cols = self.key_totals.abs().argsort(descending=True)[:k]
+        ids_q = [n.id for n in self.query_nodes] + ["c_q"]
+        ids_k = [n.id for n in self.key_nodes] + ["c_k"]
+        q_tok, k_tok = self.tokens[self.query_pos], self.tokens[self.key_pos]
+        return figures.heatmap(
+            self.pairs[rows][:, cols].tolist(),
+            x=[ids_k[i] for i in cols.tolist()],
+            y=[ids_q[i] for i in rows.tolist()],
+            title=f"L{self.layer}H{self.head}: query {self.query_pos} {q_tok!r} -> key {self.key_pos} {k_tok!r}, "
+            f"score {self.score:.3f}",
+            xlabel="key-side node",
+            ylabel="query-side node",
+        )
 
     def to_dict(self, k: int | None = None) -> dict[str, Any]:
         k = k or self.top
@@ -195,8 +211,8 @@ class QKAttribution:
             "pattern": self.pattern,
             "n_query_nodes": len(self.query_nodes) + 1,
             "n_key_nodes": len(self.key_nodes) + 1,
-            "query_nodes": self._side(self.query_nodes, self.query_totals, k),
-            "key_nodes": self._side(self.key_nodes, self.key_totals, k),
+            "query_nodes": self._side("q", k),
+            "key_nodes": self._side("k", k),
             "top_pairs": self.top_pairs(k),
         }
 

@@ -34,6 +34,10 @@ def _qk(args: argparse.Namespace) -> int:
         print(f"  {p['value']:+.4f}  {p['query']} x {p['key']}")
     if args.json:
         Path(args.json).write_text(json.dumps(d, indent=2))
+    if args.html:
+        from neuroscope.analysis.figures import write
+
+        write(r.figure(), args.html)
     return 0
 
 
@@ -51,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--key", type=int, default=0, help="key position (negative: from the end)")
     p.add_argument("--top", type=int, default=20, help="nodes per side and pairs shown")
     p.add_argument("--json", default=None, help="write the whole result (QKAttribution.to_dict())")
+    p.add_argument("--html", default=None, help="heatmap of the largest pairs (QKAttribution.figure())")
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_qk)
