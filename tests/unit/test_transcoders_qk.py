@@ -50,7 +50,7 @@ def test_report_and_bad_positions(tiny_llama):
     assert abs(d["top_pairs"][0]["value"]) == pytest.approx(float(r.pairs.abs().max()))
     z = r.figure(k=3).data[0].z  # the 3 x 3 block of pairs among each side's largest nodes
     rows, cols = r.query_totals.abs().topk(3).indices, r.key_totals.abs().topk(3).indices
-    assert torch.tensor(z).allclose(r.pairs[rows][:, cols])
+    assert torch.tensor(z, dtype=r.pairs.dtype).allclose(r.pairs[rows][:, cols])
     assert d["query_pos"] == len(d["tokens"]) - 1 and 0 < d["pattern"] < 1
     with pytest.raises(InvalidConfigError, match="after query position"):
         qk_attribution(tiny_llama, tcs, PROMPT, 1, 0, 2, 5)
