@@ -43,6 +43,9 @@ def test_ablation_moves_logits_by_the_direct_effect(kind):
         (got - expected).abs().max()
     )
     assert r.applied == [{"node": node, "mode": "ablate", "value": 0.0}]
+    fig = r.figure()  # before/after bars over the union of both top lists
+    top = r.top_before[0]
+    assert fig.data[0].y[0] == pytest.approx(top["prob"]) and len(fig.data[1].y) == len(fig.data[0].y)
 
 
 def _graph(model, tcs) -> dict:

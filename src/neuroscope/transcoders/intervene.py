@@ -116,6 +116,26 @@ class InterventionResult:
     logits_before: torch.Tensor | None = field(default=None, repr=False)  # [d_vocab], last position
     logits_after: torch.Tensor | None = field(default=None, repr=False)
 
+    def figure(self):
+        """Probabilities of the top tokens before and after (the union of both top lists), side by side."""
+        import plotly.graph_objects as go
+
+        before = {t["token_id"]: t for t in self.top_before}
+        after = {t["token_id"]: t for t in self.top_after}
+        ids = list(dict.fromkeys([*before, *after]))
+        label = {i: repr((before.get(i) or after[i])["token"]) for i in ids}
+        fig = go.Figure()
+        for name, probs, side in (
+            ("before", before, self.logits_before),
+            ("after", after, self.logits_after),
+        ):
+            p = torch.softmax(side.float(), -1) if side is not None else None
+            ys = [float(p[i]) if p is not None else probs.get(i, {}).get("prob", 0.0) for i in ids]
+            fig.add_trace(go.Bar(name=name, x=[f"{i}:{label[i]}" for i in ids], y=ys))
+        applied = ", ".join(f"{a['mode']} {a['node']}" for a in self.applied[:4])
+        fig.update_layout(barmode="group", title=f"next token after {applied}", yaxis_title="probability")
+        return fig
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "tokens": self.tokens,
