@@ -221,3 +221,32 @@ def test_cli_smoke(tmp_path, real_corpus, capsys):
     assert [r["layer"] for r in q["per_layer"]] == [0, 1] and q["whole_model"][
         "ce_loss_recovered"
     ] is not None
+
+
+def test_merge_sets_trained_apart(tmp_path):
+    from neuroscope.transcoders.io import merge_into
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, layer in ((a, 0), (b, 1)):
+        tc = _random_tc("topk", True, layer)
+        save_transcoder(tc, folder)
+        write_manifest(folder, tc.cfg, [layer], {"per_layer": {str(layer): {"layer": layer}}})
+    assert merge_into(a, b) == [1]
+    merged = load_transcoders(a)
+    assert merged.layers == [0, 1]
+    assert torch.equal(merged[1].W_enc, load_transcoders(b)[1].W_enc)
+    assert sorted(json.loads((a / MANIFEST).read_text())["per_layer"]) == ["0", "1"]
+    c = tmp_path / "c"
+    tc = _random_tc("jumprelu", True, 2)
+    save_transcoder(tc, c)
+    write_manifest(c, tc.cfg, [2])
+    with pytest.raises(TranscoderMismatchError, match="activation"):
+        merge_into(a, c)
+
+
+def test_a_recording_over_more_layers_is_reused(tmp_path, tiny_llama, real_corpus):
+    from neuroscope.transcoders.record import record_pairs
+
+    full = record_pairs(tiny_llama, [0, 1], str(real_corpus), "heldout", 64, 32, tmp_path / "acts", False)
+    again = record_pairs(tiny_llama, [1], str(real_corpus), "heldout", 64, 32, tmp_path / "acts", False)
+    assert again.hooks == full.hooks

@@ -237,3 +237,30 @@ def load_transcoders(path: str | os.PathLike, model: HookedModel | None = None) 
             _confined(p, str(files.get(str(layer), layer_file(layer)))), config_of(info, layer)
         )
     return TranscoderSet(str(info.get("model", "")), tcs)
+
+
+def merge_into(dst: str | os.PathLike, src: str | os.PathLike) -> list[int]:
+    """Add the layers of the set in ``src`` to the set in ``dst`` (layers trained by separate processes or
+    machines, e.g. ``--layers 0-14`` and ``--layers 15-29`` side by side); both must be the same kind of
+    transcoder for the same model. Layers ``dst`` already has are kept. Returns the layers added."""
+    import shutil
+
+    d, s = Path(dst), Path(src)
+    a, b = read_manifest(d), read_manifest(s)
+    same = ("model", "d_in", "d_tc", "activation", "k", "skip", "hook_in", "hook_out")
+    diff = [k for k in same if a.get(k) != b.get(k)]
+    if diff:
+        raise TranscoderMismatchError(
+            f"{s} and {d} hold different transcoders ({', '.join(diff)}); not merged."
+        )
+    added = [int(l) for l in b.get("layers", []) if int(l) not in a.get("layers", [])]
+    for layer in added:
+        f = _confined(s, str(b.get("files", {}).get(str(layer), layer_file(layer))))
+        tmp = d / (layer_file(layer) + ".tmp")
+        shutil.copyfile(f, tmp)
+        os.replace(tmp, d / layer_file(layer))
+    layers = sorted({int(l) for l in a.get("layers", [])} | set(added))
+    per_layer = {**b.get("per_layer", {}), **a.get("per_layer", {})}
+    extra = {k: v for k, v in a.items() if k not in (*same, "format", "layers", "files", "per_layer")}
+    write_manifest(d, config_of(a, layers[0]), layers, {**extra, "per_layer": per_layer})
+    return added
