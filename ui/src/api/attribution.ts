@@ -1,0 +1,159 @@
+// Attribution graphs over the transcoder replacement model: the REST calls and the live-intervention socket of
+// the Workbench API (docs/transcoders/README.md, "## Workbench API"). Every number comes from the server; this
+// file only names the shapes the Circuits view reads.
+import type { GraphDoc, GraphNode } from "./client";
+import { request } from "./client";
+
+export interface TranscoderInfo {
+  model: string;
+  path: string;
+  layers: number[];
+  d_tc: number;
+  activation?: string;
+  skip?: boolean;
+  has_features?: boolean;
+}
+
+export interface BuildRequest {
+  prompt: string;
+  node_threshold: number;
+  edge_threshold: number;
+  max_feature_nodes: number;
+}
+
+export interface Supernode {
+  id: string;
+  label: string;
+  members: string[];
+}
+
+export interface QKRequest {
+  prompt: string;
+  layer: number;
+  head: number;
+  query_pos: number;
+  key_pos: number;
+  k: number;
+}
+
+export interface QKPair {
+  query: string;
+  key: string;
+  value: number;
+}
+
+export interface QKResult {
+  layer: number;
+  head: number;
+  query_pos: number;
+  key_pos: number;
+  score: number;
+  /** what the pairs below add up to, beside ``score`` (the rest is bias and cross terms) */
+  explained?: number;
+  pairs: QKPair[];
+}
+
+export interface TokenLogit {
+  token: string;
+  logit: number;
+  prob: number;
+  base_logit?: number;
+  base_prob?: number;
+}
+
+export interface NodeChange {
+  id: string;
+  base: number;
+  value: number;
+}
+
+export interface InterventionItem {
+  nodes: string[];
+  mode: "ablate" | "steer";
+  value?: number;
+}
+
+export interface InterveneResult {
+  id: number | null;
+  logits: TokenLogit[];
+  nodes: NodeChange[];
+}
+
+export interface FeatureInfo {
+  layer: number;
+  feature: number;
+  has_store: boolean;
+  density?: number | null;
+  mean_activation?: number | null;
+  max_activation?: number | null;
+  top_tokens?: string[];
+  logit_top_tokens?: string[];
+  logit_bottom_tokens?: string[];
+  contexts?: { tokens: string[]; center: number; activation: number }[];
+}
+
+const BASE = "/api/attribution";
+
+export const attributionApi = {
+  transcoders: () => request<TranscoderInfo>("GET", `${BASE}/transcoders`),
+  build: (body: BuildRequest) => request<GraphDoc>("POST", `${BASE}/graph`, body),
+  prune: (graphId: string, node_threshold: number, edge_threshold: number) =>
+    request<GraphDoc>("POST", `${BASE}/prune`, { graph_id: graphId, node_threshold, edge_threshold }),
+  supernodes: (graphId: string) => request<{ supernodes: Supernode[] }>("POST", `${BASE}/supernodes`, { graph_id: graphId }),
+  qk: (body: QKRequest) => request<QKResult>("POST", `${BASE}/qk`, body),
+  feature: (layer: number, feature: number) => request<FeatureInfo>("GET", `${BASE}/feature/${layer}/${feature}`),
+};
+
+/** The graph's id on the server (re-pruning, supernodes and interventions name it). */
+export const graphId = (doc: GraphDoc): string => String(doc.meta.graph_id ?? "");
+
+export const isFeature = (n: GraphNode): boolean => n.type === "feature" && n.layer != null && n.feature != null;
+
+type Reply = ({ type: "result" } & InterveneResult) | { type: "error"; id: number | null; detail: string } | { type: "superseded"; id: number };
+
+/** One socket for graph interventions; only the reply to the newest request is delivered (latest wins). */
+export class InterveneLive {
+  private ws: WebSocket | null = null;
+  private seq = 0;
+  private pending: string | null = null;
+  private closed = false;
+
+  constructor(
+    private onResult: (r: InterveneResult) => void,
+    private onError: (message: string) => void,
+  ) {
+    this.connect();
+  }
+
+  private connect() {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${proto}//${location.host}/ws/attribution`);
+    this.ws = ws;
+    ws.onopen = () => {
+      if (this.pending) ws.send(this.pending);
+      this.pending = null;
+    };
+    ws.onclose = () => {
+      if (!this.closed) setTimeout(() => this.connect(), 1000);
+    };
+    ws.onmessage = (ev) => {
+      const msg = JSON.parse(ev.data) as Reply;
+      if (msg.type === "superseded") return;
+      if (msg.id !== this.seq && msg.id !== null) return;
+      if (msg.type === "error") this.onError(msg.detail);
+      else this.onResult(msg);
+    };
+  }
+
+  send(graph: string, interventions: InterventionItem[]) {
+    this.seq += 1;
+    const text = JSON.stringify({ id: this.seq, graph_id: graph, interventions });
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+    else this.pending = text;
+  }
+
+  close() {
+    this.closed = true;
+    this.ws?.close();
+  }
+}
