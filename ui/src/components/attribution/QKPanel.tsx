@@ -1,0 +1,87 @@
+import { useMutation } from "@tanstack/react-query";
+import { useState } from "react";
+import { attributionApi } from "../../api/attribution";
+import { showToken } from "../../state";
+
+// Why a head attends where it does: its attention score at (query, key) decomposed into the features and
+// tokens on both sides (QK attribution), the largest pairs first.
+export function QKPanel(props: { prompt: string; tokens: string[]; nLayers: number; nHeads: number }) {
+  const { tokens } = props;
+  const last = Math.max(0, tokens.length - 1);
+  const [layer, setLayer] = useState(Math.min(1, props.nLayers - 1));
+  const [head, setHead] = useState(0);
+  const [query, setQuery] = useState(last);
+  const [key, setKey] = useState(0);
+  const qk = useMutation({ mutationFn: attributionApi.qk });
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const posSelect = (value: number, set: (v: number) => void, testid: string, upTo: number) => (
+    <select value={value} onChange={(e) => set(Number(e.target.value))} data-testid={testid}>
+      {range(upTo + 1).map((i) => (
+        <option key={i} value={i}>
+          {i} {showToken(tokens[i] ?? "")}
+        </option>
+      ))}
+    </select>
+  );
+  const r = qk.data;
+  return (
+    <div data-testid="qk-panel">
+      <form
+        className="inline-form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          qk.mutate({ prompt: props.prompt, layer, head, query_pos: query, key_pos: Math.min(key, query), k: 12 });
+        }}
+      >
+        <label>
+          layer{" "}
+          <select value={layer} onChange={(e) => setLayer(Number(e.target.value))} data-testid="qk-layer">
+            {range(props.nLayers).map((l) => (
+              <option key={l}>{l}</option>
+            ))}
+          </select>
+        </label>
+        <label>
+          head{" "}
+          <select value={head} onChange={(e) => setHead(Number(e.target.value))} data-testid="qk-head">
+            {range(props.nHeads).map((h) => (
+              <option key={h}>{h}</option>
+            ))}
+          </select>
+        </label>
+        <label>query {posSelect(query, setQuery, "qk-query", last)}</label>
+        <label>key {posSelect(Math.min(key, query), setKey, "qk-key", query)}</label>
+        <button type="submit" disabled={!props.prompt || qk.isPending} data-testid="qk-go">
+          {qk.isPending ? "attributing…" : "attribute"}
+        </button>
+      </form>
+      {qk.error && <div className="error">{(qk.error as Error).message}</div>}
+      {r && (
+        <div data-testid="qk-result">
+          <p className="mono">
+            L{r.layer}H{r.head} · query {r.query_pos} → key {r.key_pos} · score <span data-testid="qk-score">{r.score.toFixed(4)}</span>
+            {r.explained != null && ` · pairs shown explain ${r.explained.toFixed(4)}`}
+          </p>
+          <table className="table" data-testid="qk-pairs">
+            <thead>
+              <tr>
+                <th className="left">query side</th>
+                <th className="left">key side</th>
+                <th>contribution</th>
+              </tr>
+            </thead>
+            <tbody>
+              {r.pairs.map((p, i) => (
+                <tr key={i} data-testid="qk-pair">
+                  <td className="left mono">{p.query}</td>
+                  <td className="left mono">{p.key}</td>
+                  <td className={p.value >= 0 ? "up" : "down"}>{p.value.toFixed(4)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </div>
+  );
+}
