@@ -42,15 +42,31 @@ export interface QKPair {
   value: number;
 }
 
+/** One side's residual parts, by their summed contribution to the score. */
+export interface QKSideNode {
+  id: string;
+  kind: string;
+  pos: number;
+  layer?: number;
+  feature?: number;
+  activation?: number;
+  total: number;
+}
+
 export interface QKResult {
   layer: number;
   head: number;
   query_pos: number;
   key_pos: number;
+  tokens: string[];
+  /** the model's own pre-softmax score */
   score: number;
-  /** what the pairs below add up to, beside ``score`` (the rest is bias and cross terms) */
-  explained?: number;
-  pairs: QKPair[];
+  /** the sum over every (query node, key node) pair: equals ``score`` up to rounding */
+  pair_sum: number;
+  pattern: number;
+  query_nodes: QKSideNode[];
+  key_nodes: QKSideNode[];
+  top_pairs: QKPair[];
 }
 
 export interface TokenLogit {

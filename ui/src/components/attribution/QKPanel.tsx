@@ -1,5 +1,6 @@
 import { useMutation } from "@tanstack/react-query";
 import { useState } from "react";
+import type { QKSideNode } from "../../api/attribution";
 import { attributionApi } from "../../api/attribution";
 import { showToken } from "../../state";
 
@@ -59,8 +60,8 @@ export function QKPanel(props: { prompt: string; tokens: string[]; nLayers: numb
       {r && (
         <div data-testid="qk-result">
           <p className="mono">
-            L{r.layer}H{r.head} · query {r.query_pos} → key {r.key_pos} · score <span data-testid="qk-score">{r.score.toFixed(4)}</span>
-            {r.explained != null && ` · pairs shown explain ${r.explained.toFixed(4)}`}
+            L{r.layer}H{r.head} · query {r.query_pos} → key {r.key_pos} · score <span data-testid="qk-score">{r.score.toFixed(4)}</span> · all pairs sum to{" "}
+            {r.pair_sum.toFixed(4)} · attention weight {r.pattern.toFixed(3)}
           </p>
           <table className="table" data-testid="qk-pairs">
             <thead>
@@ -71,7 +72,7 @@ export function QKPanel(props: { prompt: string; tokens: string[]; nLayers: numb
               </tr>
             </thead>
             <tbody>
-              {r.pairs.map((p, i) => (
+              {r.top_pairs.map((p, i) => (
                 <tr key={i} data-testid="qk-pair">
                   <td className="left mono">{p.query}</td>
                   <td className="left mono">{p.key}</td>
@@ -82,6 +83,30 @@ export function QKPanel(props: { prompt: string; tokens: string[]; nLayers: numb
           </table>
         </div>
       )}
+      {r && (
+        <div className="two">
+          <Side title="query side" rows={r.query_nodes} testid="qk-query-nodes" />
+          <Side title="key side" rows={r.key_nodes} testid="qk-key-nodes" />
+        </div>
+      )}
+    </div>
+  );
+}
+
+function Side({ title, rows, testid }: { title: string; rows: QKSideNode[]; testid: string }) {
+  return (
+    <div data-testid={testid}>
+      <h3>{title}: summed over the other side</h3>
+      <table className="table">
+        <tbody>
+          {rows.slice(0, 8).map((n) => (
+            <tr key={n.id}>
+              <td className="left mono">{n.id}</td>
+              <td className={n.total >= 0 ? "up" : "down"}>{n.total.toFixed(4)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
     </div>
   );
 }
