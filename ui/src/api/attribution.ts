@@ -21,9 +21,10 @@ export interface BuildRequest {
   max_feature_nodes: number;
 }
 
+/** A supernode as the server's spec names it (``transcoders/supernodes.py``): ids ``sn0``, ``sn1``… */
 export interface Supernode {
   id: string;
-  label: string;
+  name: string;
   members: string[];
 }
 
@@ -69,30 +70,36 @@ export interface QKResult {
   top_pairs: QKPair[];
 }
 
-export interface TokenLogit {
+export interface TopToken {
   token: string;
-  logit: number;
+  token_id: number;
   prob: number;
-  base_logit?: number;
-  base_prob?: number;
+  logit: number;
 }
 
+/** One of the graph's nodes before and after an intervention (logit nodes: the logit; features: the activation). */
 export interface NodeChange {
   id: string;
-  base: number;
+  before: number;
+  after: number;
+  token_id?: number;
+}
+
+/** One node intervention (``transcoders/intervene.py``): ablate = 0, scale = value × activation, add, set. */
+export interface InterventionItem {
+  node: string;
+  mode: "ablate" | "scale" | "add" | "set";
   value: number;
 }
 
-export interface InterventionItem {
-  nodes: string[];
-  mode: "ablate" | "steer";
-  value?: number;
-}
-
+/** The replacement model's answer to a set of interventions (``transcoders/intervene.py``). */
 export interface InterveneResult {
   id: number | null;
-  logits: TokenLogit[];
-  nodes: NodeChange[];
+  tokens: string[];
+  top_before: TopToken[];
+  top_after: TopToken[];
+  logit_nodes: NodeChange[];
+  downstream: NodeChange[];
 }
 
 export interface FeatureInfo {
@@ -115,7 +122,7 @@ export const attributionApi = {
   build: (body: BuildRequest) => request<GraphDoc>("POST", `${BASE}/graph`, body),
   prune: (graphId: string, node_threshold: number, edge_threshold: number) =>
     request<GraphDoc>("POST", `${BASE}/prune`, { graph_id: graphId, node_threshold, edge_threshold }),
-  supernodes: (graphId: string) => request<{ supernodes: Supernode[] }>("POST", `${BASE}/supernodes`, { graph_id: graphId }),
+  supernodes: (graphId: string) => request<{ groups: Supernode[] }>("POST", `${BASE}/supernodes`, { graph_id: graphId }),
   qk: (body: QKRequest) => request<QKResult>("POST", `${BASE}/qk`, body),
   feature: (layer: number, feature: number) => request<FeatureInfo>("GET", `${BASE}/feature/${layer}/${feature}`),
 };

@@ -26,7 +26,7 @@ export function collapse(doc: GraphDoc, groups: Supernode[]): DrawDoc {
     return {
       id: g.id,
       type: "supernode",
-      label: g.label,
+      label: g.name,
       band: mean(ms.map((n) => n.band)),
       layer: null,
       pos: pos.length ? Math.round(mean(pos)) : null,
@@ -49,9 +49,8 @@ export function collapse(doc: GraphDoc, groups: Supernode[]): DrawDoc {
   return { ...doc, nodes, edges: [...summed.values()] };
 }
 
-let counter = 0;
 /** A new supernode from the selected drawn ids (a selected supernode brings its members along). */
-export function group(groups: Supernode[], selected: string[], label?: string): Supernode[] {
+export function group(groups: Supernode[], selected: string[], name?: string): Supernode[] {
   const chosen = new Set(selected);
   const members: string[] = [];
   const rest: Supernode[] = [];
@@ -63,13 +62,20 @@ export function group(groups: Supernode[], selected: string[], label?: string): 
   // a node belongs to one group at most: take the members out of any other group
   const taken = new Set(members);
   const others = rest.map((g) => ({ ...g, members: g.members.filter((m) => !taken.has(m)) })).filter((g) => g.members.length);
-  counter += 1;
-  return [...others, { id: `super:${Date.now().toString(36)}${counter}`, label: label || `group ${others.length + 1}`, members: [...taken] }];
+  return [...others, { id: nextId([...groups, ...others]), name: name || `group ${others.length + 1}`, members: [...taken] }];
 }
 
 export const ungroup = (groups: Supernode[], id: string): Supernode[] => groups.filter((g) => g.id !== id);
 
-export const rename = (groups: Supernode[], id: string, label: string): Supernode[] => groups.map((g) => (g.id === id ? { ...g, label } : g));
+export const rename = (groups: Supernode[], id: string, name: string): Supernode[] => groups.map((g) => (g.id === id ? { ...g, name } : g));
+
+/** The server's id scheme (``sn0``, ``sn1``…), skipping ids in use. */
+function nextId(groups: Supernode[]): string {
+  const used = new Set(groups.map((g) => g.id));
+  let i = groups.length;
+  while (used.has(`sn${i}`)) i += 1;
+  return `sn${i}`;
+}
 
 /** The server node ids a drawn id stands for (a supernode: its members). */
 export function expand(groups: Supernode[], id: string): string[] {

@@ -141,7 +141,7 @@ function Workspace(props: { graph: GraphDoc | undefined; loading: boolean; error
     setPending(true);
     live.current?.send(
       gid,
-      items.map((i) => ({ nodes: expand(groups, i.id), mode: i.mode, value: i.value })),
+      items.flatMap((i) => expand(groups, i.id).map((node) => ({ node, mode: i.mode, value: i.value }))),
     );
     // groups are read when the interventions change; renaming a group does not re-run them
     // eslint-disable-next-line react-hooks/exhaustive-deps
@@ -149,7 +149,7 @@ function Workspace(props: { graph: GraphDoc | undefined; loading: boolean; error
 
   const auto = useMutation({
     mutationFn: () => attributionApi.supernodes(gid),
-    onSuccess: (r) => setGroups(r.supernodes),
+    onSuccess: (r) => setGroups(r.groups),
   });
   const drawn = useMemo(() => (graph ? collapse(graph, groups) : null), [graph, groups]);
   const shownGroups = useMemo(() => (graph ? liveGroups(graph, groups) : []), [graph, groups]);
@@ -175,7 +175,7 @@ function Workspace(props: { graph: GraphDoc | undefined; loading: boolean; error
           {selected ? <AttributionNodeDetail node={selected} tokens={graph?.tokens ?? []} /> : <p className="hint">Click a node for its detail; shift-click to pick nodes for a supernode.</p>}
         </Panel>
         <Panel title="Interventions" testid="attr-intervene">
-          <InterventionPanel target={selected} items={items} onChange={setItems} logits={result?.logits ?? null} changed={changed} pending={pending} error={liveError} />
+          <InterventionPanel target={selected} items={items} onChange={setItems} result={result} changed={changed} pending={pending} error={liveError} />
         </Panel>
         <Panel title="Supernodes" testid="attr-supernodes">
           <SupernodePanel
@@ -185,7 +185,7 @@ function Workspace(props: { graph: GraphDoc | undefined; loading: boolean; error
               setGroups((g) => group(g, [...picked]));
               setPicked(new Set());
             }}
-            onRename={(id, label) => setGroups((g) => rename(g, id, label))}
+            onRename={(id, name) => setGroups((g) => rename(g, id, name))}
             onUngroup={(id) => {
               setGroups((g) => ungroup(g, id));
               setItems((it) => it.filter((i) => i.id !== id));
@@ -207,7 +207,7 @@ function Workspace(props: { graph: GraphDoc | undefined; loading: boolean; error
 function overlays(items: GraphIntervention[], groups: Supernode[], result: InterveneResult | null) {
   const ablated = new Set(items.map((i) => i.id));
   const rel = new Map<string, number>();
-  for (const n of result?.nodes ?? []) rel.set(n.id, (n.value - n.base) / Math.max(Math.abs(n.base), 1e-6));
+  for (const n of result?.downstream ?? []) rel.set(n.id, (n.after - n.before) / Math.max(Math.abs(n.before), 1e-6));
   const changes = new Map<string, number>(rel);
   for (const g of groups) {
     const xs = g.members.map((m) => rel.get(m)).filter((x): x is number => x !== undefined);

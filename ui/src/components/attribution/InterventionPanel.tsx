@@ -1,14 +1,14 @@
 import { useState } from "react";
-import type { TokenLogit } from "../../api/attribution";
-import { showToken } from "../../state";
+import type { InterveneResult } from "../../api/attribution";
 import type { DrawNode } from "../GraphView";
+import { InterventionResult } from "./InterventionResult";
 
-// Interventions from the graph: ablate a node or supernode (activation to zero) or steer it (activation times a
-// factor). Every change is sent over the socket at once; the logits and the downstream nodes follow.
+// Interventions from the graph: ablate a node or supernode (activation to zero) or scale it (activation times a
+// factor, i.e. steer it). Every change is sent over the socket at once; the logits and the downstream nodes follow.
 export interface GraphIntervention {
   id: string; // the drawn node (a supernode stands for its members)
   label: string;
-  mode: "ablate" | "steer";
+  mode: "ablate" | "scale";
   value: number;
 }
 
@@ -18,14 +18,14 @@ export function InterventionPanel(props: {
   target: DrawNode | null;
   items: GraphIntervention[];
   onChange: (items: GraphIntervention[]) => void;
-  logits: TokenLogit[] | null;
+  result: InterveneResult | null;
   changed: number;
   pending: boolean;
   error: string | null;
 }) {
   const { target, items } = props;
   const [factor, setFactor] = useState(2);
-  const add = (mode: "ablate" | "steer") => {
+  const add = (mode: "ablate" | "scale") => {
     if (!target) return;
     const rest = items.filter((i) => i.id !== target.id);
     props.onChange([...rest, { id: target.id, label: target.label, mode, value: mode === "ablate" ? 0 : factor }]);
@@ -40,14 +40,14 @@ export function InterventionPanel(props: {
         <label title="multiply the node's activation by this factor">
           × <input type="number" step={0.5} value={factor} onChange={(e) => setFactor(Number(e.target.value))} data-testid="intervene-factor" />
         </label>
-        <button type="button" disabled={!canIntervene(target)} onClick={() => add("steer")} data-testid="intervene-steer">
+        <button type="button" disabled={!canIntervene(target)} onClick={() => add("scale")} data-testid="intervene-steer">
           steer
         </button>
       </div>
       {items.length > 0 && (
         <div className="chips">
           {items.map((i) => (
-            <button key={i.id} type="button" className={`chip${i.mode === "steer" ? " steer" : ""}`} onClick={() => props.onChange(items.filter((x) => x.id !== i.id))} data-testid="intervene-chip">
+            <button key={i.id} type="button" className={`chip${i.mode === "scale" ? " steer" : ""}`} onClick={() => props.onChange(items.filter((x) => x.id !== i.id))} data-testid="intervene-chip">
               {i.mode === "ablate" ? "ablate" : `×${i.value}`} {i.label} ✕
             </button>
           ))}
@@ -57,36 +57,7 @@ export function InterventionPanel(props: {
         </div>
       )}
       {props.error && <div className="error">{props.error}</div>}
-      {props.logits && (
-        <>
-          <p className="hint" data-testid="intervene-summary">
-            {props.pending ? "updating…" : `${props.changed} downstream nodes changed by more than 5%`}
-          </p>
-          <table className="table" data-testid="intervene-logits">
-            <thead>
-              <tr>
-                <th className="left">token</th>
-                <th>before</th>
-                <th>after</th>
-                <th>Δ prob</th>
-              </tr>
-            </thead>
-            <tbody>
-              {props.logits.map((t, i) => {
-                const d = t.prob - (t.base_prob ?? t.prob);
-                return (
-                  <tr key={i} data-testid="intervene-logit" data-base={t.base_prob ?? ""} data-prob={t.prob}>
-                    <td className="left mono">{showToken(t.token)}</td>
-                    <td>{t.base_prob != null ? t.base_prob.toFixed(4) : "–"}</td>
-                    <td>{t.prob.toFixed(4)}</td>
-                    <td className={d >= 0 ? "up" : "down"}>{d >= 0 ? "+" : ""}{d.toFixed(4)}</td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </>
-      )}
+      {props.result && <InterventionResult result={props.result} changed={props.changed} pending={props.pending} />}
     </div>
   );
 }

@@ -6,7 +6,7 @@ export function SupernodePanel(props: {
   groups: Supernode[];
   picked: number;
   onGroup: () => void;
-  onRename: (id: string, label: string) => void;
+  onRename: (id: string, name: string) => void;
   onUngroup: (id: string) => void;
   onAuto?: () => void;
   autoBusy?: boolean;
@@ -27,7 +27,7 @@ export function SupernodePanel(props: {
       {groups.length === 0 && <p className="hint">Shift-click two or more nodes in the graph to pick them, then group them.</p>}
       {groups.map((g) => (
         <div key={g.id} className="supernode-row" data-testid="supernode-row" data-id={g.id}>
-          <input aria-label="supernode name" value={g.label} maxLength={80} onChange={(e) => props.onRename(g.id, e.target.value)} data-testid="supernode-name" />
+          <input aria-label="supernode name" value={g.name} maxLength={80} onChange={(e) => props.onRename(g.id, e.target.value)} data-testid="supernode-name" />
           <span className="hint">{g.members.length} nodes</span>
           <button type="button" onClick={() => props.onUngroup(g.id)} data-testid="supernode-ungroup">
             ungroup
