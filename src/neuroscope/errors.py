@@ -370,3 +370,31 @@ class NoPromptSetError(EmptyPromptSetError):
 class LabelledSetError(InvalidConfigError):
     """A labelled set for the SAE benchmarks cannot be probed: it has one class, or a class has too few
     examples for the train/test split; the message names the set, the class and the count."""
+
+
+# --- attribution-graph workbench (QK attribution, supernodes, interventions) ---------------------------------
+class SupernodeSpecError(InvalidConfigError):
+    """A supernode spec or edit that cannot apply: malformed JSON, an unknown supernode, a node in two
+    supernodes, or a member that is not a feature node of the graph; the message names which."""
+
+
+class UnknownGraphNodeError(NeuroscopeError, KeyError):
+    """A node id that is not in the attribution graph (or not a kind the operation takes)."""
+
+    def __init__(self, node: str, detail: str = ""):
+        self.node = node
+        super().__init__(
+            f"Node {node!r} is not in this attribution graph{': ' + detail if detail else ''}. Node ids look "
+            "like feature:L:F:P, error:L:P or embed:P; take them from the graph's nodes."
+        )
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class NoTranscodersError(ResourceNotFoundError):
+    """The workbench has no transcoders for its model: start it with ``--transcoders DIR``."""
+
+
+class AttributionGraphNotFoundError(ResourceNotFoundError):
+    """A graph id the server no longer (or never) held: build the graph again."""

@@ -1,0 +1,230 @@
+"""Interventions from an attribution graph: ablate or steer a node (or a supernode's members) at its position
+in the replacement model, and see the top logits and the graph's downstream feature nodes change.
+
+Node ids are the graph's (``feature:L:F:P``, ``error:L:P``). A feature intervention sets the feature's
+activation at its layer and position (``ablate``: 0; ``scale``: ``value ×`` its activation; ``add``:
+activation ``+ value``; ``set``: ``value``); an error intervention scales the error term there (``ablate``:
+0). Everything downstream is recomputed by the replacement model, with the error terms held at the clean run's
+values as circuit-tracer does; ``freeze=True`` also holds attention patterns and norm scales at the clean
+run's values, the linearisation the graph's edges are exact in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError, UnknownGraphNodeError
+
+if TYPE_CHECKING:
+    from neuroscope.models.hooked import HookedModel
+    from neuroscope.transcoders.model import TranscoderSet
+    from neuroscope.transcoders.supernodes import SupernodeSpec
+
+MODES = ("ablate", "scale", "add", "set")
+MAX_INTERVENTIONS = 2000
+
+
+@dataclass(frozen=True)
+class NodeIntervention:
+    node: str  # a graph node id, or a supernode id (expanded with :func:`expand`)
+    mode: str = "ablate"
+    value: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InvalidConfigError(
+                f"Unknown intervention mode {self.mode!r}; choose one of {', '.join(MODES)}."
+            )
+        if not torch.isfinite(torch.tensor(float(self.value))):
+            raise InvalidConfigError(f"Intervention value must be finite; got {self.value}.")
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "ablate":
+            return torch.zeros_like(x)
+        if self.mode == "scale":
+            return x * self.value
+        if self.mode == "add":
+            return x + self.value
+        return torch.full_like(x, self.value)
+
+
+def expand(interventions: list[NodeIntervention], spec: SupernodeSpec | None) -> list[NodeIntervention]:
+    """Supernode ids become one intervention per member (same mode and value)."""
+    groups = {g.id: g for g in spec.groups} if spec is not None else {}
+    out: list[NodeIntervention] = []
+    for iv in interventions:
+        members = groups[iv.node].members if iv.node in groups else (iv.node,)
+        out += [NodeIntervention(m, iv.mode, iv.value) for m in members]
+    if len(out) > MAX_INTERVENTIONS:
+        raise InvalidConfigError(f"At most {MAX_INTERVENTIONS} node interventions at once; got {len(out)}.")
+    return out
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # feature | error
+    layer: int
+    pos: int
+    feature: int | None
+    iv: NodeIntervention
+
+
+def parse_node(node: str, transcoders: TranscoderSet, n_tokens: int, iv: NodeIntervention) -> Target:
+    """``feature:L:F:P`` or ``error:L:P``, checked against the transcoders and the prompt's length."""
+    parts = node.split(":")
+    try:
+        nums = [int(x) for x in parts[1:]]
+    except ValueError:
+        raise UnknownGraphNodeError(node, "not a feature or error node id") from None
+    if parts[0] == "feature" and len(nums) == 3:
+        layer, feature, pos = nums
+    elif parts[0] == "error" and len(nums) == 2:
+        (layer, pos), feature = nums, None
+    else:
+        raise UnknownGraphNodeError(node, "only feature and error nodes take interventions")
+    if layer not in transcoders.transcoders:
+        raise UnknownGraphNodeError(node, f"layer {layer} has no transcoder")
+    if not 0 <= pos < n_tokens:
+        raise IndexOutOfRangeError("position", pos, n_tokens)
+    if feature is not None and not 0 <= feature < transcoders[layer].cfg.d_tc:
+        raise IndexOutOfRangeError("feature", feature, transcoders[layer].cfg.d_tc)
+    return Target(parts[0], layer, pos, feature, iv)
+
+
+@dataclass
+class InterventionResult:
+    tokens: list[str]
+    top_before: list[dict[str, Any]]
+    top_after: list[dict[str, Any]]
+    logit_nodes: list[dict[str, Any]]  # the graph's logit nodes: before/after logit
+    downstream: list[dict[str, Any]]  # the graph's feature nodes whose activation changed
+    applied: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tokens": self.tokens,
+            "top_before": self.top_before,
+            "top_after": self.top_after,
+            "logit_nodes": self.logit_nodes,
+            "downstream": self.downstream,
+            "applied": self.applied,
+        }
+
+
+def _top(model: HookedModel, logits: torch.Tensor, k: int) -> list[dict[str, Any]]:
+    probs = torch.softmax(logits.float(), -1)
+    vals, idx = probs.topk(k)
+    return [
+        {"token": model.tokenizer.decode([i]), "token_id": i, "prob": float(v), "logit": float(logits[i])}
+        for v, i in zip(vals.tolist(), idx.tolist(), strict=True)
+    ]
+
+
+@torch.no_grad()
+def intervene(
+    model: HookedModel,
+    transcoders: TranscoderSet,
+    prompt: str | torch.Tensor,
+    interventions: list[NodeIntervention],
+    graph: dict[str, Any] | None = None,
+    spec: SupernodeSpec | None = None,
+    top_k: int = 10,
+    freeze: bool = False,
+    min_change: float = 1e-6,
+) -> InterventionResult:
+    """Run the replacement model on ``prompt`` clean and with the interventions; report the last position's
+    top logits, the graph's logit nodes and its feature nodes (``graph``: the graph's ``to_dict()``)."""
+    if not 1 <= top_k <= 100:
+        raise InvalidConfigError(f"top_k must be in 1..100; got {top_k}.")
+    ids = model.to_tokens(prompt)[0]
+    ivs = expand(interventions, spec)
+    known = {n["id"] for n in graph["nodes"]} if graph is not None else None
+    targets = []
+    for iv in ivs:
+        if known is not None and iv.node not in known:
+            raise UnknownGraphNodeError(iv.node)
+        targets.append(parse_node(iv.node, transcoders, int(ids.shape[0]), iv))
+    clean_logits, clean_acts = replacement_run(model, transcoders, ids, [], freeze)
+    logits, acts = replacement_run(model, transcoders, ids, targets, freeze)
+    feats = [n for n in graph["nodes"] if n.get("type") == "feature"] if graph is not None else []
+    downstream = []
+    for n in feats:
+        layer, pos, f = int(n["layer"]), int(n["pos"]), int(n["feature"])
+        before, after = float(clean_acts[layer][pos, f]), float(acts[layer][pos, f])
+        if abs(after - before) > min_change:
+            downstream.append(
+                {"id": n["id"], "layer": layer, "pos": pos, "feature": f, "before": before, "after": after}
+            )
+    downstream.sort(key=lambda r: -abs(r["after"] - r["before"]))
+    logit_nodes = []
+    for n in graph["nodes"] if graph is not None else []:
+        tid = n.get("token_id")
+        if n.get("type") == "logits" and isinstance(tid, int) and 0 <= tid < clean_logits.shape[-1]:
+            logit_nodes.append(
+                {
+                    "id": n["id"],
+                    "token_id": tid,
+                    "before": float(clean_logits[tid]),
+                    "after": float(logits[tid]),
+                }
+            )
+    return InterventionResult(
+        tokens=[model.tokenizer.decode([int(i)]) for i in ids],
+        top_before=_top(model, clean_logits, top_k),
+        top_after=_top(model, logits, top_k),
+        logit_nodes=logit_nodes,
+        downstream=downstream,
+        applied=[{"node": t.iv.node, "mode": t.iv.mode, "value": t.iv.value} for t in targets],
+    )
+
+
+# --- stand-in replacement model (to be replaced by transcoders.replacement once merged) ---------------------
+def replacement_run(
+    model: HookedModel, transcoders: TranscoderSet, ids: torch.Tensor, targets: list[Target], freeze: bool
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """Last-position logits and every transcoder's activations ``[pos, d_tc]`` in the replacement model."""
+    if freeze:
+        raise InvalidConfigError(
+            "freeze=True needs the replacement model of neuroscope.transcoders.replacement."
+        )
+    layers = transcoders.layers
+    _, cache = model.run_with_cache(
+        ids[None], names=[f"blocks.{l}.{h}" for l in layers for h in ("ln2.hook_normalized", "hook_mlp_out")]
+    )
+    errors = {}
+    for l in layers:
+        x = cache[f"blocks.{l}.ln2.hook_normalized"][0]
+        errors[l] = cache[f"blocks.{l}.hook_mlp_out"][0] - transcoders[l](
+            x.to(transcoders[l].W_enc.dtype)
+        ).to(x.dtype)
+    acts: dict[int, torch.Tensor] = {}
+    inputs: dict[int, torch.Tensor] = {}
+
+    def grab(t: torch.Tensor, hook: Any) -> None:
+        inputs[hook.layer] = t[0]
+
+    def replace_out(t: torch.Tensor, hook: Any) -> torch.Tensor:
+        l = hook.layer
+        tc = transcoders[l]
+        x = inputs[l].to(tc.W_enc.dtype)
+        a = tc.encode(x)
+        err = errors[l].clone()
+        for tg in targets:
+            if tg.layer != l:
+                continue
+            if tg.kind == "feature":
+                a[tg.pos, tg.feature] = tg.iv.apply(a[tg.pos, tg.feature])
+            else:
+                err[tg.pos] = tg.iv.apply(err[tg.pos]) if tg.iv.mode in ("ablate", "scale") else err[tg.pos]
+        acts[l] = a
+        out = tc.decode(a) + tc.skip(x) + err.to(a.dtype)
+        return out.to(t.dtype)[None]
+
+    hooks: list[tuple[str, Any]] = []
+    for l in layers:
+        hooks += [(f"blocks.{l}.ln2.hook_normalized", grab), (f"blocks.{l}.hook_mlp_out", replace_out)]
+    logits = model.run_with_hooks(ids[None], fwd_hooks=hooks)
+    return logits[0, -1], acts

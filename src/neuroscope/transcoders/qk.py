@@ -1,0 +1,294 @@
+"""QK attribution: why a head attends where it does, in terms of the graph's nodes on both sides.
+
+A head's pre-softmax score at (query ``q``, key ``k``) is ``scale · q_vec · k_vec`` with ``q_vec`` an affine
+function of the residual stream at ``q`` once the norms' scales are frozen at their values in the run (the
+block's input norm, and Qwen 3 / Gemma 3's per-head ``q_norm`` / ``k_norm``), and the rotary embedding is a
+fixed rotation at each position. The residual at each side is a sum of node contributions (token and position
+embeddings, every earlier layer's attention output, each active transcoder feature's decoder output, the
+transcoder's bias and skip term, its error), so the score is a bilinear form over (query node, key node)
+pairs plus one constant row/column (the norm's and projection's biases). The pairs sum to the score exactly;
+the tests check that against ``attn.hook_attn_scores`` on every adapter's tiny model.
+
+Follows what circuit-tracer users ask in decoderesearch/circuit-tracer#53 (PR #114 computes the same
+bilinear split for a head, per feature pair); here it works for any adapter, GQA and partial rotary included.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError, PromptTooLongError
+from neuroscope.graphs.linear import frozen_norm, norm_scale
+
+if TYPE_CHECKING:
+    from neuroscope.models.hooked import HookedModel
+    from neuroscope.transcoders.model import TranscoderSet
+
+
+@dataclass(frozen=True)
+class ResidualNode:
+    """One additive part of the residual stream at one position."""
+
+    id: str
+    kind: str  # embed | pos_embed | attn | feature | bias | error | mlp | const
+    pos: int
+    layer: int | None = None
+    feature: int | None = None
+    activation: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def node_id(kind: str, pos: int, layer: int | None = None, feature: int | None = None) -> str:
+    """Ids shared by the QK view and interventions: ``feature:L:F:P``, ``error:L:P``, ``attn:L:P``, ``embed:P``…"""
+    parts = [kind] + [str(x) for x in (layer, feature) if x is not None] + [str(pos)]
+    return ":".join(parts)
+
+
+@torch.no_grad()
+def residual_parts(
+    model: HookedModel, transcoders: TranscoderSet, cache: Any, layer: int, pos: int
+) -> tuple[list[ResidualNode], torch.Tensor]:
+    """The residual stream entering ``layer`` at ``pos`` as node contributions ``[n, d_model]`` (they sum to
+    ``blocks.{layer}.hook_resid_pre``). An MLP without a transcoder is one ``mlp`` node."""
+    nodes: list[ResidualNode] = [ResidualNode(node_id("embed", pos), "embed", pos)]
+    vecs = [cache["hook_embed"][0, pos]]
+    if "hook_pos_embed" in model.sites:
+        nodes.append(ResidualNode(node_id("pos_embed", pos), "pos_embed", pos))
+        vecs.append(cache["hook_pos_embed"][0, pos])
+    for l in range(layer):
+        nodes.append(ResidualNode(node_id("attn", pos, l), "attn", pos, l))
+        vecs.append(cache[f"blocks.{l}.hook_attn_out"][0, pos])
+        out = cache[f"blocks.{l}.hook_mlp_out"][0, pos]
+        if l not in transcoders.transcoders:
+            nodes.append(ResidualNode(node_id("mlp", pos, l), "mlp", pos, l))
+            vecs.append(out)
+            continue
+        tc = transcoders[l]
+        x = cache[f"blocks.{l}.ln2.hook_normalized"][0, pos].to(tc.W_enc.dtype)
+        acts = tc.encode(x)
+        active = acts.nonzero().flatten().tolist()
+        for f in active:
+            nodes.append(ResidualNode(node_id("feature", pos, l, f), "feature", pos, l, f, float(acts[f])))
+            vecs.append(acts[f] * tc.W_dec[f])
+        rest = tc.b_dec + tc.skip(x)
+        nodes.append(ResidualNode(node_id("bias", pos, l), "bias", pos, l))
+        vecs.append(rest)
+        nodes.append(ResidualNode(node_id("error", pos, l), "error", pos, l))
+        vecs.append(out.to(rest.dtype) - tc.decode(acts) - tc.skip(x))
+    dtype = torch.float32
+    return nodes, torch.stack([v.to(dtype) for v in vecs])
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Hugging Face's rotary embedding (``rotate_half`` convention) on the first ``cos.shape[-1]`` dims."""
+    r = cos.shape[-1]
+    xr, rest = x[..., :r], x[..., r:]
+    half = torch.cat([-xr[..., r // 2 :], xr[..., : r // 2]], -1)
+    return torch.cat([xr * cos + half * sin, rest], -1)
+
+
+def _attn_module(model: HookedModel, layer: int) -> nn.Module:
+    return model.layer_module(layer, model.adapter.sites["attn.hook_z"].module.rsplit(".", 1)[0])
+
+
+def _side_norm(attn: nn.Module, side: str) -> nn.Module | None:
+    for name in (f"{side}_norm", f"{side}_layernorm"):
+        mod = getattr(attn, name, None)
+        if isinstance(mod, nn.Module):
+            return mod
+    return None
+
+
+@dataclass
+class QKAttribution:
+    layer: int
+    head: int
+    kv_head: int
+    query_pos: int
+    key_pos: int
+    tokens: list[str]
+    score: float  # the model's pre-softmax score (before any soft-cap), from its own forward
+    pair_sum: float  # the sum of every pair below: equals ``score`` up to rounding
+    scale: float
+    softcap: float | None
+    pattern: float  # the attention weight the head puts on the key
+    query_nodes: list[ResidualNode]
+    key_nodes: list[ResidualNode]
+    pairs: torch.Tensor = field(repr=False)  # [n_query + 1, n_key + 1]; last row/column: the constant part
+    top: int = 20
+
+    @property
+    def query_totals(self) -> torch.Tensor:
+        return self.pairs.sum(1)
+
+    @property
+    def key_totals(self) -> torch.Tensor:
+        return self.pairs.sum(0)
+
+    def top_pairs(self, k: int | None = None) -> list[dict[str, Any]]:
+        k = k or self.top
+        ids_q = [n.id for n in self.query_nodes] + ["const:q"]
+        ids_k = [n.id for n in self.key_nodes] + ["const:k"]
+        flat = self.pairs.flatten()
+        idx = flat.abs().topk(min(k, flat.numel())).indices.tolist()
+        nk = self.pairs.shape[1]
+        return [{"query": ids_q[i // nk], "key": ids_k[i % nk], "value": float(flat[i])} for i in idx]
+
+    def _side(self, nodes: list[ResidualNode], totals: torch.Tensor, k: int) -> list[dict[str, Any]]:
+        rows = [{**n.to_dict(), "total": float(t)} for n, t in zip(nodes, totals[:-1].tolist(), strict=True)]
+        rows.append(
+            {
+                "id": f"const:{'q' if nodes is self.query_nodes else 'k'}",
+                "kind": "const",
+                "total": float(totals[-1]),
+            }
+        )
+        return sorted(rows, key=lambda r: -abs(r["total"]))[:k]
+
+    def to_dict(self, k: int | None = None) -> dict[str, Any]:
+        k = k or self.top
+        return {
+            "layer": self.layer,
+            "head": self.head,
+            "kv_head": self.kv_head,
+            "query_pos": self.query_pos,
+            "key_pos": self.key_pos,
+            "tokens": self.tokens,
+            "score": self.score,
+            "pair_sum": self.pair_sum,
+            "scale": self.scale,
+            "softcap": self.softcap,
+            "pattern": self.pattern,
+            "n_query_nodes": len(self.query_nodes) + 1,
+            "n_key_nodes": len(self.key_nodes) + 1,
+            "query_nodes": self._side(self.query_nodes, self.query_totals, k),
+            "key_nodes": self._side(self.key_nodes, self.key_totals, k),
+            "top_pairs": self.top_pairs(k),
+        }
+
+
+def _position(value: int, n: int, what: str) -> int:
+    p = value + n if value < 0 else value
+    if not 0 <= p < n:
+        raise IndexOutOfRangeError(what, value, n)
+    return p
+
+
+@torch.no_grad()
+def qk_attribution(
+    model: HookedModel,
+    transcoders: TranscoderSet,
+    prompt: str | torch.Tensor,
+    layer: int,
+    head: int,
+    query_pos: int = -1,
+    key_pos: int = 0,
+    top: int = 20,
+    max_tokens: int | None = None,
+) -> QKAttribution:
+    """Decompose head ``(layer, head)``'s score at ``(query_pos, key_pos)`` (negative = from the end) into
+    pairs of residual-stream nodes. Features come from ``transcoders`` at the layers below ``layer``."""
+    model.check_layer(layer)
+    model.check_head(layer, head)
+    if top < 1:
+        raise InvalidConfigError(f"top must be at least 1; got {top}.")
+    ids = model.to_tokens(prompt)[0]
+    n = int(ids.shape[0])
+    if max_tokens is not None and n > max_tokens:
+        raise PromptTooLongError(n, max_tokens)
+    qp, kp = _position(query_pos, n, "query position"), _position(key_pos, n, "key position")
+    if kp > qp:
+        raise InvalidConfigError(
+            f"key position {kp} is after query position {qp}: a causal head attends only to earlier positions."
+        )
+    attn = _attn_module(model, layer)
+    rope: dict[str, Any] = {}
+    owner = threading.get_ident()
+
+    def grab(_m: nn.Module, _args: tuple, kwargs: dict) -> None:
+        if threading.get_ident() == owner and kwargs.get("position_embeddings") is not None:
+            rope["cos_sin"] = kwargs["position_embeddings"]
+
+    names = ["hook_embed", f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_attn_scores"]
+    names += [f"blocks.{layer}.attn.hook_pattern"]
+    if "hook_pos_embed" in model.sites:
+        names.append("hook_pos_embed")
+    for l in range(layer):
+        names += [f"blocks.{l}.{h}" for h in ("hook_attn_out", "hook_mlp_out", "ln2.hook_normalized")]
+    handle = attn.register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        _, cache = model.run_with_cache(ids[None], names=names, stop_at_layer=layer + 1)
+    finally:
+        handle.remove()
+    cfg = model.cfg
+    kv_head = head // (cfg.n_heads // cfg.n_kv_heads)
+    sides = {}
+    for side, pos, h in (("q", qp, head), ("k", kp, kv_head)):
+        nodes, parts = residual_parts(model, transcoders, cache, layer, pos)
+        vecs = _head_vectors(model, attn, layer, side, h, parts, cache, pos, rope.get("cos_sin"))
+        sides[side] = (nodes, vecs)
+    scale = float(getattr(attn, "scaling", cfg.d_head**-0.5))
+    pairs = scale * sides["q"][1] @ sides["k"][1].T
+    actual = float(cache[f"blocks.{layer}.attn.hook_attn_scores"][0, head, qp, kp])
+    softcap = getattr(model.hf_model.config, "attn_logit_softcapping", None)
+    if softcap:  # the hook sees the capped score; report the bilinear form's value (invert the cap)
+        actual = float(torch.atanh(torch.tensor(actual / softcap, dtype=torch.float64)) * softcap)
+    return QKAttribution(
+        layer=layer,
+        head=head,
+        kv_head=kv_head,
+        query_pos=qp,
+        key_pos=kp,
+        tokens=[model.tokenizer.decode([int(i)]) for i in ids],
+        score=actual,
+        pair_sum=float(pairs.double().sum()),
+        scale=scale,
+        softcap=float(softcap) if softcap else None,
+        pattern=float(cache[f"blocks.{layer}.attn.hook_pattern"][0, head, qp, kp]),
+        query_nodes=sides["q"][0],
+        key_nodes=sides["k"][0],
+        pairs=pairs,
+        top=top,
+    )
+
+
+def _head_vectors(
+    model: HookedModel,
+    attn: nn.Module,
+    layer: int,
+    side: str,
+    head: int,
+    parts: torch.Tensor,
+    cache: Any,
+    pos: int,
+    cos_sin: tuple[torch.Tensor, torch.Tensor] | None,
+) -> torch.Tensor:
+    """The head's query (or key) vector from each node ``[n + 1, d_head]`` (last row: the constant part),
+    as the model computes it at ``pos`` with every norm scale frozen."""
+    kind = model.cfg.normalization
+    ln1 = model.layer_module(layer, model.adapter.ln1)
+    site = model.sites[f"blocks.{layer}.attn.hook_{side}"]
+    resid = cache[f"blocks.{layer}.hook_resid_pre"][0, pos]
+    dtype = resid.dtype
+    scale = norm_scale(ln1, resid[None], kind)
+    zero = torch.zeros(1, parts.shape[1], dtype=dtype, device=resid.device)
+    const_in = frozen_norm(ln1, zero, scale, kind)
+    lin = frozen_norm(ln1, parts.to(dtype), scale, kind) - const_in
+    rows = torch.cat([lin, const_in, zero, frozen_norm(ln1, resid[None], scale, kind)])
+    proj = site.read(site.module(rows))[:, head].float()  # [n + 3, d_head]
+    out = torch.cat([proj[:-3] - proj[-2], proj[-3:-2]])  # linear parts, then the constant part
+    norm = _side_norm(attn, side)
+    if norm is not None:  # per-head RMS norm of the projection: frozen at the actual vector's scale
+        s = norm_scale(norm, proj[-1:], kind)
+        out = frozen_norm(norm, out.to(dtype), s.to(dtype), kind).float()
+    if cos_sin is not None:
+        cos, sin = (t[0, pos].float() for t in cos_sin)
+        out = rotate(out, cos, sin)
+    return out

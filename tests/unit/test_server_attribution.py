@@ -1,0 +1,189 @@
+"""The attribution-graph routes on tiny:llama with tiny random transcoders, each checked against the library."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from tc_testutil import PROMPT, random_transcoders
+
+from neuroscope.server.app import create_app
+from neuroscope.server.settings import Settings
+from neuroscope.transcoders.intervene import NodeIntervention, intervene
+from neuroscope.transcoders.qk import qk_attribution
+
+BASE = "http://127.0.0.1:8000"
+ROUTE_TESTS = {
+    (
+        "GET",
+        "/api/attribution-graph/transcoders",
+    ): "test_server_attribution::test_no_transcoders_is_a_state_not_a_500",
+    ("POST", "/api/attribution-graph/build"): "test_server_attribution::test_build_and_prune",
+    ("POST", "/api/attribution-graph/prune"): "test_server_attribution::test_build_and_prune",
+    ("POST", "/api/attribution-graph/supernodes"): "test_server_attribution::test_supernodes_and_edits",
+    ("POST", "/api/attribution-graph/supernodes/edit"): "test_server_attribution::test_supernodes_and_edits",
+    ("POST", "/api/attribution-graph/qk"): "test_server_attribution::test_qk_matches_library",
+    ("POST", "/api/attribution-graph/intervene"): "test_server_attribution::test_intervene_matches_library",
+    ("WS", "/ws/attribution-graph"): "test_server_attribution::test_ws_interventions",
+}
+
+
+@pytest.fixture
+def bare(tiny_llama):
+    with TestClient(
+        create_app(Settings(model="tiny:llama", max_prompt_tokens=32), model=tiny_llama), base_url=BASE
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+def client(bare, tiny_llama):
+    bare.app.state.attribution.attach(random_transcoders(tiny_llama), "random")
+    return bare
+
+
+def built(client) -> dict:
+    r = client.post("/api/attribution-graph/build", json={"prompt": PROMPT})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_no_transcoders_is_a_state_not_a_500(bare):
+    info = bare.get("/api/attribution-graph/transcoders").json()
+    assert info["available"] is False and "--transcoders" in info["detail"]
+    r = bare.post("/api/attribution-graph/build", json={"prompt": PROMPT})
+    assert r.status_code == 404 and "--transcoders" in r.json()["detail"]
+    r = bare.post("/api/attribution-graph/qk", json={"prompt": PROMPT, "layer": 1, "head": 0})
+    assert r.status_code == 404
+    bare.app.state.attribution.attach(random_transcoders(bare.app.state.attribution.model), "random")
+    info = bare.get("/api/attribution-graph/transcoders").json()
+    assert info["available"] and info["layers"] == [0, 1] and info["d_tc"] == {"0": 32, "1": 32}
+
+
+def test_build_and_prune(client):
+    out = client.post(
+        "/api/attribution-graph/build", json={"prompt": PROMPT, "max_feature_nodes": 500}
+    ).json()
+    doc = out["graph"]
+    assert out["graph_id"] == "g1" and any(n["type"] == "feature" for n in doc["nodes"])
+    again = client.post(
+        "/api/attribution-graph/prune", json={"graph_id": "g1", "node_threshold": 0.5, "edge_threshold": 0.9}
+    )
+    assert again.status_code == 200 and again.json()["graph_id"] == "g1"
+    for bad in ({"node_threshold": 0}, {"edge_threshold": 1.5}, {"node_threshold": -0.1}):
+        r = client.post("/api/attribution-graph/prune", json={"graph_id": "g1", **bad})
+        assert r.status_code == 422 and "threshold" in r.json()["detail"]
+    r = client.post("/api/attribution-graph/build", json={"prompt": PROMPT, "node_threshold": 2})
+    assert r.status_code == 422 and "node_threshold" in r.json()["detail"]
+    r = client.post("/api/attribution-graph/prune", json={"graph_id": "g99"})
+    assert r.status_code == 404 and "build it again" in r.json()["detail"]
+    r = client.post("/api/attribution-graph/prune", json={"graph_id": "../etc"})
+    assert r.status_code == 422
+    r = client.post("/api/attribution-graph/build", json={"prompt": "x" * 80})
+    assert r.status_code == 422 and "32" in r.json()["detail"]
+
+
+def test_supernodes_and_edits(client):
+    gid = built(client)["graph_id"]
+    out = client.post("/api/attribution-graph/supernodes", json={"graph_id": gid, "threshold": 0.3}).json()
+    groups = out["spec"]["groups"]
+    assert groups and all(len(g["members"]) >= 2 for g in groups)
+    edit = {"op": "rename", "id": groups[0]["id"], "name": "says hi"}
+    r = client.post(
+        "/api/attribution-graph/supernodes/edit", json={"graph_id": gid, "spec": out["spec"], "edit": edit}
+    )
+    assert r.status_code == 200 and r.json()["spec"]["groups"][0]["name"] == "says hi"
+    first = groups[0]["members"][0]
+    moved = client.post(
+        "/api/attribution-graph/supernodes/edit",
+        json={"graph_id": gid, "spec": out["spec"], "edit": {"op": "move", "node": first, "to": None}},
+    ).json()
+    assert all(first not in g["members"] for g in moved["spec"]["groups"])
+    bad = [
+        ({"op": "rename", "id": "nope", "name": "x"}, "Unknown supernode"),
+        ({"op": "merge", "ids": [groups[0]["id"]]}, "two or more"),
+    ]
+    for e, msg in bad:
+        r = client.post(
+            "/api/attribution-graph/supernodes/edit", json={"graph_id": gid, "spec": out["spec"], "edit": e}
+        )
+        assert r.status_code == 422 and msg in r.json()["detail"]
+    foreign = {"groups": [{"id": "x", "name": "x", "members": ["feature:0:31:999"]}]}
+    r = client.post(
+        "/api/attribution-graph/supernodes/edit", json={"graph_id": gid, "spec": foreign, "edit": edit}
+    )
+    assert r.status_code == 422 and "not feature nodes of this graph" in r.json()["detail"]
+    r = client.post("/api/attribution-graph/supernodes", json={"graph_id": gid, "threshold": 0})
+    assert r.status_code == 422
+
+
+def test_qk_matches_library(client, tiny_llama):
+    body = {"prompt": PROMPT, "layer": 1, "head": 2, "query_pos": -1, "key_pos": 3, "top": 7}
+    out = client.post("/api/attribution-graph/qk", json=body).json()
+    ref = qk_attribution(
+        tiny_llama, client.app.state.attribution.transcoders, PROMPT, 1, 2, -1, 3, 7
+    ).to_dict()
+    assert out["score"] == pytest.approx(ref["score"]) and out["pair_sum"] == pytest.approx(
+        out["score"], rel=1e-4
+    )
+    assert [p["query"] for p in out["top_pairs"]] == [p["query"] for p in ref["top_pairs"]]
+    assert len(out["query_nodes"]) == 7
+    for bad, msg in (
+        ({"query_pos": 99}, "query position"),
+        ({"key_pos": -99}, "key position"),
+        ({"query_pos": 2, "key_pos": 4}, "after query position"),
+        ({"head": 9}, "head"),
+        ({"layer": 5}, "layer"),
+    ):
+        r = client.post("/api/attribution-graph/qk", json={**body, **bad})
+        assert r.status_code == 422 and msg in r.json()["detail"], (bad, r.text)
+
+
+def _a_feature(doc: dict) -> dict:
+    return next(n for n in doc["nodes"] if n["type"] == "feature" and n["layer"] == 0)
+
+
+def test_intervene_matches_library(client, tiny_llama):
+    out = built(client)
+    node = _a_feature(out["graph"])
+    body = {"graph_id": out["graph_id"], "interventions": [{"node": node["id"]}], "top_k": 5}
+    r = client.post("/api/attribution-graph/intervene", json=body)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    tcs = client.app.state.attribution.transcoders
+    ref = intervene(tiny_llama, tcs, PROMPT, [NodeIntervention(node["id"])], out["graph"], top_k=5).to_dict()
+    assert [t["prob"] for t in got["top_after"]] == pytest.approx([t["prob"] for t in ref["top_after"]])
+    assert [t["prob"] for t in got["top_after"]] != pytest.approx([t["prob"] for t in got["top_before"]])
+    assert [d["id"] for d in got["downstream"]] == [d["id"] for d in ref["downstream"]]
+    for iv, status, msg in (
+        ({"node": "feature:0:3:999"}, 422, "not in"),
+        ({"node": "embed:0"}, 422, "feature and error"),
+        ({"node": node["id"], "mode": "explode"}, 422, "mode"),
+        ({"node": "sn0"}, 422, "is not in this attribution graph"),
+    ):
+        r = client.post("/api/attribution-graph/intervene", json={**body, "interventions": [iv]})
+        assert r.status_code == status and msg in r.json()["detail"], (iv, r.text)
+    r = client.post("/api/attribution-graph/intervene", json={**body, "graph_id": "g42"})
+    assert r.status_code == 404
+
+
+def test_ws_interventions(client):
+    out = built(client)
+    node = _a_feature(out["graph"])
+    spec = {"groups": [{"id": "sn0", "name": "pair", "members": [node["id"]]}]}
+    with client.websocket_connect("ws://127.0.0.1:8000/ws/attribution-graph") as ws:
+        msg = {
+            "type": "intervene",
+            "id": 1,
+            "graph_id": out["graph_id"],
+            "interventions": [{"node": "sn0", "mode": "scale", "value": 3.0}],
+            "spec": spec,
+        }
+        ws.send_json(msg)
+        reply = ws.receive_json()
+        assert reply["type"] == "result" and reply["id"] == 1, reply
+        assert reply["applied"] == [{"node": node["id"], "mode": "scale", "value": 3.0}]
+        ws.send_json({**msg, "id": 2, "interventions": [{"node": "feature:x"}]})
+        err = ws.receive_json()
+        assert err["type"] == "error" and err["id"] == 2 and err["status"] == 422
+        ws.send_text("{not json")
+        assert ws.receive_json()["status"] == 422
