@@ -151,8 +151,11 @@ def intervene(
     logits, acts = replacement_run(model, transcoders, ids, targets, freeze)
     feats = [n for n in graph["nodes"] if n.get("type") == "feature"] if graph is not None else []
     downstream = []
+    hit = {(t.layer, t.pos, t.feature) for t in targets}
     for n in feats:
         layer, pos, f = int(n["layer"]), int(n["pos"]), int(n["feature"])
+        if (layer, pos, f) in hit:  # the intervened nodes themselves are in ``applied``
+            continue
         before, after = float(clean_acts[layer][pos, f]), float(acts[layer][pos, f])
         if abs(after - before) > min_change:
             downstream.append(

@@ -206,7 +206,7 @@ def auto_supernodes(
     for n, lab in zip(nodes, labels.tolist(), strict=True):
         members.setdefault(lab, []).append(n["id"])
     by_id = {n["id"]: n for n in nodes}
-    groups = []
+    groups: list[Supernode] = []
     for ms in sorted((m for m in members.values() if len(m) > 1), key=lambda m: nodes.index(by_id[m[0]])):
         groups.append(Supernode(f"sn{len(groups)}", _auto_name(ms, by_id), tuple(ms)))
     return SupernodeSpec(tuple(groups))
