@@ -1,106 +1,23 @@
-// Attribution graphs over the transcoder replacement model: the REST calls and the live-intervention socket of
-// the Workbench API (docs/transcoders/README.md, "## Workbench API"). Every number comes from the server; this
-// file only names the shapes the Circuits view reads.
-import type { GraphDoc, GraphNode } from "./client";
+// Attribution graphs over the transcoder replacement model: the REST calls (/api/attribution-graph/*) and the
+// live-intervention socket (/ws/attribution-graph) of the Workbench API (docs/transcoders/README.md). Types come
+// from the generated OpenAPI schema; the graph itself is a neuroscope-graph/1 document (kind "attribution").
+import type { GraphDoc } from "./client";
 import { request } from "./client";
+import type { components } from "./schema";
 
-export interface TranscoderInfo {
-  model: string;
-  path: string;
-  layers: number[];
-  d_tc: number;
-  activation?: string;
-  skip?: boolean;
-  has_features?: boolean;
-}
+type S = components["schemas"];
+export type TranscoderInfo = S["TranscodersInfo"];
+export type QKResult = S["QKReply"];
+export type QKSideNode = S["QKNode"];
+export type InterveneResult = S["InterveneReply"] & { id?: number | string | null };
+export type TopToken = S["TopToken"];
+export type InterventionItem = S["NodeInterventionModel"];
+export type SupernodeSpec = S["SupernodeSpecModel"];
+export type Supernode = S["SupernodeGroup"];
 
-export interface BuildRequest {
-  prompt: string;
-  node_threshold: number;
-  edge_threshold: number;
-  max_feature_nodes: number;
-}
+export type BuildRequest = Required<S["BuildRequest"]>;
 
-/** A supernode as the server's spec names it (``transcoders/supernodes.py``): ids ``sn0``, ``sn1``… */
-export interface Supernode {
-  id: string;
-  name: string;
-  members: string[];
-}
-
-export interface QKRequest {
-  prompt: string;
-  layer: number;
-  head: number;
-  query_pos: number;
-  key_pos: number;
-  k: number;
-}
-
-export interface QKPair {
-  query: string;
-  key: string;
-  value: number;
-}
-
-/** One side's residual parts, by their summed contribution to the score. */
-export interface QKSideNode {
-  id: string;
-  kind: string;
-  pos: number;
-  layer?: number;
-  feature?: number;
-  activation?: number;
-  total: number;
-}
-
-export interface QKResult {
-  layer: number;
-  head: number;
-  query_pos: number;
-  key_pos: number;
-  tokens: string[];
-  /** the model's own pre-softmax score */
-  score: number;
-  /** the sum over every (query node, key node) pair: equals ``score`` up to rounding */
-  pair_sum: number;
-  pattern: number;
-  query_nodes: QKSideNode[];
-  key_nodes: QKSideNode[];
-  top_pairs: QKPair[];
-}
-
-export interface TopToken {
-  token: string;
-  token_id: number;
-  prob: number;
-  logit: number;
-}
-
-/** One of the graph's nodes before and after an intervention (logit nodes: the logit; features: the activation). */
-export interface NodeChange {
-  id: string;
-  before: number;
-  after: number;
-  token_id?: number;
-}
-
-/** One node intervention (``transcoders/intervene.py``): ablate = 0, scale = value × activation, add, set. */
-export interface InterventionItem {
-  node: string;
-  mode: "ablate" | "scale" | "add" | "set";
-  value: number;
-}
-
-/** The replacement model's answer to a set of interventions (``transcoders/intervene.py``). */
-export interface InterveneResult {
-  id: number | null;
-  tokens: string[];
-  top_before: TopToken[];
-  top_after: TopToken[];
-  logit_nodes: NodeChange[];
-  downstream: NodeChange[];
-}
+export type QKRequest = S["QKRequest"];
 
 export interface FeatureInfo {
   layer: number;
@@ -115,24 +32,26 @@ export interface FeatureInfo {
   contexts?: { tokens: string[]; center: number; activation: number }[];
 }
 
-const BASE = "/api/attribution";
+const BASE = "/api/attribution-graph";
+interface GraphReply {
+  graph_id: string;
+  graph: GraphDoc;
+}
+interface SupernodesReply {
+  graph_id: string;
+  spec: SupernodeSpec;
+}
 
 export const attributionApi = {
   transcoders: () => request<TranscoderInfo>("GET", `${BASE}/transcoders`),
-  build: (body: BuildRequest) => request<GraphDoc>("POST", `${BASE}/graph`, body),
-  prune: (graphId: string, node_threshold: number, edge_threshold: number) =>
-    request<GraphDoc>("POST", `${BASE}/prune`, { graph_id: graphId, node_threshold, edge_threshold }),
-  supernodes: (graphId: string) => request<{ groups: Supernode[] }>("POST", `${BASE}/supernodes`, { graph_id: graphId }),
+  build: (body: BuildRequest) => request<GraphReply>("POST", `${BASE}/build`, body),
+  prune: (graph_id: string, node_threshold: number, edge_threshold: number) => request<GraphReply>("POST", `${BASE}/prune`, { graph_id, node_threshold, edge_threshold }),
+  supernodes: (graph_id: string) => request<SupernodesReply>("POST", `${BASE}/supernodes`, { graph_id }),
   qk: (body: QKRequest) => request<QKResult>("POST", `${BASE}/qk`, body),
   feature: (layer: number, feature: number) => request<FeatureInfo>("GET", `${BASE}/feature/${layer}/${feature}`),
 };
 
-/** The graph's id on the server (re-pruning, supernodes and interventions name it). */
-export const graphId = (doc: GraphDoc): string => String(doc.meta.graph_id ?? "");
-
-export const isFeature = (n: GraphNode): boolean => n.type === "feature" && n.layer != null && n.feature != null;
-
-type Reply = ({ type: "result" } & InterveneResult) | { type: "error"; id: number | null; detail: string } | { type: "superseded"; id: number };
+type Reply = ({ type: "result" } & InterveneResult) | { type: "error"; id: number | string | null; detail: string } | { type: "superseded"; id: number | string };
 
 /** One socket for graph interventions; only the reply to the newest request is delivered (latest wins). */
 export class InterveneLive {
@@ -150,7 +69,7 @@ export class InterveneLive {
 
   private connect() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${proto}//${location.host}/ws/attribution`);
+    const ws = new WebSocket(`${proto}//${location.host}/ws/attribution-graph`);
     this.ws = ws;
     ws.onopen = () => {
       if (this.pending) ws.send(this.pending);
@@ -168,9 +87,9 @@ export class InterveneLive {
     };
   }
 
-  send(graph: string, interventions: InterventionItem[]) {
+  send(graph: string, interventions: InterventionItem[], spec: SupernodeSpec | null) {
     this.seq += 1;
-    const text = JSON.stringify({ id: this.seq, graph_id: graph, interventions });
+    const text = JSON.stringify({ type: "intervene", id: this.seq, graph_id: graph, interventions, spec, top_k: 10 });
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
     else this.pending = text;
   }

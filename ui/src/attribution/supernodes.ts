@@ -76,8 +76,3 @@ function nextId(groups: Supernode[]): string {
   while (used.has(`sn${i}`)) i += 1;
   return `sn${i}`;
 }
-
-/** The server node ids a drawn id stands for (a supernode: its members). */
-export function expand(groups: Supernode[], id: string): string[] {
-  return groups.find((g) => g.id === id)?.members ?? [id];
-}

@@ -1,9 +1,9 @@
 import { keepPreviousData, useMutation, useQuery } from "@tanstack/react-query";
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import type { BuildRequest, InterveneResult, Supernode } from "../api/attribution";
-import { attributionApi, graphId, InterveneLive } from "../api/attribution";
+import { attributionApi, InterveneLive } from "../api/attribution";
 import type { GraphDoc } from "../api/client";
-import { collapse, expand, group, liveGroups, rename, ungroup } from "../attribution/supernodes";
+import { collapse, group, liveGroups, rename, ungroup } from "../attribution/supernodes";
 import { AttributionNodeDetail } from "../components/attribution/NodeDetail";
 import type { GraphIntervention } from "../components/attribution/InterventionPanel";
 import { InterventionPanel } from "../components/attribution/InterventionPanel";
@@ -39,7 +39,7 @@ export function Attribution() {
     retry: false,
     staleTime: Infinity,
   });
-  const gid = built.data ? graphId(built.data) : "";
+  const gid = built.data?.graph_id ?? "";
   const repruned = !!asked && (pruning.node !== asked.node_threshold || pruning.edge !== asked.edge_threshold);
   const pruned = useQuery({
     queryKey: ["attribution", "prune", gid, pruning.node, pruning.edge],
@@ -49,13 +49,13 @@ export function Attribution() {
     staleTime: Infinity,
     placeholderData: keepPreviousData,
   });
-  const graph: GraphDoc | undefined = repruned ? (pruned.data ?? built.data) : built.data;
+  const graph: GraphDoc | undefined = (repruned ? (pruned.data ?? built.data) : built.data)?.graph;
 
-  if (info.isError) {
+  if (info.isError || info.data?.available === false) {
     return (
       <Panel title="Attribution graphs" testid="attr-no-transcoders" wide>
         <p>No transcoders are loaded, so there is no replacement model to build attribution graphs on.</p>
-        <p className="hint mono">{errText(info.error)}</p>
+        <p className="hint mono">{errText(info.error) ?? info.data?.detail}</p>
         <p className="hint">
           Train them with <span className="mono">neuroscope train-transcoders</span>, then start the workbench with{" "}
           <span className="mono">neuroscope ui --transcoders DIR</span>.
@@ -69,6 +69,7 @@ export function Attribution() {
     setAsked({ prompt: text, node_threshold: pruning.node, edge_threshold: pruning.edge, max_feature_nodes: maxNodes });
   };
   const meta = graph?.meta ?? {};
+  const scores = (meta.scores ?? {}) as { replacement?: number; completeness?: number };
   return (
     <>
       <Panel title="Attribution graph (transcoder replacement model)" testid="attr-controls" wide>
@@ -87,28 +88,27 @@ export function Attribution() {
             build graph
           </button>
           <span className="hint">
-            {info.data ? `transcoders: ${info.data.model} · ${info.data.layers.length} layers · ${info.data.d_tc} features each` : "…"}
+            {info.data ? `transcoders: ${info.data.model} · ${info.data.layers.length} layers · ${Object.values(info.data.d_tc)[0] ?? "?"} features each` : "…"}
           </span>
         </form>
         <PruneControls value={pruning} onChange={setPruning} shown={graph ? `${graph.nodes.length} nodes · ${graph.edges.length} edges kept` : undefined} />
         {graph && (
           <p className="hint" data-testid="attr-summary">
-            replacement score <b>{fmt(meta.replacement_score)}</b> · completeness <b>{fmt(meta.completeness_score)}</b>
-            {meta.seconds != null && ` · built in ${fmt(meta.seconds, 2)} s`}
+            replacement score <b>{fmt(scores.replacement)}</b> · completeness <b>{fmt(scores.completeness)}</b>
+            {meta.n_feature_nodes != null && ` · ${String(meta.n_feature_nodes)} feature nodes before pruning`}
           </p>
         )}
       </Panel>
       {asked && (
-        <Workspace key={gid || "pending"} graph={graph} loading={built.isFetching || pruned.isFetching} error={errText(built.error) ?? errText(pruned.error)} prompt={asked.prompt} nLayers={model?.n_layers ?? 1} nHeads={model?.n_heads ?? 1} />
+        <Workspace key={gid || "pending"} gid={gid} graph={graph} loading={built.isFetching || pruned.isFetching} error={errText(built.error) ?? errText(pruned.error)} prompt={asked.prompt} nLayers={model?.n_layers ?? 1} nHeads={model?.n_heads ?? 1} />
       )}
     </>
   );
 }
 
 /** One built graph: its drawing, supernodes, interventions, QK panel and node detail (reset when a new graph is built). */
-function Workspace(props: { graph: GraphDoc | undefined; loading: boolean; error: string | null; prompt: string; nLayers: number; nHeads: number }) {
-  const { graph } = props;
-  const gid = graph ? graphId(graph) : "";
+function Workspace(props: { gid: string; graph: GraphDoc | undefined; loading: boolean; error: string | null; prompt: string; nLayers: number; nHeads: number }) {
+  const { graph, gid } = props;
   const [groups, setGroups] = useState<Supernode[]>([]);
   const [picked, setPicked] = useState<Set<string>>(new Set());
   const [selected, setSelected] = useState<DrawNode | null>(null);
@@ -139,9 +139,12 @@ function Workspace(props: { graph: GraphDoc | undefined; loading: boolean; error
       return;
     }
     setPending(true);
+    // supernodes are sent by id with the spec: the server expands them into their members
+    const used = groups.filter((g) => items.some((i) => i.id === g.id));
     live.current?.send(
       gid,
-      items.flatMap((i) => expand(groups, i.id).map((node) => ({ node, mode: i.mode, value: i.value }))),
+      items.map((i) => ({ node: i.id, mode: i.mode, value: i.value })),
+      used.length ? { groups: used.map((g) => ({ ...g, name: g.name.trim() || g.id })) } : null,
     );
     // groups are read when the interventions change; renaming a group does not re-run them
     // eslint-disable-next-line react-hooks/exhaustive-deps
@@ -149,12 +152,13 @@ function Workspace(props: { graph: GraphDoc | undefined; loading: boolean; error
 
   const auto = useMutation({
     mutationFn: () => attributionApi.supernodes(gid),
-    onSuccess: (r) => setGroups(r.groups),
+    onSuccess: (r) => setGroups(r.spec.groups),
   });
   const drawn = useMemo(() => (graph ? collapse(graph, groups) : null), [graph, groups]);
   const shownGroups = useMemo(() => (graph ? liveGroups(graph, groups) : []), [graph, groups]);
   const onSelect = useCallback((n: DrawNode, additive: boolean) => {
-    if (additive) {
+    // supernodes group transcoder features (the server's spec holds feature nodes only)
+    if (additive && (n.type === "feature" || n.type === "supernode")) {
       setPicked((p) => {
         const next = new Set(p);
         if (next.has(n.id)) next.delete(n.id);
@@ -172,7 +176,7 @@ function Workspace(props: { graph: GraphDoc | undefined; loading: boolean; error
       </Panel>
       <div className="side">
         <Panel title={selected ? `node: ${selected.label}` : "node"} testid="attr-node">
-          {selected ? <AttributionNodeDetail node={selected} tokens={graph?.tokens ?? []} /> : <p className="hint">Click a node for its detail; shift-click to pick nodes for a supernode.</p>}
+          {selected ? <AttributionNodeDetail node={selected} tokens={graph?.tokens ?? []} /> : <p className="hint">Click a node for its detail; shift-click features to pick them for a supernode.</p>}
         </Panel>
         <Panel title="Interventions" testid="attr-intervene">
           <InterventionPanel target={selected} items={items} onChange={setItems} result={result} changed={changed} pending={pending} error={liveError} />

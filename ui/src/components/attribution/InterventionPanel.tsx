@@ -12,7 +12,8 @@ export interface GraphIntervention {
   value: number;
 }
 
-const canIntervene = (n: DrawNode | null) => !!n && (n.type === "feature" || n.type === "supernode");
+// the replacement model takes interventions on features and error terms (a supernode: on each member)
+const canIntervene = (n: DrawNode | null) => !!n && (n.type === "feature" || n.type === "error" || n.type === "supernode");
 
 export function InterventionPanel(props: {
   target: DrawNode | null;

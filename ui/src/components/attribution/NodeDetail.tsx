@@ -26,7 +26,11 @@ export function AttributionNodeDetail({ node, tokens }: { node: DrawNode; tokens
         {node.activation != null && `activation ${node.activation.toPrecision(4)} · `}
         influence {(node.attribution ?? 0).toPrecision(3)}
       </p>
-      {feature.error && <div className="error">{(feature.error as Error).message}</div>}
+      {feature.error && (
+        <p className="hint" data-testid="attr-feature-unavailable">
+          No stored statistics for this feature ({(feature.error as Error).message}).
+        </p>
+      )}
       {feature.data && <FeatureStore d={feature.data} missing="No feature store was written for these transcoders (top contexts, densities and logit effects come with training)." />}
     </div>
   );

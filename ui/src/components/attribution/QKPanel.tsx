@@ -31,7 +31,7 @@ export function QKPanel(props: { prompt: string; tokens: string[]; nLayers: numb
         className="inline-form"
         onSubmit={(e) => {
           e.preventDefault();
-          qk.mutate({ prompt: props.prompt, layer, head, query_pos: query, key_pos: Math.min(key, query), k: 12 });
+          qk.mutate({ prompt: props.prompt, layer, head, query_pos: query, key_pos: Math.min(key, query), top: 12 });
         }}
       >
         <label>

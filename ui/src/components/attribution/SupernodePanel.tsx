@@ -24,7 +24,7 @@ export function SupernodePanel(props: {
           </button>
         )}
       </div>
-      {groups.length === 0 && <p className="hint">Shift-click two or more nodes in the graph to pick them, then group them.</p>}
+      {groups.length === 0 && <p className="hint">Shift-click two or more features in the graph to pick them, then group them.</p>}
       {groups.map((g) => (
         <div key={g.id} className="supernode-row" data-testid="supernode-row" data-id={g.id}>
           <input aria-label="supernode name" value={g.name} maxLength={80} onChange={(e) => props.onRename(g.id, e.target.value)} data-testid="supernode-name" />
