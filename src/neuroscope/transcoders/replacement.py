@@ -99,6 +99,7 @@ class ReplacementOutput:
     pre: dict[int, torch.Tensor]  # layer -> [batch, pos, d_tc] pre-activations (when record_pre)
     acts: dict[int, torch.Tensor]  # layer -> [batch, pos, d_tc] activations used (when record_acts)
     mlp_out: dict[int, torch.Tensor]  # layer -> [batch, pos, d_model] what replaced the MLP
+    final: torch.Tensor | None = None  # [batch, pos, d_model] the final norm's output (when record_final)
 
 
 def check_transcoders(model: HookedModel, transcoders: TranscoderSet) -> None:
@@ -268,6 +269,7 @@ class ReplacementModel:
         freeze_norms: bool = True,
         record_pre: bool = False,
         record_acts: bool = False,
+        record_final: bool = False,
     ) -> ReplacementOutput:
         """Logits of the replacement model on ``tokens`` (``[pos]``, ``[batch, pos]`` or text)."""
         model = self.model
@@ -318,6 +320,12 @@ class ReplacementModel:
 
         for l in range(model.cfg.n_layers):
             hooks += [(f"blocks.{l}.ln2.hook_normalized", take_in), (f"blocks.{l}.hook_mlp_out", replace)]
+        if record_final:
+
+            def take_final(t: torch.Tensor, hook: Any) -> None:
+                out.final = t
+
+            hooks.append(("ln_final.hook_normalized", take_final))
         embed_adds = [a for a in adds if a.site == "embed"]
         if embed_adds:
 
@@ -361,7 +369,12 @@ class ReplacementModel:
     ) -> torch.Tensor:
         tc = self.transcoder(layer)
         if tc is None:
-            return real
+            # a layer without a transcoder is all error: held at the recorded run's output for direct effects
+            return (
+                freeze.mlp_out[layer][None].expand_as(real).to(real.dtype)
+                if features == "frozen" and freeze
+                else real
+            )
         pre = tc.pre(x)
         if record_pre:
             out.pre[layer] = pre
