@@ -1,5 +1,5 @@
-"""The Circuits view's attribution graphs in a real browser on smollm2-135m, with small random transcoders
-built here (every layer, 16 features, top-2): open a graph, change the pruning (the drawn nodes are the
+"""The Circuits view's attribution graphs in a real browser on smollm2-135m, with small transcoders
+fitted here to the prompt (every layer, 32 features, top-8): open a graph, change the pruning (the drawn nodes are the
 library's re-pruned graph), group two features into a supernode and rename it, open a head's QK attribution
 (the score the library computes), ablate a node and see the logits change (as the library's intervention
 says). Without transcoders the view says how to get them. Screenshots in test-artifacts/browser/."""
@@ -16,19 +16,29 @@ from neuroscope.transcoders.model import Transcoder, TranscoderConfig, Transcode
 
 pytestmark = pytest.mark.browser
 
-PROMPT = "The capital of France is"
+# starts with the special token the graph would prepend (circuit-tracer's convention), so every route and the
+# library count positions alike
+PROMPT = "<|im_start|>The capital of France is"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 NODES = "() => [...document.querySelectorAll('.graph-svg .graph-node')].map(g => g.dataset.id)"
 
 
-def random_transcoders(model, d_tc: int = 16, k: int = 2) -> TranscoderSet:
-    d = model.cfg.d_model
+@torch.no_grad()
+def fitted_transcoders(model, prompt: str, d_tc: int = 32, k: int = 8) -> TranscoderSet:
+    """TopK transcoders on every layer with random encoders and decoders fitted (least squares) to the MLP
+    outputs on ``prompt`` itself: exact there, so the features, not the error nodes, carry the graph."""
+    names = [
+        f"blocks.{l}.{h}" for l in range(model.cfg.n_layers) for h in ("ln2.hook_normalized", "hook_mlp_out")
+    ]
+    _, cache = model.run_with_cache(prompt, names=names)
     tcs = {}
     for layer in range(model.cfg.n_layers):
-        tc = Transcoder(TranscoderConfig(d, d_tc, layer, "topk", k=k, model_name=model.cfg.name), seed=layer)
-        with torch.no_grad():
-            tc.b_enc.normal_(0, 0.1, generator=torch.Generator().manual_seed(100 + layer))
-            tc.W_dec.mul_(5.0)  # loud enough that one feature moves the logits
+        cfg = TranscoderConfig(model.cfg.d_model, d_tc, layer, "topk", k=k, model_name=model.cfg.name)
+        tc = Transcoder(cfg, seed=layer)
+        x = cache[f"blocks.{layer}.ln2.hook_normalized"][0].float()
+        y = cache[f"blocks.{layer}.hook_mlp_out"][0].float()
+        tc.b_enc.fill_(1.0)  # every top-k feature fires
+        tc.W_dec.copy_(torch.linalg.pinv(tc.encode(x)) @ y)
         tcs[layer] = tc
     return TranscoderSet(model.cfg.name, tcs)
 
@@ -40,7 +50,7 @@ def attr_server(smollm):
     from neuroscope.server.settings import Settings
 
     app = create_app(Settings(model="smollm2-135m", max_prompt_tokens=64), model=smollm)
-    tcs = random_transcoders(smollm)
+    tcs = fitted_transcoders(smollm, PROMPT)
     app.state.attribution.attach(tcs, "random (test)")
     with serve_in_thread(app) as base:
         yield base, app.state.attribution, tcs
@@ -83,10 +93,10 @@ def test_attribution_graph_workbench(apage, attr_server, smollm):
     assert "replacement score" in pg.get_by_test_id("attr-summary").inner_text()
 
     # change the pruning: fewer nodes, exactly the library's re-pruned set
-    pg.get_by_test_id("prune-node").fill("0.4")
+    pg.get_by_test_id("prune-node").fill("0.6")
     pg.wait_for_function(f"() => document.querySelectorAll('.graph-svg .graph-node').length < {len(first)}")
     pg.locator("[data-testid=attr-graph][aria-busy=false]").wait_for()
-    pruned = service.prune(gid, 0.4, 0.98)["graph"]
+    pruned = service.prune(gid, 0.6, 0.98)["graph"]
     assert set(pg.evaluate(NODES)) == {n["id"] for n in pruned["nodes"]}
     assert f"{len(pruned['nodes'])} nodes" in pg.get_by_test_id("prune-shown").inner_text()
 
@@ -112,7 +122,7 @@ def test_attribution_graph_workbench(apage, attr_server, smollm):
     pg.get_by_test_id("qk-key").select_option("1")
     pg.get_by_test_id("qk-go").click()
     pg.get_by_test_id("qk-result").wait_for()
-    qk = qk_attribution(smollm, tcs, PROMPT, 3, 2, -1, 1)
+    qk = qk_attribution(smollm, tcs, PROMPT, 3, 2, -1, 1)  # key: the graph's position 1
     assert pg.get_by_test_id("qk-score").inner_text() == f"{qk.score:.4f}"
     assert pg.get_by_test_id("qk-pair").count() >= 5
 

@@ -31,7 +31,9 @@ export function QKPanel(props: { prompt: string; tokens: string[]; nLayers: numb
         className="inline-form"
         onSubmit={(e) => {
           e.preventDefault();
-          qk.mutate({ prompt: props.prompt, layer, head, query_pos: query, key_pos: Math.min(key, query), top: 12 });
+          // positions from the end: the graph's tokens may start with a special token the QK route adds itself
+          const n = tokens.length;
+          qk.mutate({ prompt: props.prompt, layer, head, query_pos: query - n, key_pos: Math.min(key, query) - n, top: 12 });
         }}
       >
         <label>
@@ -60,7 +62,7 @@ export function QKPanel(props: { prompt: string; tokens: string[]; nLayers: numb
       {r && (
         <div data-testid="qk-result">
           <p className="mono">
-            L{r.layer}H{r.head} · query {r.query_pos} → key {r.key_pos} · score <span data-testid="qk-score">{r.score.toFixed(4)}</span> · all pairs sum to{" "}
+            L{r.layer}H{r.head} · query {showToken(r.tokens[r.query_pos] ?? "")} → key {showToken(r.tokens[r.key_pos] ?? "")} · score <span data-testid="qk-score">{r.score.toFixed(4)}</span> · all pairs sum to{" "}
             {r.pair_sum.toFixed(4)} · attention weight {r.pattern.toFixed(3)}
           </p>
           <table className="table" data-testid="qk-pairs">
