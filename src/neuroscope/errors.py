@@ -385,7 +385,7 @@ class UnknownGraphNodeError(NeuroscopeError, KeyError):
         self.node = node
         super().__init__(
             f"Node {node!r} is not in this attribution graph{': ' + detail if detail else ''}. Node ids look "
-            "like feature:L:F:P, error:L:P or embed:P; take them from the graph's nodes."
+            "like f_L_P_F (feature), e_L_P (error) or t_P (token); take them from the graph's nodes."
         )
 
     def __str__(self) -> str:  # KeyError would repr() the message
@@ -398,6 +398,11 @@ class NoTranscodersError(ResourceNotFoundError):
 
 class AttributionGraphNotFoundError(ResourceNotFoundError):
     """A graph id the server no longer (or never) held: build the graph again."""
+
+
+class TranscoderMismatchError(SAEMismatchError):
+    """A transcoder set was trained for another model, another width or other hooks than the one asked for
+    (or its files disagree with its manifest); the message names what differs."""
 
 
 # --- attribution graphs on transcoders -------------------------------------------------------------------

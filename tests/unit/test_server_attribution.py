@@ -8,8 +8,11 @@ from tc_testutil import PROMPT, random_transcoders
 
 from neuroscope.server.app import create_app
 from neuroscope.server.settings import Settings
+from neuroscope.transcoders.attribution import AttributionConfig, attribute
 from neuroscope.transcoders.intervene import NodeIntervention, intervene
 from neuroscope.transcoders.qk import qk_attribution
+from neuroscope.transcoders.replacement import ReplacementModel
+from neuroscope.transcoders.workbench import node_document
 
 BASE = "http://127.0.0.1:8000"
 ROUTE_TESTS = {
@@ -42,7 +45,10 @@ def client(bare, tiny_llama):
 
 
 def built(client) -> dict:
-    r = client.post("/api/attribution-graph/build", json={"prompt": PROMPT})
+    # random transcoders leave little to features: keep every node (thresholds 1) so features are drawn
+    r = client.post(
+        "/api/attribution-graph/build", json={"prompt": PROMPT, "node_threshold": 1, "edge_threshold": 1}
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -59,16 +65,28 @@ def test_no_transcoders_is_a_state_not_a_500(bare):
     assert info["available"] and info["layers"] == [0, 1] and info["d_tc"] == {"0": 32, "1": 32}
 
 
-def test_build_and_prune(client):
+def test_build_and_prune(client, tiny_llama):
     out = client.post(
         "/api/attribution-graph/build", json={"prompt": PROMPT, "max_feature_nodes": 500}
     ).json()
     doc = out["graph"]
-    assert out["graph_id"] == "g1" and any(n["type"] == "feature" for n in doc["nodes"])
-    again = client.post(
-        "/api/attribution-graph/prune", json={"graph_id": "g1", "node_threshold": 0.5, "edge_threshold": 0.9}
-    )
-    assert again.status_code == 200 and again.json()["graph_id"] == "g1"
+    rm = ReplacementModel(tiny_llama, client.app.state.attribution.transcoders)
+    ref = attribute(rm, PROMPT, AttributionConfig(max_feature_nodes=500, max_tokens=32))
+    lib = ref.to_dict(0.8, 0.98)
+    assert out["graph_id"] == "g1" and doc["kind"] == "attribution"
+    assert [n["id"] for n in doc["nodes"]] == [n["id"] for n in lib["nodes"]]
+    assert [e["weight"] for e in doc["edges"]] == pytest.approx([e["weight"] for e in lib["edges"]], rel=1e-5)
+    assert doc["meta"]["scores"]["replacement"] == pytest.approx(ref.scores().replacement)
+    # the sliders re-prune the held graph: everything at 1, the library's own pruning in between
+    full = client.post(
+        "/api/attribution-graph/prune", json={"graph_id": "g1", "node_threshold": 1, "edge_threshold": 1}
+    ).json()["graph"]
+    assert len(full["nodes"]) > len(doc["nodes"]) and any(n["type"] == "feature" for n in full["nodes"])
+    mid = client.post(
+        "/api/attribution-graph/prune",
+        json={"graph_id": "g1", "node_threshold": 0.95, "edge_threshold": 0.99},
+    ).json()["graph"]
+    assert [n["id"] for n in mid["nodes"]] == [n["id"] for n in ref.to_dict(0.95, 0.99)["nodes"]]
     for bad in ({"node_threshold": 0}, {"edge_threshold": 1.5}, {"node_threshold": -0.1}):
         r = client.post("/api/attribution-graph/prune", json={"graph_id": "g1", **bad})
         assert r.status_code == 422 and "threshold" in r.json()["detail"]
@@ -84,7 +102,10 @@ def test_build_and_prune(client):
 
 def test_supernodes_and_edits(client):
     gid = built(client)["graph_id"]
-    out = client.post("/api/attribution-graph/supernodes", json={"graph_id": gid, "threshold": 0.3}).json()
+    out = client.post(
+        "/api/attribution-graph/supernodes",
+        json={"graph_id": gid, "threshold": 0.3, "node_threshold": 1, "edge_threshold": 1},
+    ).json()
     groups = out["spec"]["groups"]
     assert groups and all(len(g["members"]) >= 2 for g in groups)
     edit = {"op": "rename", "id": groups[0]["id"], "name": "says hi"}
@@ -107,7 +128,7 @@ def test_supernodes_and_edits(client):
             "/api/attribution-graph/supernodes/edit", json={"graph_id": gid, "spec": out["spec"], "edit": e}
         )
         assert r.status_code == 422 and msg in r.json()["detail"]
-    foreign = {"groups": [{"id": "x", "name": "x", "members": ["feature:0:31:999"]}]}
+    foreign = {"groups": [{"id": "x", "name": "x", "members": ["f_0_999_31"]}]}
     r = client.post(
         "/api/attribution-graph/supernodes/edit", json={"graph_id": gid, "spec": foreign, "edit": edit}
     )
@@ -149,14 +170,16 @@ def test_intervene_matches_library(client, tiny_llama):
     r = client.post("/api/attribution-graph/intervene", json=body)
     assert r.status_code == 200, r.text
     got = r.json()
-    tcs = client.app.state.attribution.transcoders
-    ref = intervene(tiny_llama, tcs, PROMPT, [NodeIntervention(node["id"])], out["graph"], top_k=5).to_dict()
+    service = client.app.state.attribution
+    nodes = node_document(service.held(out["graph_id"]).graph)  # every node of the unpruned graph
+    ref = intervene(tiny_llama, service.transcoders, PROMPT, [NodeIntervention(node["id"])], nodes, top_k=5)
+    ref = ref.to_dict()
     assert [t["prob"] for t in got["top_after"]] == pytest.approx([t["prob"] for t in ref["top_after"]])
     assert [t["prob"] for t in got["top_after"]] != pytest.approx([t["prob"] for t in got["top_before"]])
     assert [d["id"] for d in got["downstream"]] == [d["id"] for d in ref["downstream"]]
     for iv, status, msg in (
-        ({"node": "feature:0:3:999"}, 422, "not in"),
-        ({"node": "embed:0"}, 422, "feature and error"),
+        ({"node": "f_0_999_3"}, 422, "not in"),
+        ({"node": "t_0"}, 422, "feature and error"),
         ({"node": node["id"], "mode": "explode"}, 422, "mode"),
         ({"node": "sn0"}, 422, "is not in this attribution graph"),
     ):
@@ -182,7 +205,7 @@ def test_ws_interventions(client):
         reply = ws.receive_json()
         assert reply["type"] == "result" and reply["id"] == 1, reply
         assert reply["applied"] == [{"node": node["id"], "mode": "scale", "value": 3.0}]
-        ws.send_json({**msg, "id": 2, "interventions": [{"node": "feature:x"}]})
+        ws.send_json({**msg, "id": 2, "interventions": [{"node": "f_x"}]})
         err = ws.receive_json()
         assert err["type"] == "error" and err["id"] == 2 and err["status"] == 422
         ws.send_text("{not json")

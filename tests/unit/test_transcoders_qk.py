@@ -19,7 +19,7 @@ def test_pairs_sum_to_the_score_on_every_adapter(any_tiny):
         # the per-side totals are the pairs summed over the other side
         assert float(r.query_totals.sum()) == pytest.approx(r.score, rel=1e-4, abs=1e-5)
         kinds = {n.kind for n in r.query_nodes}
-        assert {"embed", "attn", "feature", "error", "bias"} <= kinds
+        assert {"token", "attn", "feature", "error", "bias"} <= kinds
     # GQA: the key side is the kv head this query head shares
     assert r.kv_head == head // (any_tiny.cfg.n_heads // any_tiny.cfg.n_kv_heads)
 
@@ -29,11 +29,11 @@ def test_residual_parts_sum_to_resid_pre(tiny_gpt2):
     _, cache = tiny_gpt2.run_with_cache(PROMPT)
     nodes, parts = residual_parts(tiny_gpt2, tcs, cache, 2, 4)
     assert torch.allclose(parts.sum(0), cache["blocks.1.hook_resid_post"][0, 4], atol=1e-5)
-    assert [n.id for n in nodes if n.kind in ("pos_embed", "mlp")] == ["pos_embed:4", "mlp:1:4"]
+    assert [n.id for n in nodes if n.kind in ("pos_embed", "mlp")] == ["p_4", "m_1_4"]
     acts = tcs[0].encode(cache["blocks.0.ln2.hook_normalized"][0, 4])
     feats = [n for n in nodes if n.kind == "feature"]
     assert [n.feature for n in feats] == acts.nonzero().flatten().tolist()
-    assert feats[0].id == f"feature:0:{feats[0].feature}:4"
+    assert feats[0].id == f"f_0_4_{feats[0].feature}"
 
 
 def test_report_and_bad_positions(tiny_llama):

@@ -1,12 +1,13 @@
 """Interventions from an attribution graph: ablate or steer a node (or a supernode's members) at its position
 in the replacement model, and see the top logits and the graph's downstream feature nodes change.
 
-Node ids are the graph's (``feature:L:F:P``, ``error:L:P``). A feature intervention sets the feature's
+Node ids are the attribution graph's (``f_L_P_F``, ``e_L_P``). A feature intervention sets the feature's
 activation at its layer and position (``ablate``: 0; ``scale``: ``value ×`` its activation; ``add``:
 activation ``+ value``; ``set``: ``value``); an error intervention scales the error term there (``ablate``:
 0). Everything downstream is recomputed by the replacement model, with the error terms held at the clean run's
-values as circuit-tracer does; ``freeze=True`` also holds attention patterns and norm scales at the clean
-run's values, the linearisation the graph's edges are exact in.
+values as circuit-tracer does (:class:`neuroscope.transcoders.replacement.ReplacementModel`); ``freeze=True``
+also holds attention patterns and norm scales at the clean run's values, the linearisation the graph's edges
+are exact in.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError, UnknownGraphNodeError
+from neuroscope.transcoders.replacement import RecordedRun, ReplacementModel
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
@@ -73,16 +75,18 @@ class Target:
 
 
 def parse_node(node: str, transcoders: TranscoderSet, n_tokens: int, iv: NodeIntervention) -> Target:
-    """``feature:L:F:P`` or ``error:L:P``, checked against the transcoders and the prompt's length."""
-    parts = node.split(":")
+    """``f_L_P_F`` or ``e_L_P`` (the attribution graph's ids), checked against the transcoders and the
+    prompt's length."""
+    parts = node.split("_")
     try:
         nums = [int(x) for x in parts[1:]]
     except ValueError:
         raise UnknownGraphNodeError(node, "not a feature or error node id") from None
-    if parts[0] == "feature" and len(nums) == 3:
-        layer, feature, pos = nums
-    elif parts[0] == "error" and len(nums) == 2:
-        (layer, pos), feature = nums, None
+    if parts[0] == "f" and len(nums) == 3:
+        layer, pos, feature = nums
+        kind = "feature"
+    elif parts[0] == "e" and len(nums) == 2:
+        (layer, pos), feature, kind = nums, None, "error"
     else:
         raise UnknownGraphNodeError(node, "only feature and error nodes take interventions")
     if layer not in transcoders.transcoders:
@@ -91,7 +95,9 @@ def parse_node(node: str, transcoders: TranscoderSet, n_tokens: int, iv: NodeInt
         raise IndexOutOfRangeError("position", pos, n_tokens)
     if feature is not None and not 0 <= feature < transcoders[layer].cfg.d_tc:
         raise IndexOutOfRangeError("feature", feature, transcoders[layer].cfg.d_tc)
-    return Target(parts[0], layer, pos, feature, iv)
+    if feature is None and iv.mode not in ("ablate", "scale"):
+        raise InvalidConfigError(f"An error node can be ablated or scaled, not {iv.mode!r} ({node}).")
+    return Target(kind, layer, pos, feature, iv)
 
 
 @dataclass
@@ -102,6 +108,8 @@ class InterventionResult:
     logit_nodes: list[dict[str, Any]]  # the graph's logit nodes: before/after logit
     downstream: list[dict[str, Any]]  # the graph's feature nodes whose activation changed
     applied: list[dict[str, Any]] = field(default_factory=list)
+    logits_before: torch.Tensor | None = field(default=None, repr=False)  # [d_vocab], last position
+    logits_after: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,8 +155,10 @@ def intervene(
         if known is not None and iv.node not in known:
             raise UnknownGraphNodeError(iv.node)
         targets.append(parse_node(iv.node, transcoders, int(ids.shape[0]), iv))
-    clean_logits, clean_acts = replacement_run(model, transcoders, ids, [], freeze)
-    logits, acts = replacement_run(model, transcoders, ids, targets, freeze)
+    rm = ReplacementModel(model, transcoders)
+    run = rm.record(ids)
+    clean_logits, clean_acts = replacement_run(rm, run, [], freeze)
+    logits, acts = replacement_run(rm, run, targets, freeze)
     feats = [n for n in graph["nodes"] if n.get("type") == "feature"] if graph is not None else []
     downstream = []
     hit = {(t.layer, t.pos, t.feature) for t in targets}
@@ -181,53 +191,35 @@ def intervene(
         logit_nodes=logit_nodes,
         downstream=downstream,
         applied=[{"node": t.iv.node, "mode": t.iv.mode, "value": t.iv.value} for t in targets],
+        logits_before=clean_logits,
+        logits_after=logits,
     )
 
 
-# --- stand-in replacement model (to be replaced by transcoders.replacement once merged) ---------------------
 def replacement_run(
-    model: HookedModel, transcoders: TranscoderSet, ids: torch.Tensor, targets: list[Target], freeze: bool
+    rm: ReplacementModel, run: RecordedRun, targets: list[Target], freeze: bool
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-    """Last-position logits and every transcoder's activations ``[pos, d_tc]`` in the replacement model."""
-    if freeze:
-        raise InvalidConfigError(
-            "freeze=True needs the replacement model of neuroscope.transcoders.replacement."
-        )
-    layers = transcoders.layers
-    _, cache = model.run_with_cache(
-        ids[None], names=[f"blocks.{l}.{h}" for l in layers for h in ("ln2.hook_normalized", "hook_mlp_out")]
+    """Last-position logits and every transcoder's activations ``[pos, d_tc]`` in the replacement model, with
+    the error terms fixed at the clean run (error interventions: a residual add of the changed error)."""
+    from neuroscope.transcoders.replacement import FeatureIntervention, ResidualAdd
+
+    ivs, adds = [], []
+    for t in targets:
+        if t.kind == "feature":
+            assert t.feature is not None
+            mode, value = ("set", 0.0) if t.iv.mode == "ablate" else (t.iv.mode, t.iv.value)
+            ivs.append(FeatureIntervention(t.layer, t.pos, t.feature, value, mode))
+        else:
+            err = rm.errors(run, t.layer)[t.pos]
+            adds.append(ResidualAdd("mlp_out", t.layer, t.pos, t.iv.apply(err) - err))
+    out = rm.forward(
+        run.tokens,
+        errors="fixed",
+        interventions=ivs,
+        adds=adds,
+        freeze=run,
+        freeze_attention=freeze,
+        freeze_norms=freeze,
+        record_acts=True,
     )
-    errors = {}
-    for l in layers:
-        x = cache[f"blocks.{l}.ln2.hook_normalized"][0]
-        errors[l] = cache[f"blocks.{l}.hook_mlp_out"][0] - transcoders[l](
-            x.to(transcoders[l].W_enc.dtype)
-        ).to(x.dtype)
-    acts: dict[int, torch.Tensor] = {}
-    inputs: dict[int, torch.Tensor] = {}
-
-    def grab(t: torch.Tensor, hook: Any) -> None:
-        inputs[hook.layer] = t[0]
-
-    def replace_out(t: torch.Tensor, hook: Any) -> torch.Tensor:
-        l = hook.layer
-        tc = transcoders[l]
-        x = inputs[l].to(tc.W_enc.dtype)
-        a = tc.encode(x)
-        err = errors[l].clone()
-        for tg in targets:
-            if tg.layer != l:
-                continue
-            if tg.kind == "feature":
-                a[tg.pos, tg.feature] = tg.iv.apply(a[tg.pos, tg.feature])
-            else:
-                err[tg.pos] = tg.iv.apply(err[tg.pos]) if tg.iv.mode in ("ablate", "scale") else err[tg.pos]
-        acts[l] = a
-        out = tc.decode(a) + tc.skip(x) + err.to(a.dtype)
-        return out.to(t.dtype)[None]
-
-    hooks: list[tuple[str, Any]] = []
-    for l in layers:
-        hooks += [(f"blocks.{l}.ln2.hook_normalized", grab), (f"blocks.{l}.hook_mlp_out", replace_out)]
-    logits = model.run_with_hooks(ids[None], fwd_hooks=hooks)
-    return logits[0, -1], acts
+    return out.logits[0, -1], {l: a[0] for l, a in out.acts.items()}

@@ -35,7 +35,7 @@ class ResidualNode:
     """One additive part of the residual stream at one position."""
 
     id: str
-    kind: str  # embed | pos_embed | attn | feature | bias | error | mlp | const
+    kind: str  # token | pos_embed | attn | feature | bias | error | mlp | const
     pos: int
     layer: int | None = None
     feature: int | None = None
@@ -45,10 +45,15 @@ class ResidualNode:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
+PREFIX = {"feature": "f", "error": "e", "token": "t", "pos_embed": "p", "attn": "a", "bias": "b", "mlp": "m"}
+
+
 def node_id(kind: str, pos: int, layer: int | None = None, feature: int | None = None) -> str:
-    """Ids shared by the QK view and interventions: ``feature:L:F:P``, ``error:L:P``, ``attn:L:P``, ``embed:P``…"""
-    parts = [kind] + [str(x) for x in (layer, feature) if x is not None] + [str(pos)]
-    return ":".join(parts)
+    """The attribution graph's ids (``f_L_P_F``, ``e_L_P``, ``t_P``), extended to the residual's other parts:
+    ``a_L_P`` (attention output), ``b_L_P`` (transcoder bias + skip), ``m_L_P`` (an MLP without a
+    transcoder), ``p_P`` (learned position embedding)."""
+    parts = [PREFIX[kind]] + [str(x) for x in (layer, pos, feature) if x is not None]
+    return "_".join(parts)
 
 
 @torch.no_grad()
@@ -57,7 +62,7 @@ def residual_parts(
 ) -> tuple[list[ResidualNode], torch.Tensor]:
     """The residual stream entering ``layer`` at ``pos`` as node contributions ``[n, d_model]`` (they sum to
     ``blocks.{layer}.hook_resid_pre``). An MLP without a transcoder is one ``mlp`` node."""
-    nodes: list[ResidualNode] = [ResidualNode(node_id("embed", pos), "embed", pos)]
+    nodes: list[ResidualNode] = [ResidualNode(node_id("token", pos), "token", pos)]
     vecs = [cache["hook_embed"][0, pos]]
     if "hook_pos_embed" in model.sites:
         nodes.append(ResidualNode(node_id("pos_embed", pos), "pos_embed", pos))
@@ -134,8 +139,8 @@ class QKAttribution:
 
     def top_pairs(self, k: int | None = None) -> list[dict[str, Any]]:
         k = k or self.top
-        ids_q = [n.id for n in self.query_nodes] + ["const:q"]
-        ids_k = [n.id for n in self.key_nodes] + ["const:k"]
+        ids_q = [n.id for n in self.query_nodes] + ["c_q"]
+        ids_k = [n.id for n in self.key_nodes] + ["c_k"]
         flat = self.pairs.flatten()
         idx = flat.abs().topk(min(k, flat.numel())).indices.tolist()
         nk = self.pairs.shape[1]
@@ -145,7 +150,7 @@ class QKAttribution:
         rows = [{**n.to_dict(), "total": float(t)} for n, t in zip(nodes, totals[:-1].tolist(), strict=True)]
         rows.append(
             {
-                "id": f"const:{'q' if nodes is self.query_nodes else 'k'}",
+                "id": f"c_{'q' if nodes is self.query_nodes else 'k'}",
                 "kind": "const",
                 "total": float(totals[-1]),
             }

@@ -12,20 +12,44 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from neuroscope.errors import AttributionGraphNotFoundError, NoTranscodersError, PromptTooLongError
+import torch
+
+from neuroscope.errors import AttributionGraphNotFoundError, GraphPromptTooLongError, NoTranscodersError
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
+    from neuroscope.transcoders.graph import AttributionGraph
     from neuroscope.transcoders.model import TranscoderSet
+    from neuroscope.transcoders.replacement import ReplacementModel
 
 MAX_GRAPHS = 8  # built graphs kept per server (LRU); each holds its unpruned edges
 
 
 @dataclass
 class HeldGraph:
-    prompt: str
-    graph: Any  # the unpruned graph object of neuroscope.transcoders.attribution
-    config: dict[str, Any]
+    graph: AttributionGraph  # unpruned
+    nodes: dict[
+        str, Any
+    ]  # {"nodes": [...]}: every feature, error, token and logit node of the unpruned graph
+
+
+def node_document(graph: AttributionGraph) -> dict[str, Any]:
+    """Every node of the unpruned graph (ids, kinds, layer/pos/feature, logit token ids), no edges: what
+    supernode specs and interventions are checked against, whatever the view's pruning."""
+    nodes: list[dict[str, Any]] = []
+    for i, key in enumerate(graph.node_keys()):
+        kind, *rest = key
+        node: dict[str, Any] = {"id": graph.node_id(i), "type": "logits" if kind == "logit" else kind}
+        if kind == "feature":
+            node.update(layer=rest[0], pos=rest[1], feature=rest[2])
+        elif kind == "error":
+            node.update(layer=rest[0], pos=rest[1])
+        elif kind == "token":
+            node.update(pos=rest[0])
+        else:
+            node.update(token_id=rest[0])
+        nodes.append(node)
+    return {"nodes": nodes, "edges": []}
 
 
 class AttributionService:
@@ -36,18 +60,22 @@ class AttributionService:
         self.max_tokens = max_tokens
         self.path = str(transcoders) if transcoders else None
         self.transcoders: TranscoderSet | None = None
-        if transcoders:
-            from neuroscope.transcoders.io import load_transcoders
-
-            self.transcoders = load_transcoders(transcoders, model)
+        self._replacement: ReplacementModel | None = None
         self._graphs: OrderedDict[str, HeldGraph] = OrderedDict()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        if transcoders:
+            from neuroscope.transcoders.io import load_transcoders
+
+            self.attach(load_transcoders(transcoders, model), str(transcoders))
 
     def attach(self, transcoders: TranscoderSet, path: str | None = None) -> None:
         """Use these transcoders (tests, and a later ``--transcoders`` reload); forgets every held graph."""
+        from neuroscope.transcoders.replacement import ReplacementModel
+
+        replacement = ReplacementModel(self.model, transcoders)  # refuses another model's transcoders
         with self._lock:
-            self.transcoders, self.path = transcoders, path
+            self.transcoders, self.path, self._replacement = transcoders, path, replacement
             self._graphs.clear()
 
     def _tcs(self) -> TranscoderSet:
@@ -58,10 +86,19 @@ class AttributionService:
             )
         return self.transcoders
 
-    def _check_prompt(self, prompt: str) -> None:
-        n = int(self.model.to_tokens(prompt).shape[-1])
-        if n > self.max_tokens:
-            raise PromptTooLongError(n, self.max_tokens)
+    def _rm(self) -> ReplacementModel:
+        self._tcs()
+        assert self._replacement is not None
+        return self._replacement
+
+    def tokens(self, prompt: str) -> torch.Tensor:
+        """The prompt's tokens as an attribution graph sees them (a special token first), within the limit."""
+        from neuroscope.transcoders.attribution import prepare_tokens
+
+        ids = prepare_tokens(self.model, prompt)
+        if ids.numel() > self.max_tokens:
+            raise GraphPromptTooLongError(int(ids.numel()), self.max_tokens)
+        return ids
 
     def info(self) -> dict[str, Any]:
         tcs = self.transcoders
@@ -103,39 +140,52 @@ class AttributionService:
                 self._graphs.popitem(last=False)
         return gid
 
-    def build(self, prompt: str, node_threshold: float, edge_threshold: float, **cfg: Any) -> dict[str, Any]:
-        from neuroscope.transcoders import graphing
+    def build(
+        self, prompt: str, node_threshold: float, edge_threshold: float, max_feature_nodes: int = 1000
+    ) -> dict[str, Any]:
+        from neuroscope.transcoders.attribution import AttributionConfig, attribute
 
-        tcs = self._tcs()
-        self._check_prompt(prompt)
-        graph = graphing.build(self.model, tcs, prompt, **cfg)
-        gid = self._keep(HeldGraph(prompt, graph, dict(cfg)))
-        return self._pruned(gid, graph, node_threshold, edge_threshold)
+        cfg = AttributionConfig(
+            max_feature_nodes=max_feature_nodes,
+            max_tokens=self.max_tokens,
+            node_threshold=node_threshold,
+            edge_threshold=edge_threshold,
+        )
+        graph = attribute(self._rm(), self.tokens(prompt), cfg)
+        gid = self._keep(HeldGraph(graph, node_document(graph)))
+        return {"graph_id": gid, "graph": graph.to_dict(node_threshold, edge_threshold)}
 
     def prune(self, graph_id: str, node_threshold: float, edge_threshold: float) -> dict[str, Any]:
-        return self._pruned(graph_id, self.held(graph_id).graph, node_threshold, edge_threshold)
-
-    def _pruned(self, gid: str, graph: Any, node_threshold: float, edge_threshold: float) -> dict[str, Any]:
-        from neuroscope.transcoders import graphing
-
-        doc = graphing.pruned_document(graph, node_threshold, edge_threshold)
-        return {"graph_id": gid, "graph": doc}
-
-    def document(self, graph_id: str) -> dict[str, Any]:
-        """The held graph's full (unpruned) document: what supernodes and interventions check ids against."""
-        from neuroscope.transcoders import graphing
-
-        return graphing.full_document(self.held(graph_id).graph)
+        graph = self.held(graph_id).graph
+        return {"graph_id": graph_id, "graph": graph.to_dict(node_threshold, edge_threshold)}
 
     # --- supernodes --------------------------------------------------------------------------------------
-    def supernodes(self, graph_id: str, document: dict[str, Any] | None = None, **cfg: Any) -> dict[str, Any]:
+    def supernodes(
+        self,
+        graph_id: str,
+        node_threshold: float,
+        edge_threshold: float,
+        threshold: float,
+        role_weight: float,
+    ) -> dict[str, Any]:
+        """Supernodes of the graph as pruned for the view (its feature nodes and edges)."""
         from neuroscope.transcoders.supernodes import SupernodeConfig, auto_supernodes, supernode_edges
 
-        doc = document if document is not None else self.document(graph_id)
-        spec = auto_supernodes(doc, self._tcs(), SupernodeConfig(**cfg))
+        cfg = SupernodeConfig(threshold=threshold, role_weight=role_weight)  # checked before any work
+        doc = self.held(graph_id).graph.to_dict(node_threshold, edge_threshold)
+        spec = auto_supernodes(doc, self._tcs(), cfg)
         return {"graph_id": graph_id, "spec": spec.to_dict(), "edges": supernode_edges(doc, spec)}
 
-    def edit_supernodes(self, graph_id: str, spec: dict[str, Any], edit: dict[str, Any]) -> dict[str, Any]:
+    def edit_supernodes(
+        self,
+        graph_id: str,
+        spec: dict[str, Any],
+        edit: dict[str, Any],
+        node_threshold: float = 0.8,
+        edge_threshold: float = 0.98,
+    ) -> dict[str, Any]:
+        """Apply one edit to a client's spec, checked against the whole graph (a spec outlives the sliders);
+        the collapsed edges are those of the graph as pruned for the view."""
         from neuroscope.transcoders.supernodes import (
             SupernodeSpec,
             apply_edit,
@@ -143,8 +193,11 @@ class AttributionService:
             validate_spec,
         )
 
-        doc = self.document(graph_id)
-        new = validate_spec(apply_edit(validate_spec(SupernodeSpec.from_dict(spec), doc), edit), doc)
+        held = self.held(graph_id)
+        new = validate_spec(
+            apply_edit(validate_spec(SupernodeSpec.from_dict(spec), held.nodes), edit), held.nodes
+        )
+        doc = held.graph.to_dict(node_threshold, edge_threshold)
         return {"graph_id": graph_id, "spec": new.to_dict(), "edges": supernode_edges(doc, new)}
 
     # --- QK and interventions ----------------------------------------------------------------------------
@@ -154,7 +207,7 @@ class AttributionService:
         from neuroscope.transcoders.qk import qk_attribution
 
         tcs = self._tcs()
-        r = qk_attribution(self.model, tcs, prompt, layer, head, query_pos, key_pos, top, self.max_tokens)
+        r = qk_attribution(self.model, tcs, self.tokens(prompt), layer, head, query_pos, key_pos, top)
         return r.to_dict()
 
     def intervene(
@@ -169,11 +222,11 @@ class AttributionService:
         from neuroscope.transcoders.supernodes import SupernodeSpec, validate_spec
 
         held = self.held(graph_id)
-        doc = self.document(graph_id)
+        doc = held.nodes
         sn = validate_spec(SupernodeSpec.from_dict(spec), doc) if spec is not None else None
         ivs = [
             NodeIntervention(i["node"], i.get("mode", "ablate"), float(i.get("value", 0.0)))
             for i in interventions
         ]
-        out = intervene(self.model, self._tcs(), held.prompt, ivs, doc, sn, top_k, freeze)
+        out = intervene(self.model, self._tcs(), held.graph.tokens, ivs, doc, sn, top_k, freeze)
         return {"graph_id": graph_id, **out.to_dict()}

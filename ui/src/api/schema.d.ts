@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: 9e211d0ab063a61a
+// openapi-sha256: 002f5ac8a38ade75
 
 export interface paths {
     "/api/attack/status": {
@@ -1889,7 +1889,7 @@ export interface components {
             mode: "ablate" | "scale" | "add" | "set";
             /**
              * Node
-             * @description feature:L:F:P, error:L:P, or a supernode id of `spec`
+             * @description f_L_P_F (feature), e_L_P (error), or a supernode id of `spec`
              */
             node: string;
             /**
@@ -2351,12 +2351,23 @@ export interface components {
         };
         /** SupernodeEditRequest */
         SupernodeEditRequest: {
+            /**
+             * Edge Threshold
+             * @default 0.98
+             */
+            edge_threshold: number;
             edit: components["schemas"]["SupernodeEdit"];
             /**
              * Graph Id
              * @description from /build
              */
             graph_id: string;
+            /**
+             * Node Threshold
+             * @description the view's pruning (for the collapsed edges)
+             * @default 0.8
+             */
+            node_threshold: number;
             spec: components["schemas"]["SupernodeSpecModel"];
         };
         /** SupernodeGroup */
@@ -2387,10 +2398,21 @@ export interface components {
         /** SupernodesRequest */
         SupernodesRequest: {
             /**
+             * Edge Threshold
+             * @default 0.98
+             */
+            edge_threshold: number;
+            /**
              * Graph Id
              * @description from /build
              */
             graph_id: string;
+            /**
+             * Node Threshold
+             * @description the view's pruning: group what it shows
+             * @default 0.8
+             */
+            node_threshold: number;
             /**
              * Role Weight
              * @default 0.5

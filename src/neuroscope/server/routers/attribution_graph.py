@@ -67,7 +67,9 @@ def prune(req: PruneRequest, service: ServiceDep) -> dict[str, Any]:
 
 @router.post("/supernodes", response_model=SupernodesReply)
 def supernodes(req: SupernodesRequest, service: ServiceDep) -> dict[str, Any]:
-    return service.supernodes(req.graph_id, threshold=req.threshold, role_weight=req.role_weight)
+    return service.supernodes(
+        req.graph_id, req.node_threshold, req.edge_threshold, req.threshold, req.role_weight
+    )
 
 
 @router.post("/supernodes/edit", response_model=SupernodesReply)
@@ -75,7 +77,9 @@ def edit_supernodes(req: SupernodeEditRequest, service: ServiceDep) -> dict[str,
     edit = req.edit.model_dump(exclude_none=True)
     if req.edit.op == "move":
         edit["to"] = req.edit.to  # null is meaningful: out of every supernode
-    return service.edit_supernodes(req.graph_id, req.spec.model_dump(), edit)
+    return service.edit_supernodes(
+        req.graph_id, req.spec.model_dump(), edit, req.node_threshold, req.edge_threshold
+    )
 
 
 @router.post("/qk", response_model=QKReply)

@@ -58,6 +58,8 @@ class SupernodeSpecModel(Strict):
 
 class SupernodesRequest(Strict):
     graph_id: GraphId
+    node_threshold: Threshold = Field(default=0.8, description="the view's pruning: group what it shows")
+    edge_threshold: Threshold = 0.98
     threshold: Threshold = 0.6
     role_weight: float = Field(default=0.5, ge=0, le=1)
 
@@ -78,6 +80,8 @@ class SupernodeEditRequest(Strict):
     graph_id: GraphId
     spec: SupernodeSpecModel
     edit: SupernodeEdit
+    node_threshold: Threshold = Field(default=0.8, description="the view's pruning (for the collapsed edges)")
+    edge_threshold: Threshold = 0.98
 
 
 class CollapsedEdge(BaseModel):
@@ -137,7 +141,7 @@ class QKReply(BaseModel):
 
 
 class NodeInterventionModel(Strict):
-    node: NodeId = Field(description="feature:L:F:P, error:L:P, or a supernode id of `spec`")
+    node: NodeId = Field(description="f_L_P_F (feature), e_L_P (error), or a supernode id of `spec`")
     mode: Literal["ablate", "scale", "add", "set"] = "ablate"
     value: float = Field(default=0.0, ge=-1e6, le=1e6, allow_inf_nan=False)
 
