@@ -16,8 +16,8 @@ from neuroscope.transcoders.model import Transcoder, TranscoderConfig, Transcode
 
 pytestmark = pytest.mark.browser
 
-# starts with the special token the graph would prepend (circuit-tracer's convention), so every route and the
-# library count positions alike
+# starts with the special token the graph would prepend (circuit-tracer's convention), so the transcoders fitted
+# on the model's own tokenisation see exactly the graph's tokens
 PROMPT = "<|im_start|>The capital of France is"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 NODES = "() => [...document.querySelectorAll('.graph-svg .graph-node')].map(g => g.dataset.id)"
@@ -138,7 +138,8 @@ def test_attribution_graph_workbench(apage, attr_server, smollm):
         "() => [...document.querySelectorAll('[data-testid=intervene-logit-node]')]"
         ".map(r => [r.dataset.id, Number(r.dataset.before), Number(r.dataset.after)])"
     )
-    ref = intervene(smollm, tcs, PROMPT, [NodeIntervention(top["id"])], service.document(gid))
+    held = service.held(gid)  # the graph's own tokens and every node of the unpruned graph
+    ref = intervene(smollm, tcs, held.graph.tokens, [NodeIntervention(top["id"])], held.nodes)
     want = {r["id"]: (r["before"], r["after"]) for r in ref.logit_nodes}
     assert {i for i, _, _ in shown} == set(want)
     for i, before, after in shown:

@@ -46,7 +46,9 @@ export const attributionApi = {
   transcoders: () => request<TranscoderInfo>("GET", `${BASE}/transcoders`),
   build: (body: BuildRequest) => request<GraphReply>("POST", `${BASE}/build`, body),
   prune: (graph_id: string, node_threshold: number, edge_threshold: number) => request<GraphReply>("POST", `${BASE}/prune`, { graph_id, node_threshold, edge_threshold }),
-  supernodes: (graph_id: string) => request<SupernodesReply>("POST", `${BASE}/supernodes`, { graph_id }),
+  /** automatic supernodes over what the view shows (its pruning) */
+  supernodes: (graph_id: string, node_threshold: number, edge_threshold: number) =>
+    request<SupernodesReply>("POST", `${BASE}/supernodes`, { graph_id, node_threshold, edge_threshold }),
   qk: (body: QKRequest) => request<QKResult>("POST", `${BASE}/qk`, body),
   feature: (layer: number, feature: number) => request<FeatureInfo>("GET", `${BASE}/feature/${layer}/${feature}`),
 };

@@ -100,14 +100,14 @@ export function Attribution() {
         )}
       </Panel>
       {asked && (
-        <Workspace key={gid || "pending"} gid={gid} graph={graph} loading={built.isFetching || pruned.isFetching} error={errText(built.error) ?? errText(pruned.error)} prompt={asked.prompt} nLayers={model?.n_layers ?? 1} nHeads={model?.n_heads ?? 1} />
+        <Workspace key={gid || "pending"} gid={gid} pruning={pruning} graph={graph} loading={built.isFetching || pruned.isFetching} error={errText(built.error) ?? errText(pruned.error)} prompt={asked.prompt} nLayers={model?.n_layers ?? 1} nHeads={model?.n_heads ?? 1} />
       )}
     </>
   );
 }
 
 /** One built graph: its drawing, supernodes, interventions, QK panel and node detail (reset when a new graph is built). */
-function Workspace(props: { gid: string; graph: GraphDoc | undefined; loading: boolean; error: string | null; prompt: string; nLayers: number; nHeads: number }) {
+function Workspace(props: { gid: string; pruning: Pruning; graph: GraphDoc | undefined; loading: boolean; error: string | null; prompt: string; nLayers: number; nHeads: number }) {
   const { graph, gid } = props;
   const [groups, setGroups] = useState<Supernode[]>([]);
   const [picked, setPicked] = useState<Set<string>>(new Set());
@@ -151,7 +151,7 @@ function Workspace(props: { gid: string; graph: GraphDoc | undefined; loading: b
   }, [gid, items]);
 
   const auto = useMutation({
-    mutationFn: () => attributionApi.supernodes(gid),
+    mutationFn: () => attributionApi.supernodes(gid, props.pruning.node, props.pruning.edge),
     onSuccess: (r) => setGroups(r.spec.groups),
   });
   const drawn = useMemo(() => (graph ? collapse(graph, groups) : null), [graph, groups]);
