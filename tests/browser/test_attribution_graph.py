@@ -129,7 +129,13 @@ def test_attribution_graph_workbench(apage, attr_server, smollm):
     # ablate the most influential feature: the logits change as the library's intervention says
     top = max(feats, key=lambda n: abs(n["attribution"]))
     pg.locator(f".graph-node[data-id='{top['id']}']").dispatch_event("click")
-    pg.get_by_test_id("attr-feature-detail").wait_for()
+    # its detail: the logit effects of its decoder row (the library's, through the feature route)
+    promoted = service.feature(top["layer"], top["feature"])["logit_top_tokens"][:8]
+    pg.get_by_test_id("feature-logits").wait_for()
+    assert (
+        " ".join(t.replace("\n", "↵").replace("\t", "⇥").replace(" ", "␣") or "∅" for t in promoted)
+        in pg.get_by_test_id("feature-logits").inner_text()
+    )
     pg.get_by_test_id("intervene-ablate").click()
     pg.locator(
         "[data-testid=intervene-result][aria-busy=false] [data-testid=intervene-logit-node]"

@@ -19,18 +19,7 @@ export type BuildRequest = Required<S["BuildRequest"]>;
 
 export type QKRequest = S["QKRequest"];
 
-export interface FeatureInfo {
-  layer: number;
-  feature: number;
-  has_store: boolean;
-  density?: number | null;
-  mean_activation?: number | null;
-  max_activation?: number | null;
-  top_tokens?: string[];
-  logit_top_tokens?: string[];
-  logit_bottom_tokens?: string[];
-  contexts?: { tokens: string[]; center: number; activation: number }[];
-}
+export type FeatureInfo = S["SuiteFeature"];
 
 const BASE = "/api/attribution-graph";
 interface GraphReply {

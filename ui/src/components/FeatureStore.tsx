@@ -14,7 +14,24 @@ export interface StoredFeature {
 }
 
 export function FeatureStore({ d, missing }: { d: StoredFeature; missing: string }) {
-  if (!d.has_store) return <p className="hint" data-testid="feature-no-store">{missing}</p>;
+  const promotes = d.logit_top_tokens ?? [];
+  const suppresses = d.logit_bottom_tokens ?? [];
+  const logits = (
+    <p className="mono" data-testid="feature-logits">
+      promotes: {promotes.slice(0, 8).map(showToken).join(" ")}
+      {suppresses.length > 0 && <> · suppresses: {suppresses.slice(0, 8).map(showToken).join(" ")}</>}
+    </p>
+  );
+  // without a store, what the decoder says (logit effects) can still be shown
+  if (!d.has_store)
+    return (
+      <>
+        {promotes.length > 0 && logits}
+        <p className="hint" data-testid="feature-no-store">
+          {missing}
+        </p>
+      </>
+    );
   return (
     <>
       <p className="mono" data-testid="feature-density">
@@ -23,10 +40,7 @@ export function FeatureStore({ d, missing }: { d: StoredFeature; missing: string
       <p className="mono" data-testid="feature-top-tokens">
         top tokens: {(d.top_tokens ?? []).map(showToken).join(" ")}
       </p>
-      <p className="mono" data-testid="feature-logits">
-        promotes: {(d.logit_top_tokens ?? []).slice(0, 8).map(showToken).join(" ")}
-        {(d.logit_bottom_tokens ?? []).length > 0 && <> · suppresses: {(d.logit_bottom_tokens ?? []).slice(0, 8).map(showToken).join(" ")}</>}
-      </p>
+      {logits}
       <div className="contexts" data-testid="feature-contexts">
         {(d.contexts ?? []).map((c, i) => (
           <div key={i} className="mono context">

@@ -27,11 +27,11 @@ export function AttributionNodeDetail({ node, tokens }: { node: DrawNode; tokens
         influence {(node.attribution ?? 0).toPrecision(3)}
       </p>
       {feature.error && (
-        <p className="hint" data-testid="attr-feature-unavailable">
-          No stored statistics for this feature ({(feature.error as Error).message}).
-        </p>
+        <div className="error" data-testid="attr-feature-error">
+          {(feature.error as Error).message}
+        </div>
       )}
-      {feature.data && <FeatureStore d={feature.data} missing="No feature store was written for these transcoders (top contexts, densities and logit effects come with training)." />}
+      {feature.data && <FeatureStore d={feature.data} missing="No feature store for these transcoders: densities and top contexts come with one (logit effects above are from the decoder)." />}
     </div>
   );
 }
