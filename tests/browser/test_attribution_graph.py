@@ -152,6 +152,26 @@ def test_attribution_graph_workbench(apage, attr_server, smollm):
         assert before == pytest.approx(want[i][0], abs=1e-4) and after == pytest.approx(want[i][1], abs=1e-4)
     assert max(abs(a - b) for _, b, a in shown) > 1e-3  # the logits moved
     assert pg.locator(".graph-node.ablated").count() == 1
+
+    # automatic supernodes (the library's grouping of what the view shows); ablate one as well: its members go
+    auto = service.supernodes(gid, 0.6, 0.98, 0.6, 0.5)["spec"]["groups"]  # the route's defaults
+    assert auto
+    pg.get_by_test_id("supernode-auto").click()
+    pg.wait_for_function(
+        f"() => document.querySelectorAll('.graph-node[data-type=supernode]').length === {len(auto)}"
+    )
+    rows = pg.get_by_test_id("supernode-row")
+    assert [rows.nth(i).get_attribute("data-id") for i in range(rows.count())] == [g["id"] for g in auto]
+    pg.locator(f".graph-node[data-id='{auto[0]['id']}']").dispatch_event("click")
+    pg.get_by_test_id("intervene-ablate").click()
+    both = service.intervene(gid, [{"node": top["id"]}, {"node": auto[0]["id"]}], {"groups": [auto[0]]})
+    first_logit = both["logit_nodes"][0]
+    pg.wait_for_function(
+        "([id, want]) => { const r = document.querySelector(`[data-testid=intervene-logit-node][data-id='${id}']`);"
+        " return r && Math.abs(Number(r.dataset.after) - want) < 1e-4; }",
+        arg=[first_logit["id"], first_logit["after"]],
+    )
+    assert pg.locator(f".graph-node.ablated[data-id='{auto[0]['id']}']").count() == 1
     pg.screenshot(path=str(ARTIFACTS / "attribution_graph.png"), full_page=True)
 
 

@@ -210,6 +210,7 @@ function Workspace(props: { gid: string; pruning: Pruning; graph: GraphDoc | und
 /** The graph's overlays for an intervention result: what is acted on, and each drawn node's relative change. */
 function overlays(items: GraphIntervention[], groups: Supernode[], result: InterveneResult | null) {
   const ablated = new Set(items.map((i) => i.id));
+  for (const g of groups) if (g.members.some((m) => ablated.has(m))) ablated.add(g.id); // a member is acted on
   const rel = new Map<string, number>();
   for (const n of result?.downstream ?? []) rel.set(n.id, (n.after - n.before) / Math.max(Math.abs(n.before), 1e-6));
   const changes = new Map<string, number>(rel);
