@@ -42,7 +42,7 @@ export function InterventionPanel(props: {
           × <input type="number" step={0.5} value={factor} onChange={(e) => setFactor(Number(e.target.value))} data-testid="intervene-factor" />
         </label>
         <button type="button" disabled={!canIntervene(target)} onClick={() => add("scale")} data-testid="intervene-steer">
-          steer
+          steer (× factor)
         </button>
       </div>
       {items.length > 0 && (

@@ -1,11 +1,11 @@
-import type { InterveneResult, TopToken } from "../../api/attribution";
+import type { InterveneResult } from "../../api/attribution";
 import { showToken } from "../../state";
 
 // What an intervention did: the graph's logit nodes before and after (exact, from the replacement model), the
 // next-token distribution before and after, and how many of the graph's feature nodes moved.
 export function InterventionResult({ result, changed, pending }: { result: InterveneResult; changed: number; pending: boolean }) {
-  const before = new Map<number, TopToken>(result.top_before.map((t) => [t.token_id, t]));
-  const label = (id: number) => result.top_after.find((t) => t.token_id === id)?.token ?? before.get(id)?.token ?? `#${id}`;
+  const known = [...result.top_before, ...result.top_after];
+  const label = (id: number) => known.find((t) => t.token_id === id)?.token ?? `#${id}`;
   return (
     <div data-testid="intervene-result" aria-busy={pending ? "true" : "false"}>
       <p className="hint" data-testid="intervene-summary">
@@ -42,19 +42,21 @@ export function InterventionResult({ result, changed, pending }: { result: Inter
       <table className="table" data-testid="intervene-logits">
         <thead>
           <tr>
-            <th className="left">next token (after)</th>
-            <th>prob before</th>
-            <th>prob after</th>
+            <th className="left">next token before</th>
+            <th>prob</th>
+            <th className="left">after</th>
+            <th>prob</th>
           </tr>
         </thead>
         <tbody>
-          {result.top_after.map((t) => {
-            const b = before.get(t.token_id);
+          {result.top_after.map((t, i) => {
+            const b = result.top_before[i];
             return (
-              <tr key={t.token_id} data-testid="intervene-logit" data-token-id={t.token_id} data-prob={t.prob}>
+              <tr key={i} data-testid="intervene-logit" data-token-id={t.token_id} data-prob={t.prob}>
+                <td className="left mono">{b ? showToken(b.token) : ""}</td>
+                <td>{b ? b.prob.toFixed(4) : ""}</td>
                 <td className="left mono">{showToken(t.token)}</td>
-                <td>{b ? b.prob.toFixed(4) : "–"}</td>
-                <td className={b && t.prob < b.prob ? "down" : "up"}>{t.prob.toFixed(4)}</td>
+                <td>{t.prob.toFixed(4)}</td>
               </tr>
             );
           })}

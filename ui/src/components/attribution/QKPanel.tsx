@@ -2,6 +2,7 @@ import { useMutation } from "@tanstack/react-query";
 import { useState } from "react";
 import type { QKSideNode } from "../../api/attribution";
 import { attributionApi } from "../../api/attribution";
+import { describeNode } from "../../attribution/nodeIds";
 import { showToken } from "../../state";
 
 // Why a head attends where it does: its attention score at (query, key) decomposed into the features and
@@ -76,8 +77,12 @@ export function QKPanel(props: { prompt: string; tokens: string[]; nLayers: numb
             <tbody>
               {r.top_pairs.map((p, i) => (
                 <tr key={i} data-testid="qk-pair">
-                  <td className="left mono">{p.query}</td>
-                  <td className="left mono">{p.key}</td>
+                  <td className="left mono" title={p.query}>
+                    {describeNode(p.query, r.tokens)}
+                  </td>
+                  <td className="left mono" title={p.key}>
+                    {describeNode(p.key, r.tokens)}
+                  </td>
                   <td className={p.value >= 0 ? "up" : "down"}>{p.value.toFixed(4)}</td>
                 </tr>
               ))}
@@ -87,15 +92,15 @@ export function QKPanel(props: { prompt: string; tokens: string[]; nLayers: numb
       )}
       {r && (
         <div className="two">
-          <Side title="query side" rows={r.query_nodes} testid="qk-query-nodes" />
-          <Side title="key side" rows={r.key_nodes} testid="qk-key-nodes" />
+          <Side title="query side" rows={r.query_nodes} tokens={r.tokens} testid="qk-query-nodes" />
+          <Side title="key side" rows={r.key_nodes} tokens={r.tokens} testid="qk-key-nodes" />
         </div>
       )}
     </div>
   );
 }
 
-function Side({ title, rows, testid }: { title: string; rows: QKSideNode[]; testid: string }) {
+function Side({ title, rows, tokens, testid }: { title: string; rows: QKSideNode[]; tokens: string[]; testid: string }) {
   return (
     <div data-testid={testid}>
       <h3>{title}: summed over the other side</h3>
@@ -103,7 +108,9 @@ function Side({ title, rows, testid }: { title: string; rows: QKSideNode[]; test
         <tbody>
           {rows.slice(0, 8).map((n) => (
             <tr key={n.id}>
-              <td className="left mono">{n.id}</td>
+              <td className="left mono" title={n.id}>
+                {describeNode(n.id, tokens)}
+              </td>
               <td className={n.total >= 0 ? "up" : "down"}>{n.total.toFixed(4)}</td>
             </tr>
           ))}
