@@ -230,35 +230,3 @@ class AttributionService:
         ]
         out = intervene(self.model, self._tcs(), held.graph.tokens, ivs, doc, sn, top_k, freeze)
         return {"graph_id": graph_id, **out.to_dict()}
-
-    # --- feature detail (tc-web) -------------------------------------------------------------------------
-    def feature(self, layer: int, feature: int, k: int = 10) -> dict[str, Any]:
-        """A transcoder feature's logit effects: its decoder row through the unembedding, computed as the SAE
-        feature stores compute them (``sae.features.logit_effects``). Densities and top contexts come with a
-        feature store, which these transcoders do not carry yet (``has_store`` false)."""
-        from types import SimpleNamespace
-        from typing import cast
-
-        from neuroscope.errors import IndexOutOfRangeError, ResourceNotFoundError
-        from neuroscope.sae.features import logit_effects
-
-        tcs = self._tcs()
-        if layer not in tcs.transcoders:
-            raise ResourceNotFoundError(
-                f"No transcoder at layer {layer}; these transcoders cover layers {tcs.layers}."
-            )
-        tc = tcs[layer]
-        if not 0 <= feature < tc.cfg.d_tc:
-            raise IndexOutOfRangeError("feature", feature, tc.cfg.d_tc)
-        row = SimpleNamespace(d_in=tc.W_dec.shape[1], d_sae=1, W_dec=tc.W_dec[feature : feature + 1])
-        with torch.no_grad():
-            tv, ti, bv, bi = logit_effects(cast("Any", row), self.model, k)
-        decode = self.model.tokenizer.decode
-        return {
-            "layer": layer,
-            "feature": feature,
-            "has_store": False,
-            "logit_top_tokens": [decode([int(i)]) for i in ti[0].tolist()],
-            "logit_bottom_tokens": [decode([int(i)]) for i in bi[0].tolist()],
-            "contexts": [],
-        }

@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: 9ef049a37e2cdde6
+// openapi-sha256: 002f5ac8a38ade75
 
 export interface paths {
     "/api/attack/status": {
@@ -81,26 +81,6 @@ export interface paths {
         put?: never;
         /** Build */
         post: operations["build_api_attribution_graph_build_post"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/attribution-graph/feature/{layer}/{feature}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Feature
-         * @description A transcoder feature's detail for the Circuits view (logit effects; the SAE suites' feature shape).
-         */
-        get: operations["feature_api_attribution_graph_feature__layer___feature__get"];
-        put?: never;
-        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -3016,65 +2996,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GraphReply"];
-                };
-            };
-            /** @description missing or wrong token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description unknown resource */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description request too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description invalid input (the message says what and why) */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-        };
-    };
-    feature_api_attribution_graph_feature__layer___feature__get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                layer: number;
-                feature: number;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SuiteFeature"];
                 };
             };
             /** @description missing or wrong token */

@@ -11,7 +11,6 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
-from fastapi import Path as PathParam
 from pydantic import ValidationError
 
 from neuroscope.errors import NeuroscopeError
@@ -31,7 +30,6 @@ from neuroscope.server.schemas.attribution_graph import (
     TranscodersInfo,
     WsIntervene,
 )
-from neuroscope.server.schemas.graphs import SuiteFeature
 from neuroscope.transcoders.workbench import AttributionService
 
 router = APIRouter(prefix="/api/attribution-graph", tags=["attribution-graph"])
@@ -100,16 +98,6 @@ def _intervene_args(req: InterveneRequest) -> tuple[Any, ...]:
 async def intervene(req: InterveneRequest, service: ServiceDep, worker: WorkerDep) -> dict[str, Any]:
     out = await worker.call(service.intervene, *_intervene_args(req), priority=0)
     return out.value
-
-
-@router.get("/feature/{layer}/{feature}", response_model=SuiteFeature)
-def feature(
-    layer: Annotated[int, PathParam(ge=0, le=10_000)],
-    feature: Annotated[int, PathParam(ge=0, le=10_000_000)],
-    service: ServiceDep,
-) -> dict[str, Any]:
-    """A transcoder feature's detail for the Circuits view (logit effects; the SAE suites' feature shape)."""
-    return service.feature(layer, feature)
 
 
 @ws_router.websocket("/ws/attribution-graph")
