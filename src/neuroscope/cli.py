@@ -29,6 +29,8 @@ PLUGINS = (
     "neuroscope.edits.family_cli",
     "neuroscope.diff.cli",
     "neuroscope.transcoders.cli",
+    "neuroscope.transcoders.graph_cli",
+    "neuroscope.transcoders.qk_cli",
 )
 
 

@@ -27,6 +27,10 @@ ROUTE_TESTS = {
     ("POST", "/api/attribution-graph/qk"): "test_server_attribution::test_qk_matches_library",
     ("POST", "/api/attribution-graph/intervene"): "test_server_attribution::test_intervene_matches_library",
     ("WS", "/ws/attribution-graph"): "test_server_attribution::test_ws_interventions",
+    (
+        "GET",
+        "/api/attribution-graph/feature/{layer}/{feature}",
+    ): "test_server_attribution::test_feature_detail",
 }
 
 
@@ -148,12 +152,22 @@ def test_qk_matches_library(client, tiny_llama):
     )
     assert [p["query"] for p in out["top_pairs"]] == [p["query"] for p in ref["top_pairs"]]
     assert len(out["query_nodes"]) == 7
+    # positions and ids agree with a graph of the same prompt: every active layer-0 feature at the query
+    # position is a node of the graph, under the same id
+    graph = built(client)
+    ids = {
+        n["id"] for n in node_document(client.app.state.attribution.held(graph["graph_id"]).graph)["nodes"]
+    }
+    everything = client.post("/api/attribution-graph/qk", json={**body, "top": 200}).json()
+    feats = [n["id"] for n in everything["query_nodes"] if n["kind"] == "feature"]
+    assert feats and set(feats) <= ids and out["tokens"] == graph["graph"]["tokens"]
     for bad, msg in (
         ({"query_pos": 99}, "query position"),
         ({"key_pos": -99}, "key position"),
         ({"query_pos": 2, "key_pos": 4}, "after query position"),
         ({"head": 9}, "head"),
         ({"layer": 5}, "layer"),
+        ({"prompt": "x" * 80}, "limited to 32 tokens"),
     ):
         r = client.post("/api/attribution-graph/qk", json={**body, **bad})
         assert r.status_code == 422 and msg in r.json()["detail"], (bad, r.text)
@@ -210,3 +224,81 @@ def test_ws_interventions(client):
         assert err["type"] == "error" and err["id"] == 2 and err["status"] == 422
         ws.send_text("{not json")
         assert ws.receive_json()["status"] == 422
+        # a burst: every request is answered once, older queued ones may be superseded, the newest runs
+        for i in range(10, 16):
+            ws.send_json(
+                {**msg, "id": i, "interventions": [{"node": node["id"], "mode": "scale", "value": i}]}
+            )
+        answered: dict = {}
+        while 15 not in answered:
+            reply = ws.receive_json()
+            answered[reply["id"]] = reply
+        assert set(answered) == set(range(10, 16)) and {r["type"] for r in answered.values()} <= {
+            "result",
+            "superseded",
+        }
+        assert answered[15]["type"] == "result" and answered[15]["applied"][0]["value"] == 15
+
+
+def saved_transcoders(model, folder, model_name=None):
+    from neuroscope.transcoders.io import save_transcoder, write_manifest
+
+    tcs = random_transcoders(model)
+    for tc in tcs.transcoders.values():
+        save_transcoder(tc, folder)
+    cfg = tcs[0].cfg
+    if model_name is not None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, model_name=model_name)
+    write_manifest(folder, cfg, tcs.layers)
+    return tcs
+
+
+def test_transcoders_folder_option_and_env(tiny_llama, tmp_path, monkeypatch):
+    import argparse
+
+    from neuroscope.errors import TranscoderMismatchError
+    from neuroscope.server.cli import register, settings_from_args
+
+    saved_transcoders(tiny_llama, tmp_path / "tcs")
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["ui", "--model", "tiny:llama", "--transcoders", str(tmp_path / "tcs")])
+    settings = settings_from_args(args)
+    assert settings.transcoders == str(tmp_path / "tcs")
+    monkeypatch.setenv("NEUROSCOPE_TRANSCODERS", str(tmp_path / "tcs"))
+    assert Settings(model="tiny:llama").transcoders == str(tmp_path / "tcs")
+    with TestClient(create_app(settings, model=tiny_llama), base_url=BASE) as c:
+        info = c.get("/api/attribution-graph/transcoders").json()
+        assert info["available"] and info["path"] == str(tmp_path / "tcs") and info["layers"] == [0, 1]
+        r = c.post("/api/attribution-graph/qk", json={"prompt": PROMPT, "layer": 1, "head": 0})
+        assert r.status_code == 200 and r.json()["pair_sum"] == pytest.approx(r.json()["score"], rel=1e-4)
+    # another model's transcoders are refused by name when the server starts
+    saved_transcoders(tiny_llama, tmp_path / "other", model_name="tiny:gpt2")
+    with pytest.raises(TranscoderMismatchError, match="tiny:gpt2"):
+        create_app(Settings(model="tiny:llama", transcoders=str(tmp_path / "other")), model=tiny_llama)
+
+
+def test_feature_detail(client, tiny_llama):
+    out = built(client)
+    node = _a_feature(out["graph"])
+    l, f = node["layer"], node["feature"]
+    # GET /api/attribution-graph/feature/{layer}/{feature}
+    r = client.get(f"/api/attribution-graph/feature/{l}/{f}", params={"graph_id": out["graph_id"], "k": 4})
+    d = r.json()
+    tc = client.app.state.attribution.transcoders[l]
+    top = (tc.W_dec[f].float() @ tiny_llama.W_U.float()).topk(4)
+    assert [t["value"] for t in d["promoted"]] == pytest.approx(top.values.tolist(), rel=1e-5)
+    assert d["activations"][node["pos"]] == pytest.approx(node["activation"], rel=1e-5)
+    _, cache = tiny_llama.run_with_cache(PROMPT, names=["blocks.0.ln2.hook_normalized"])
+    acts = tc.encode(cache["blocks.0.ln2.hook_normalized"][0])[:, f]
+    assert l == 0 and d["tokens"] == out["graph"]["tokens"]
+    # every position but the prepended special token, which graphs leave out
+    assert d["activations"][1:] == pytest.approx(acts[1:].tolist(), rel=1e-4, abs=1e-6)
+    assert client.get(f"/api/attribution-graph/feature/{l}/{f}").json()["activations"] is None
+    assert client.get(f"/api/attribution-graph/feature/{l}/999").status_code == 422
+    assert client.get(f"/api/attribution-graph/feature/7/{f}").status_code == 422
+    assert (
+        client.get(f"/api/attribution-graph/feature/{l}/{f}", params={"graph_id": "g77"}).status_code == 404
+    )

@@ -167,5 +167,57 @@ def test_exports_and_bad_input(llama_graph, tmp_path):
         g.prune(node_threshold=0.0)
     with pytest.raises(ThresholdError, match="edge_threshold"):
         AttributionConfig(edge_threshold=1.5)
+    from neuroscope.transcoders.graph import load_graph, save_graph
+
+    back = load_graph(save_graph(g, tmp_path / "saved"))
+    torch.testing.assert_close(back.adjacency.to_dense(), g.adjacency.to_dense())
+    assert back.node_keys() == g.node_keys() and back.scores() == g.scores()
     with pytest.raises(GraphPromptTooLongError, match="limited to 8 tokens"):
         attribute(rm, PROMPT, AttributionConfig(max_tokens=8))
+
+
+def test_cli_writes_both_formats_and_untrusted_json_is_validated(tiny_llama, tmp_path, capsys):
+    from neuroscope.cli import main
+    from neuroscope.errors import CorruptDataError
+    from neuroscope.transcoders.ctformat import load_graph_json
+    from neuroscope.transcoders.io import save_transcoder, write_manifest
+
+    model = tiny_llama
+    tcs = random_transcoders(model)
+    folder = tmp_path / "tcs"
+    for tc in tcs.transcoders.values():
+        save_transcoder(tc, folder)
+    write_manifest(folder, tcs[0].cfg, tcs.layers)
+    out = tmp_path / "g.json"
+    args = ["attribution-graph", "--model", "tiny:llama", "--transcoders", str(folder), "--prompt", PROMPT]
+    args += ["--json", str(out), "--html", str(tmp_path / "g.html"), "--ct-dir", str(tmp_path / "ct")]
+    assert main(args + ["--node-threshold", "0.6"]) == 0
+    assert "replacement" in capsys.readouterr().out
+    kind, doc = load_graph_json(out)
+    assert kind == "neuroscope" and doc["meta"]["node_threshold"] == 0.6
+    kind, ct = load_graph_json(tmp_path / "ct" / "neuroscope-graph.json")
+    assert kind == "circuit-tracer" and ct["links"] and ct["metadata"]["node_threshold"] == 0.6
+    types = {n["feature_type"] for n in ct["nodes"]}
+    assert {"embedding", "logit", "cross layer transcoder"} <= types
+    assert (
+        json.loads((tmp_path / "ct" / "graph-metadata.json").read_text())["graphs"][0]["slug"]
+        == "neuroscope-graph"
+    )
+    assert (tmp_path / "g.html").stat().st_size > 1000
+    # untrusted files: bad structure, unknown link ends, non-finite weights, non-JSON are refused by name
+    bad = dict(ct, links=[{"source": "nope", "target": ct["nodes"][0]["node_id"], "weight": 1.0}])
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(CorruptDataError, match="unknown nodes"):
+        load_graph_json(tmp_path / "bad.json")
+    link = dict(ct["links"][0], weight=float("nan"))
+    (tmp_path / "nan.json").write_text(json.dumps(dict(ct, links=[link])))
+    with pytest.raises(CorruptDataError, match="finite"):
+        load_graph_json(tmp_path / "nan.json")
+    (tmp_path / "code.json").write_text("__import__('os').system('true')")
+    with pytest.raises(CorruptDataError, match="not JSON"):
+        load_graph_json(tmp_path / "code.json")
+    capsys.readouterr()
+    assert main(
+        ["attribution-graph", "--model", "tiny:gemma", "--transcoders", str(folder), "--prompt", PROMPT]
+    )
+    assert "trained on 'tiny:llama', not on 'tiny:gemma'" in capsys.readouterr().err

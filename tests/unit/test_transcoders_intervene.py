@@ -68,6 +68,20 @@ def test_downstream_supernodes_and_errors(tiny_llama):
     assert r.downstream and all(d["layer"] == 1 and d["pos"] >= 3 for d in r.downstream)
     assert early[0]["id"] not in {d["id"] for d in r.downstream}
     assert r.logit_nodes[0]["before"] != r.logit_nodes[0]["after"]
+    # a memo keeps the recorded run and the clean forward between calls, for this prompt only
+    memo: dict = {}
+    again = [
+        intervene(tiny_llama, tcs, PROMPT, [NodeIntervention(early[0]["id"], "scale", 5.0)], graph, memo=memo)
+    ]
+    run = memo["run"]
+    again.append(
+        intervene(tiny_llama, tcs, PROMPT, [NodeIntervention(early[0]["id"], "scale", 5.0)], graph, memo=memo)
+    )
+    assert memo["run"] is run and all(
+        a.top_after == r.top_after and a.downstream == r.downstream for a in again
+    )
+    intervene(tiny_llama, tcs, PROMPT + "!", [NodeIntervention(early[0]["id"])], memo=memo)
+    assert memo["run"] is not run
     # a supernode is its members, with the same mode and value
     spec = SupernodeSpec.from_dict(
         {"groups": [{"id": "sn0", "name": "x", "members": [n["id"] for n in early]}]}

@@ -27,13 +27,19 @@ def test_pairs_sum_to_the_score_on_every_adapter(any_tiny):
 def test_residual_parts_sum_to_resid_pre(tiny_gpt2):
     tcs = random_transcoders(tiny_gpt2, layers=[0])  # layer 1's MLP has no transcoder: one ``mlp`` node
     _, cache = tiny_gpt2.run_with_cache(PROMPT)
-    nodes, parts = residual_parts(tiny_gpt2, tcs, cache, 2, 4)
-    assert torch.allclose(parts.sum(0), cache["blocks.1.hook_resid_post"][0, 4], atol=1e-5)
+    parts = residual_parts(tiny_gpt2, tcs, cache, 2, 4)
+    total = parts.vecs.sum(0) + sum(parts.skips.values())
+    assert torch.allclose(total, cache["blocks.1.hook_resid_post"][0, 4], atol=1e-5)
+    assert parts.skips[0].abs().max() > 1e-2  # the skip term is there, credited upstream by QK
+    nodes = parts.nodes
     assert [n.id for n in nodes if n.kind in ("pos_embed", "mlp")] == ["p_4", "m_1_4"]
     acts = tcs[0].encode(cache["blocks.0.ln2.hook_normalized"][0, 4])
     feats = [n for n in nodes if n.kind == "feature"]
     assert [n.feature for n in feats] == acts.nonzero().flatten().tolist()
     assert feats[0].id == f"f_0_4_{feats[0].feature}"
+    # entry: the first MLP whose input holds the node (GPT-2 is sequential: attn 0 feeds MLP 0)
+    entry = dict(zip([n.id for n in nodes], parts.entry, strict=True))
+    assert entry["t_4"] == 0 and entry["a_0_4"] == 0 and entry[feats[0].id] == 1 and entry["m_1_4"] == 2
 
 
 def test_report_and_bad_positions(tiny_llama):
@@ -49,3 +55,29 @@ def test_report_and_bad_positions(tiny_llama):
         qk_attribution(tiny_llama, tcs, PROMPT, 1, 0, 99, 0)
     with pytest.raises(IndexOutOfRangeError, match="head"):
         qk_attribution(tiny_llama, tcs, PROMPT, 1, 9, -1, 0)
+
+
+def test_cli_writes_the_library_result(tmp_path, capsys):
+    """`neuroscope qk-attribution` on a saved transcoder folder prints and writes what the library returns."""
+    import json
+
+    from tinymodels import tiny
+
+    from neuroscope.cli import main
+    from neuroscope.transcoders.io import save_transcoder, write_manifest
+
+    model = tiny("llama")
+    tcs = random_transcoders(model)
+    for tc in tcs.transcoders.values():
+        save_transcoder(tc, tmp_path / "tcs")
+    write_manifest(tmp_path / "tcs", tcs[0].cfg, tcs.layers)
+    args = ["--model", "tiny:llama", "--transcoders", str(tmp_path / "tcs"), "--prompt", PROMPT]
+    args += ["--layer", "1", "--head", "3", "--query", "-1", "--key", "2", "--top", "4"]
+    assert main(["qk-attribution", *args, "--json", str(tmp_path / "qk.json")]) == 0
+    out = json.loads((tmp_path / "qk.json").read_text())
+    ref = qk_attribution(model, tcs, PROMPT, 1, 3, -1, 2, top=4).to_dict()
+    assert out["score"] == pytest.approx(ref["score"], rel=1e-5)
+    assert [(p["query"], p["key"]) for p in out["top_pairs"]] == [
+        (p["query"], p["key"]) for p in ref["top_pairs"]
+    ]
+    assert "top pairs:" in capsys.readouterr().out

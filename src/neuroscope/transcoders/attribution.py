@@ -234,6 +234,7 @@ def attribute(
         visited[pending] = True
         n_visited += int(pending.numel())
     t_rows = time.perf_counter()
+    stored = sum(int(blk.vals.numel()) for blk in b.blocks)
     selected = visited.nonzero().squeeze(1)
     adj = _final_adjacency(b, selected, n_layers, n_pos, n_logits)
     t_end = time.perf_counter()
@@ -251,6 +252,7 @@ def attribute(
         adjacency=adj,
         config=cfg,
         timings={"setup_s": t_setup - t0, "rows_s": t_rows - t_setup, "assemble_s": t_end - t_rows},
+        stats={"row_batches": len(b.blocks), "entries_before_selection": stored, "edges": adj.nnz},
     )
 
 
@@ -271,7 +273,8 @@ def _final_adjacency(
     rowmap[f.n + n_other :] = torch.arange(n - n_logits, n)
     cols_parts, vals_parts, rows, starts, lens = [], [], [], [], []
     base = 0
-    for blk in b.blocks:
+    while b.blocks:  # each batch freed once its kept entries are copied: the peak is one copy, not two
+        blk = b.blocks.pop(0)
         r = int(blk.nodes.numel())
         entry_rows = torch.repeat_interleave(torch.arange(r), blk.crow[1:] - blk.crow[:-1])
         cols = colmap[blk.cols.long()]

@@ -9,13 +9,15 @@ pos``), token nodes (by position), logit nodes (by probability). Node ids: ``f_{
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from neuroscope.errors import IndexOutOfRangeError
+from neuroscope.errors import CorruptDataError, IndexOutOfRangeError
 from neuroscope.graphs.schema import Edge, Node, bands_for, document
 from neuroscope.transcoders.prune import Adjacency, PruneResult, prune
 from neuroscope.transcoders.scores import GraphScores, graph_scores
@@ -43,6 +45,7 @@ class AttributionGraph:
     adjacency: Adjacency
     config: AttributionConfig
     timings: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
     _scores: GraphScores | None = None
 
     # --- sizes and nodes -------------------------------------------------------------------------------
@@ -220,3 +223,83 @@ class AttributionGraph:
         from neuroscope.graphs.figure import graph_figure
 
         return graph_figure(self.to_dict(node_threshold, edge_threshold))
+
+
+TENSORS = (
+    "tokens",
+    "active_features",
+    "activation_values",
+    "selected_features",
+    "logit_tokens",
+    "logit_probabilities",
+)
+
+
+def save_graph(graph: AttributionGraph, folder: str | Path) -> Path:
+    """``graph.safetensors`` (nodes and the CSR adjacency) + ``graph.json`` (names, config, timings): what a
+    comparison in another environment (circuit-tracer's) reads without this package's classes."""
+    from safetensors.torch import save_file
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: getattr(graph, k).contiguous() for k in TENSORS}
+    adj = graph.adjacency
+    tensors |= {"crow": adj.crow, "cols": adj.cols, "vals": adj.vals}
+    save_file(tensors, str(out / "graph.safetensors"))
+    meta = {
+        "model_name": graph.model_name,
+        "token_strs": graph.token_strs,
+        "logit_strs": graph.logit_strs,
+        "n_layers": graph.n_layers,
+        "groups": adj.groups,
+        "config": graph.config.to_dict(),
+        "timings": graph.timings,
+        "stats": graph.stats,
+        "node_order": "selected features (layer, pos, feature), errors layer*n_pos+pos, tokens, logits",
+    }
+    (out / "graph.json").write_text(json.dumps(meta, indent=1))
+    return out
+
+
+def load_graph(folder: str | Path) -> AttributionGraph:
+    """Read :func:`save_graph`'s files (safetensors and JSON only; shapes checked)."""
+    from safetensors.torch import load_file
+
+    from neuroscope.transcoders.attribution import AttributionConfig
+
+    p = Path(folder)
+    try:
+        t = load_file(str(p / "graph.safetensors"))
+        meta = json.loads((p / "graph.json").read_text())
+    except (OSError, ValueError) as e:
+        raise CorruptDataError(f"{p} does not hold a saved attribution graph: {e}") from None
+    missing = [k for k in (*TENSORS, "crow", "cols", "vals") if k not in t]
+    if missing:
+        raise CorruptDataError(f"{p}/graph.safetensors lacks {missing}")
+    n_sel, n_pos, n_log = t["selected_features"].numel(), t["tokens"].numel(), t["logit_tokens"].numel()
+    n = n_sel + (int(meta["n_layers"]) + 1) * n_pos + n_log
+    ok = (
+        t["crow"].numel() == n + 1
+        and t["cols"].numel() == t["vals"].numel() == int(t["crow"][-1])
+        and (t["cols"].numel() == 0 or 0 <= int(t["cols"].min()) <= int(t["cols"].max()) < n)
+        and (n_sel == 0 or int(t["selected_features"].max()) < t["active_features"].shape[0])
+    )
+    if not ok:
+        raise CorruptDataError(f"{p}/graph.safetensors: inconsistent sizes for {n} nodes")
+    adj = Adjacency(t["crow"], t["cols"], t["vals"], [tuple(g) for g in meta["groups"]])
+    return AttributionGraph(
+        model_name=str(meta["model_name"]),
+        tokens=t["tokens"],
+        token_strs=list(meta["token_strs"]),
+        n_layers=int(meta["n_layers"]),
+        active_features=t["active_features"],
+        activation_values=t["activation_values"],
+        selected_features=t["selected_features"],
+        logit_tokens=t["logit_tokens"],
+        logit_probabilities=t["logit_probabilities"],
+        logit_strs=list(meta["logit_strs"]),
+        adjacency=adj,
+        config=AttributionConfig(**meta["config"]),
+        timings=dict(meta.get("timings", {})),
+        stats=dict(meta.get("stats", {})),
+    )

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError, UnknownGraphNodeError
+from neuroscope.errors import (
+    IndexOutOfRangeError,
+    InvalidConfigError,
+    PromptTooLongError,
+    UnknownGraphNodeError,
+)
 from neuroscope.transcoders.replacement import RecordedRun, ReplacementModel
 
 if TYPE_CHECKING:
@@ -142,12 +147,20 @@ def intervene(
     top_k: int = 10,
     freeze: bool = False,
     min_change: float = 1e-6,
+    memo: dict[Any, Any] | None = None,
 ) -> InterventionResult:
     """Run the replacement model on ``prompt`` clean and with the interventions; report the last position's
-    top logits, the graph's logit nodes and its feature nodes (``graph``: the graph's ``to_dict()``)."""
+    top logits, the graph's logit nodes and its feature nodes (``graph``: the graph's ``to_dict()``).
+    ``memo``: a dict the caller keeps for this prompt and these transcoders, where the recorded run and the
+    clean forwards are kept between calls (a live view then pays one forward per intervention)."""
     if not 1 <= top_k <= 100:
         raise InvalidConfigError(f"top_k must be in 1..100; got {top_k}.")
-    ids = model.to_tokens(prompt)[0]
+    from neuroscope.transcoders.attribution import prepare_tokens
+
+    # text as attribution graphs tokenize it (a special token first), so positions match a graph's
+    ids = prepare_tokens(model, prompt).to(model.device)
+    if ids.numel() > model.cfg.n_ctx:
+        raise PromptTooLongError(int(ids.numel()), model.cfg.n_ctx)
     ivs = expand(interventions, spec)
     known = {n["id"] for n in graph["nodes"]} if graph is not None else None
     targets = []
@@ -155,9 +168,15 @@ def intervene(
         if known is not None and iv.node not in known:
             raise UnknownGraphNodeError(iv.node)
         targets.append(parse_node(iv.node, transcoders, int(ids.shape[0]), iv))
-    rm = ReplacementModel(model, transcoders)
-    run = rm.record(ids)
-    clean_logits, clean_acts = replacement_run(rm, run, [], freeze)
+    memo = {} if memo is None else memo
+    if "run" not in memo or not torch.equal(memo["run"].tokens.cpu(), ids.cpu()):
+        memo.clear()
+        memo["rm"] = ReplacementModel(model, transcoders)
+        memo["run"] = memo["rm"].record(ids)
+    rm, run = memo["rm"], memo["run"]
+    if ("clean", freeze) not in memo:
+        memo[("clean", freeze)] = replacement_run(rm, run, [], freeze)
+    clean_logits, clean_acts = memo[("clean", freeze)]
     logits, acts = replacement_run(rm, run, targets, freeze)
     feats = [n for n in graph["nodes"] if n.get("type") == "feature"] if graph is not None else []
     downstream = []

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError, PromptTooLongError
-from neuroscope.graphs.linear import frozen_norm, norm_scale
+from neuroscope.graphs.linear import block_parts, frozen_norm, norm_scale
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
@@ -35,7 +35,7 @@ class ResidualNode:
     """One additive part of the residual stream at one position."""
 
     id: str
-    kind: str  # token | pos_embed | attn | feature | bias | error | mlp | const
+    kind: str  # token | pos_embed | attn | feature | bias | error | mlp
     pos: int
     layer: int | None = None
     feature: int | None = None
@@ -56,39 +56,61 @@ def node_id(kind: str, pos: int, layer: int | None = None, feature: int | None =
     return "_".join(parts)
 
 
+@dataclass
+class ResidualParts:
+    """The residual stream entering a layer at one position, as node contributions."""
+
+    nodes: list[ResidualNode]
+    vecs: torch.Tensor  # [n, d_model]: each node's own write to the residual stream
+    entry: list[int]  # per node: the first MLP whose input contains it (layer index; the target layer: none)
+    skips: dict[int, torch.Tensor]  # layer -> that skip transcoder's skip term (routed to upstream nodes)
+    bias_index: dict[int, int]  # layer -> index of its transcoder's bias node
+
+
 @torch.no_grad()
 def residual_parts(
     model: HookedModel, transcoders: TranscoderSet, cache: Any, layer: int, pos: int
-) -> tuple[list[ResidualNode], torch.Tensor]:
-    """The residual stream entering ``layer`` at ``pos`` as node contributions ``[n, d_model]`` (they sum to
-    ``blocks.{layer}.hook_resid_pre``). An MLP without a transcoder is one ``mlp`` node."""
+) -> ResidualParts:
+    """The residual stream entering ``layer`` at ``pos``: ``vecs`` plus every skip term sum to
+    ``blocks.{layer}.hook_resid_pre``. An MLP without a transcoder is one ``mlp`` node; a skip transcoder's
+    skip term is not a node (it is linear in the MLP's input, so QK attribution credits it to the nodes
+    upstream, as the attribution graph routes it)."""
     nodes: list[ResidualNode] = [ResidualNode(node_id("token", pos), "token", pos)]
     vecs = [cache["hook_embed"][0, pos]]
+    entry = [0]
     if "hook_pos_embed" in model.sites:
         nodes.append(ResidualNode(node_id("pos_embed", pos), "pos_embed", pos))
         vecs.append(cache["hook_pos_embed"][0, pos])
+        entry.append(0)
+    skips: dict[int, torch.Tensor] = {}
+    bias_index: dict[int, int] = {}
+    parallel = model.cfg.parallel_attn_mlp
     for l in range(layer):
         nodes.append(ResidualNode(node_id("attn", pos, l), "attn", pos, l))
         vecs.append(cache[f"blocks.{l}.hook_attn_out"][0, pos])
+        entry.append(l + 1 if parallel else l)  # a parallel block's MLP does not read its attention
         out = cache[f"blocks.{l}.hook_mlp_out"][0, pos]
         if l not in transcoders.transcoders:
             nodes.append(ResidualNode(node_id("mlp", pos, l), "mlp", pos, l))
             vecs.append(out)
+            entry.append(l + 1)
             continue
         tc = transcoders[l]
         x = cache[f"blocks.{l}.ln2.hook_normalized"][0, pos].to(tc.W_enc.dtype)
         acts = tc.encode(x)
-        active = acts.nonzero().flatten().tolist()
-        for f in active:
+        for f in acts.nonzero().flatten().tolist():
             nodes.append(ResidualNode(node_id("feature", pos, l, f), "feature", pos, l, f, float(acts[f])))
             vecs.append(acts[f] * tc.W_dec[f])
-        rest = tc.b_dec + tc.skip(x)
+        bias_index[l] = len(nodes)
         nodes.append(ResidualNode(node_id("bias", pos, l), "bias", pos, l))
-        vecs.append(rest)
+        vecs.append(tc.b_dec)
         nodes.append(ResidualNode(node_id("error", pos, l), "error", pos, l))
-        vecs.append(out.to(rest.dtype) - tc.decode(acts) - tc.skip(x))
+        vecs.append(out.to(tc.b_dec.dtype) - tc(x))
+        entry += [l + 1] * (len(nodes) - len(entry))
+        if tc.W_skip is not None:
+            skips[l] = tc.skip(x).float()
     dtype = torch.float32
-    return nodes, torch.stack([v.to(dtype) for v in vecs])
+    return ResidualParts(nodes, torch.stack([v.to(dtype) for v in vecs]), entry, skips, bias_index)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -204,10 +226,14 @@ def qk_attribution(
     model.check_head(layer, head)
     if top < 1:
         raise InvalidConfigError(f"top must be at least 1; got {top}.")
-    ids = model.to_tokens(prompt)[0]
+    from neuroscope.transcoders.attribution import prepare_tokens
+
+    # text as attribution graphs tokenize it (a special token first), so positions match a graph's
+    ids = prepare_tokens(model, prompt).to(model.device)
     n = int(ids.shape[0])
-    if max_tokens is not None and n > max_tokens:
-        raise PromptTooLongError(n, max_tokens)
+    limit = min(max_tokens or model.cfg.n_ctx, model.cfg.n_ctx)
+    if n > limit:
+        raise PromptTooLongError(n, limit)
     qp, kp = _position(query_pos, n, "query position"), _position(key_pos, n, "key position")
     if kp > qp:
         raise InvalidConfigError(
@@ -227,6 +253,7 @@ def qk_attribution(
         names.append("hook_pos_embed")
     for l in range(layer):
         names += [f"blocks.{l}.{h}" for h in ("hook_attn_out", "hook_mlp_out", "ln2.hook_normalized")]
+        names.append(f"blocks.{l}.hook_resid_pre")
     handle = attn.register_forward_pre_hook(grab, with_kwargs=True)
     try:
         _, cache = model.run_with_cache(ids[None], names=names, stop_at_layer=layer + 1)
@@ -236,9 +263,10 @@ def qk_attribution(
     kv_head = head // (cfg.n_heads // cfg.n_kv_heads)
     sides = {}
     for side, pos, h in (("q", qp, head), ("k", kp, kv_head)):
-        nodes, parts = residual_parts(model, transcoders, cache, layer, pos)
-        vecs = _head_vectors(model, attn, layer, side, h, parts, cache, pos, rope.get("cos_sin"))
-        sides[side] = (nodes, vecs)
+        parts = residual_parts(model, transcoders, cache, layer, pos)
+        eye = torch.eye(cfg.d_model, dtype=parts.vecs.dtype, device=parts.vecs.device)
+        read = _head_vectors(model, attn, layer, side, h, eye, cache, pos, rope.get("cos_sin"))
+        sides[side] = (parts.nodes, _routed(model, transcoders, cache, layer, pos, parts, read))
     scale = float(getattr(attn, "scaling", cfg.d_head**-0.5))
     pairs = scale * sides["q"][1] @ sides["k"][1].T
     actual = float(cache[f"blocks.{layer}.attn.hook_attn_scores"][0, head, qp, kp])
@@ -262,6 +290,49 @@ def qk_attribution(
         pairs=pairs,
         top=top,
     )
+
+
+def _routed(
+    model: HookedModel,
+    transcoders: TranscoderSet,
+    cache: Any,
+    layer: int,
+    pos: int,
+    parts: ResidualParts,
+    read: torch.Tensor,
+) -> torch.Tensor:
+    """Each node's query (key) vector ``[n + 1, d_head]`` (last row: the constant part). ``read [d_model + 1,
+    d_head]`` is the head's affine read of the residual at ``layer``; a node entering before MLP ``m`` is
+    read through ``R_m = (I + N_m W_skip) R_{m+1}`` (``N_m``: MLP ``m``'s input norm, frozen), so the skip
+    terms are credited to the nodes they are linear in, and their constants to the transcoder's bias node."""
+    kind = model.cfg.normalization
+    readout = {layer: read[:-1]}
+    consts: dict[int, torch.Tensor] = {}
+    for m in reversed(range(layer)):
+        readout[m] = readout[m + 1]
+        if m not in parts.skips:
+            continue
+        ln2 = block_parts(model, m).norms["ln2"]
+        x_in = cache[f"blocks.{m}.hook_resid_pre"][0, pos]
+        if not model.cfg.parallel_attn_mlp:
+            x_in = x_in + cache[f"blocks.{m}.hook_attn_out"][0, pos]
+        s = norm_scale(ln2, x_in[None], kind)
+        eye = torch.eye(x_in.shape[-1], dtype=x_in.dtype, device=x_in.device)
+        zero = torch.zeros_like(x_in)[None]
+        w_skip = transcoders[m].W_skip
+        assert w_skip is not None
+        n_lin = (frozen_norm(ln2, eye, s, kind) - frozen_norm(ln2, zero, s, kind)).float()
+        readout[m] = readout[m + 1] + n_lin @ (w_skip.float() @ readout[m + 1])
+        consts[m] = (frozen_norm(ln2, zero, s, kind).float() @ w_skip.float())[0] @ readout[m + 1]
+    out = torch.empty(len(parts.nodes) + 1, read.shape[1], dtype=read.dtype, device=read.device)
+    entry = torch.tensor(parts.entry, device=read.device)
+    for e in entry.unique().tolist():
+        idx = (entry == e).nonzero().flatten()
+        out[idx] = parts.vecs[idx].to(read.dtype) @ readout[e]
+    for m, c in consts.items():
+        out[parts.bias_index[m]] += c
+    out[-1] = read[-1]
+    return out
 
 
 def _head_vectors(

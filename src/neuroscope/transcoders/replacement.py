@@ -388,8 +388,12 @@ class ReplacementModel:
             acts = acts.clone()
             for iv in ivs:
                 cur = acts[:, iv.pos, iv.feature]
-                new = {"set": torch.full_like(cur, iv.value), "scale": cur * iv.value, "add": cur + iv.value}
-                acts[:, iv.pos, iv.feature] = new[iv.mode]
+                changed = {
+                    "set": torch.full_like(cur, iv.value),
+                    "scale": cur * iv.value,
+                    "add": cur + iv.value,
+                }
+                acts[:, iv.pos, iv.feature] = changed[iv.mode]
         if record_acts:
             out.acts[layer] = acts
         new = tc.decode(acts) + tc.skip(x)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -30,16 +30,20 @@ if TYPE_CHECKING:
 
 
 def _norm_weight(module: torch.nn.Module, kind: str) -> torch.Tensor:
-    w = module.weight.detach()  # type: ignore[union-attr]
+    w = cast(torch.Tensor, module.weight).detach()
     return w + 1.0 if kind == "rms_plus_one" else w
 
 
 @dataclass
 class _Block:
-    W_O: torch.Tensor  # [head * d_head, d_model]
-    W_V: torch.Tensor  # [kv_head * d_head, d_model]
-    W_skip: torch.Tensor | None  # [d_model, d_model] (x @ W_skip)
-    norms: dict[str, tuple[torch.Tensor, torch.Tensor]]  # role -> (weight, scale [pos, 1])
+    """One block's linear maps with the norms' weights folded in (their per-position scales are applied after)."""
+
+    O_T: torch.Tensor  # [d_model, head * d_head]: W_O^T (post-attention norm weight folded into its rows)
+    V: torch.Tensor  # [kv_head * d_head, d_model]: W_V^T (ln1 weight folded into its columns)
+    S: torch.Tensor | None  # [d_model, d_model]: W_skip^T (ln2 weight folded into its columns)
+    ln1: torch.Tensor  # [pos, 1] scales
+    ln2: tuple[torch.Tensor, torch.Tensor]  # (weight, scale) for injections
+    post: torch.Tensor | None  # [pos, 1] post-attention norm scale (Gemma 2/3)
     n_kv: int
 
 
@@ -64,23 +68,25 @@ class Linearised:
 
     def _block(self, rm: ReplacementModel, l: int) -> _Block:
         parts = block_parts(self.model, l)
-        norms = {}
-        for role, mod in parts.norms.items():
-            if role in ("ln1", "ln2", "attn_post"):
-                norms[role] = (_norm_weight(mod, self.kind), self.run.scales[(l, role)])
+        w = {role: _norm_weight(mod, self.kind) for role, mod in parts.norms.items()}
+        sc = {role: self.run.scales[(l, role)] for role in parts.norms}
         site = parts.v_site
         with torch.no_grad():
             eye = torch.eye(self.d, device=self.model.device, dtype=self.model.dtype)
             v = site.read(site.module(eye)) - site.read(site.module(torch.zeros_like(eye[:1])))
-        n_kv = v.shape[-2]
         tc = rm.transcoder(l)
         skip = tc.W_skip.detach() if tc is not None and tc.W_skip is not None else None
+        o_t = parts.W_O.detach().reshape(-1, self.d).T
+        if "attn_post" in w:
+            o_t = o_t * w["attn_post"][:, None]
         return _Block(
-            W_O=parts.W_O.detach().reshape(-1, self.d),
-            W_V=v.reshape(self.d, -1).T.contiguous(),
-            W_skip=skip,
-            norms=norms,
-            n_kv=n_kv,
+            O_T=o_t.contiguous(),
+            V=(v.reshape(self.d, -1).T * w["ln1"][None]).contiguous(),
+            S=None if skip is None else (skip.T * w["ln2"][None]).contiguous(),
+            ln1=sc["ln1"],
+            ln2=(w["ln2"], sc["ln2"]),
+            post=sc.get("attn_post"),
+            n_kv=v.shape[-2],
         )
 
     # --- pieces of the backward -------------------------------------------------------------------------
@@ -113,28 +119,30 @@ class Linearised:
         self._pattern = (l, n, out["p"])
         return out["p"]
 
+    def _scaled(self, h: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        h.mul_(scale)
+        return h.sub_(h.mean(-1, keepdim=True)) if self.kind == "layer" else h
+
     def attn_adj(self, l: int, g: torch.Tensor) -> torch.Tensor:
         """Gradient at the residual a block's attention reads, from ``g [rows, n, d]`` at its output."""
         b, (rows, n, _) = self.blocks[l], g.shape
-        if "attn_post" in b.norms:
-            w, s = b.norms["attn_post"]
-            g = self.norm_adj(w, s[:n], g)
-        z = (g @ b.W_O.T).view(rows, n, self.n_heads, self.d_head).transpose(1, 2)  # [rows, head, q, e]
-        zk = torch.matmul(self.pattern(l, n).transpose(-1, -2).to(z.dtype), z)  # [rows, head, k, e]
-        zk = zk.view(rows, b.n_kv, self.n_heads // b.n_kv, n, self.d_head).sum(2)
-        h = zk.transpose(1, 2).reshape(rows, n, -1) @ b.W_V
-        w, s = b.norms["ln1"]
-        return self.norm_adj(w, s[:n], h)
+        z = g @ b.O_T  # [rows, q, head * e]
+        if b.post is not None:
+            z.mul_(b.post[:n])
+        # one [k, q] @ [q, rows * e] product per head (many small per-row products are far slower)
+        z = z.view(rows, n, self.n_heads, self.d_head).permute(2, 1, 0, 3).reshape(self.n_heads, n, -1)
+        zk = torch.bmm(self.pattern(l, n).transpose(-1, -2).to(z.dtype), z)  # [head, k, rows * e]
+        zk = zk.view(b.n_kv, self.n_heads // b.n_kv, n, rows, self.d_head).sum(1)
+        return self._scaled(zk.permute(2, 1, 0, 3).reshape(rows, n, -1) @ b.V, b.ln1[:n])
 
     def skip_adj(self, l: int, g: torch.Tensor) -> torch.Tensor | None:
         b = self.blocks[l]
-        if b.W_skip is None:
+        if b.S is None:
             return None
-        w, s = b.norms["ln2"]
-        return self.norm_adj(w, s[: g.shape[1]], g @ b.W_skip.T)
+        return self._scaled(g @ b.S, b.ln2[1][: g.shape[1]])
 
     def inject_feature(self, l: int, pos: torch.Tensor, enc: torch.Tensor) -> torch.Tensor:
-        w, s = self.blocks[l].norms["ln2"]
+        w, s = self.blocks[l].ln2
         return self.norm_adj(w, s[pos], enc)
 
     def inject_logit(self, pos: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
@@ -164,7 +172,7 @@ class DecoderBank:
     """Scaled decoder rows ``a_s · W_dec[s]`` of one layer laid out ``[pos, slot, d_model]`` (zero-padded), so
     a batch of gradients reads every feature of the layer in one batched matmul per position."""
 
-    def __init__(self, rm: ReplacementModel, feats: ActiveFeatures, budget_mb: int = 256):
+    def __init__(self, rm: ReplacementModel, feats: ActiveFeatures, budget_mb: int = 512):
         self.rm, self.f = rm, feats
         n_pos = feats.counts.shape[1] - 1
         per = feats.counts[:, 1:] - feats.counts[:, :-1]  # [layer, pos]

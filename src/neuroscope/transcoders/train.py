@@ -290,7 +290,11 @@ def train_transcoders(
     if cfg.features:
         from neuroscope.transcoders.features import compute_transcoder_features
 
+        from neuroscope.transcoders.features import features_dir
+
         for layer in cfg.layers:
+            if (features_dir(out_path, layer) / "meta.json").exists():
+                continue
             say(f"features L{layer}", 0.0)
             compute_transcoder_features(out_path, layer, model, stores["heldout"])
     rows = [per_layer[str(l)] for l in cfg.layers if str(l) in per_layer]

@@ -9,7 +9,7 @@ import itertools
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,9 +28,8 @@ MAX_GRAPHS = 8  # built graphs kept per server (LRU); each holds its unpruned ed
 @dataclass
 class HeldGraph:
     graph: AttributionGraph  # unpruned
-    nodes: dict[
-        str, Any
-    ]  # {"nodes": [...]}: every feature, error, token and logit node of the unpruned graph
+    nodes: dict[str, Any]  # every feature, error, token and logit node of the unpruned graph (no edges)
+    memo: dict[Any, Any] = field(default_factory=dict)  # interventions' recorded run and clean forwards
 
 
 def node_document(graph: AttributionGraph) -> dict[str, Any]:
@@ -228,5 +227,61 @@ class AttributionService:
             NodeIntervention(i["node"], i.get("mode", "ablate"), float(i.get("value", 0.0)))
             for i in interventions
         ]
-        out = intervene(self.model, self._tcs(), held.graph.tokens, ivs, doc, sn, top_k, freeze)
+        tokens = held.graph.tokens
+        out = intervene(self.model, self._tcs(), tokens, ivs, doc, sn, top_k, freeze, memo=held.memo)
         return {"graph_id": graph_id, **out.to_dict()}
+
+    # --- feature detail ----------------------------------------------------------------------------------
+    def feature(self, layer: int, feature: int, graph_id: str | None = None, k: int = 10) -> dict[str, Any]:
+        """A transcoder feature's logit effects (its decoder row through the unembedding, as the Features
+        view shows an SAE's), its stored statistics and top contexts when the transcoder folder has a feature
+        store (``train-transcoders --features``) and, with ``graph_id``, its activation at each position of
+        that graph's prompt."""
+        from neuroscope.errors import IndexOutOfRangeError
+        from neuroscope.lab.views import logit_effects
+
+        tcs = self._tcs()
+        if layer not in tcs.transcoders:
+            raise IndexOutOfRangeError("transcoder layer", layer, self.model.cfg.n_layers)
+        tc = tcs[layer]
+        if not 0 <= feature < tc.cfg.d_tc:
+            raise IndexOutOfRangeError("feature", feature, tc.cfg.d_tc)
+        out: dict[str, Any] = {
+            "layer": layer,
+            "feature": feature,
+            "d_tc": tc.cfg.d_tc,
+            **logit_effects(self.model, tc, feature, k),  # type: ignore[arg-type]  # duck-typed: W_dec rows
+            "tokens": None,
+            "activations": None,
+            **self._stored(layer, feature),
+        }
+        if graph_id is not None:
+            graph = self.held(graph_id).graph
+            acts = torch.zeros(graph.n_pos)
+            hit = (graph.active_features[:, 0] == layer) & (graph.active_features[:, 2] == feature)
+            acts[graph.active_features[hit, 1]] = graph.activation_values[hit].float()
+            out.update(tokens=graph.token_strs, activations=acts.tolist())
+        return out
+
+    def _stored(self, layer: int, feature: int) -> dict[str, Any]:
+        from neuroscope.transcoders.features import transcoder_features
+
+        store = transcoder_features(self.path, layer) if self.path else None
+        if store is None:
+            return {"has_store": False, "contexts": []}
+        d = store.feature(feature)
+        return {
+            "has_store": True,
+            "density": float(d["density"]),
+            "mean_activation": float(d["mean_activation"]),
+            "max_activation": float(d["max_activation"]),
+            "top_tokens": list(d["top_tokens"]),
+            "contexts": [
+                {
+                    "tokens": list(c["window_tokens"]),
+                    "center": int(c["center"]),
+                    "activation": float(c["activation"]),
+                }
+                for c in store.contexts(feature)[:8]
+            ],
+        }

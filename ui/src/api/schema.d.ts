@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: 002f5ac8a38ade75
+// openapi-sha256: c0c8aca6ebf6dfd5
 
 export interface paths {
     "/api/attack/status": {
@@ -81,6 +81,23 @@ export interface paths {
         put?: never;
         /** Build */
         post: operations["build_api_attribution_graph_build_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/attribution-graph/feature/{layer}/{feature}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Feature */
+        get: operations["feature_api_attribution_graph_feature__layer___feature__get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1354,27 +1371,6 @@ export interface components {
             /** Tokens */
             tokens: string[];
         };
-        /** FeatureDetail */
-        FeatureDetail: {
-            /**
-             * Cloud
-             * @description tokens it fires on, weighted by activation mass
-             */
-            cloud: components["schemas"]["TokenWeight"][];
-            /** Contexts */
-            contexts: components["schemas"]["Context"][];
-            histogram: components["schemas"]["Histogram"] | null;
-            /** Hook */
-            hook: string;
-            /** Id */
-            id: number;
-            /** Label */
-            label: string | null;
-            logits: components["schemas"]["LogitEffects"];
-            /** Sae */
-            sae: string;
-            stats: components["schemas"]["FeatureStats"] | null;
-        };
         /** FeatureRow */
         FeatureRow: {
             /** Density */
@@ -2476,6 +2472,13 @@ export interface components {
              */
             total_ms: number;
         };
+        /** TokenEffect */
+        TokenEffect: {
+            /** Token */
+            token: string;
+            /** Value */
+            value: number;
+        };
         /** TokenProb */
         TokenProb: {
             /** Logit */
@@ -2730,6 +2733,53 @@ export interface components {
              * @constant
              */
             type: "superseded";
+        };
+        /** FeatureDetail */
+        neuroscope__server__schemas__attribution_graph__FeatureDetail: {
+            /**
+             * Activations
+             * @description the feature's activation at each of them
+             */
+            activations: number[] | null;
+            /** D Tc */
+            d_tc: number;
+            /** Feature */
+            feature: number;
+            /** Layer */
+            layer: number;
+            /**
+             * Promoted
+             * @description tokens W_dec[f] @ W_U raises most (no final norm)
+             */
+            promoted: components["schemas"]["TokenEffect"][];
+            /** Suppressed */
+            suppressed: components["schemas"]["TokenEffect"][];
+            /**
+             * Tokens
+             * @description the graph's tokens (with graph_id)
+             */
+            tokens: string[] | null;
+        };
+        /** FeatureDetail */
+        neuroscope__server__schemas__features__FeatureDetail: {
+            /**
+             * Cloud
+             * @description tokens it fires on, weighted by activation mass
+             */
+            cloud: components["schemas"]["TokenWeight"][];
+            /** Contexts */
+            contexts: components["schemas"]["Context"][];
+            histogram: components["schemas"]["Histogram"] | null;
+            /** Hook */
+            hook: string;
+            /** Id */
+            id: number;
+            /** Label */
+            label: string | null;
+            logits: components["schemas"]["LogitEffects"];
+            /** Sae */
+            sae: string;
+            stats: components["schemas"]["FeatureStats"] | null;
         };
     };
     responses: never;
@@ -2996,6 +3046,68 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GraphReply"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    feature_api_attribution_graph_feature__layer___feature__get: {
+        parameters: {
+            query?: {
+                graph_id?: string | null;
+                k?: number;
+            };
+            header?: never;
+            path: {
+                layer: number;
+                feature: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["neuroscope__server__schemas__attribution_graph__FeatureDetail"];
                 };
             };
             /** @description missing or wrong token */
@@ -3942,7 +4054,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["FeatureDetail"];
+                    "application/json": components["schemas"]["neuroscope__server__schemas__features__FeatureDetail"];
                 };
             };
             /** @description missing or wrong token */

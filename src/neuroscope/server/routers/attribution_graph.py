@@ -10,7 +10,7 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Path, Query, Request, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from neuroscope.errors import NeuroscopeError
@@ -18,6 +18,7 @@ from neuroscope.server.deps import WorkerDep
 from neuroscope.server.errors import error_status, validation_message
 from neuroscope.server.schemas.attribution_graph import (
     BuildRequest,
+    FeatureDetail,
     GraphReply,
     InterveneReply,
     InterveneRequest,
@@ -86,6 +87,17 @@ def edit_supernodes(req: SupernodeEditRequest, service: ServiceDep) -> dict[str,
 async def qk(req: QKRequest, service: ServiceDep, worker: WorkerDep) -> dict[str, Any]:
     out = await worker.call(service.qk, req.prompt, req.layer, req.head, req.query_pos, req.key_pos, req.top)
     return out.value
+
+
+@router.get("/feature/{layer}/{feature}", response_model=FeatureDetail)
+def feature(
+    layer: Annotated[int, Path(ge=0, le=10_000)],
+    feature: Annotated[int, Path(ge=0, le=10_000_000)],
+    service: ServiceDep,
+    graph_id: Annotated[str | None, Query(pattern=r"^g[0-9]{1,12}$")] = None,
+    k: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> dict[str, Any]:
+    return service.feature(layer, feature, graph_id, k)
 
 
 def _intervene_args(req: InterveneRequest) -> tuple[Any, ...]:

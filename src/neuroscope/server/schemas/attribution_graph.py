@@ -189,6 +189,33 @@ class InterveneReply(BaseModel):
     applied: list[dict[str, Any]]
 
 
+class TokenEffect(BaseModel):
+    token: str
+    value: float
+
+
+class FeatureContext(BaseModel):
+    tokens: list[str]
+    center: int
+    activation: float
+
+
+class FeatureDetail(BaseModel):
+    layer: int
+    feature: int
+    d_tc: int
+    promoted: list[TokenEffect] = Field(description="tokens W_dec[f] @ W_U raises most (no final norm)")
+    suppressed: list[TokenEffect]
+    tokens: list[str] | None = Field(description="the graph's tokens (with graph_id)")
+    activations: list[float] | None = Field(description="the feature's activation at each of them")
+    has_store: bool = Field(description="the transcoder folder has a feature store for this layer")
+    density: float | None = None
+    mean_activation: float | None = None
+    max_activation: float | None = None
+    top_tokens: list[str] = Field(default_factory=list)
+    contexts: list[FeatureContext] = Field(default_factory=list, description="top activating contexts (≤ 8)")
+
+
 class WsIntervene(InterveneRequest):
     """``/ws/attribution-graph``: an intervention request (a newer one replaces a queued older one)."""
 
