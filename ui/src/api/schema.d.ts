@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: c0c8aca6ebf6dfd5
+// openapi-sha256: 47442f5fae881cdd
 
 export interface paths {
     "/api/attack/status": {
@@ -1371,6 +1371,27 @@ export interface components {
             /** Tokens */
             tokens: string[];
         };
+        /** FeatureDetail */
+        FeatureDetail: {
+            /**
+             * Cloud
+             * @description tokens it fires on, weighted by activation mass
+             */
+            cloud: components["schemas"]["TokenWeight"][];
+            /** Contexts */
+            contexts: components["schemas"]["Context"][];
+            histogram: components["schemas"]["Histogram"] | null;
+            /** Hook */
+            hook: string;
+            /** Id */
+            id: number;
+            /** Label */
+            label: string | null;
+            logits: components["schemas"]["LogitEffects"];
+            /** Sae */
+            sae: string;
+            stats: components["schemas"]["FeatureStats"] | null;
+        };
         /** FeatureRow */
         FeatureRow: {
             /** Density */
@@ -2555,6 +2576,50 @@ export interface components {
             /** Token Id */
             token_id: number;
         };
+        /** TranscoderFeatureDetail */
+        TranscoderFeatureDetail: {
+            /**
+             * Activations
+             * @description the feature's activation at each of them
+             */
+            activations: number[] | null;
+            /**
+             * Contexts
+             * @description top activating contexts (≤ 8)
+             */
+            contexts?: components["schemas"]["FeatureContext"][];
+            /** D Tc */
+            d_tc: number;
+            /** Density */
+            density?: number | null;
+            /** Feature */
+            feature: number;
+            /**
+             * Has Store
+             * @description the transcoder folder has a feature store for this layer
+             */
+            has_store: boolean;
+            /** Layer */
+            layer: number;
+            /** Max Activation */
+            max_activation?: number | null;
+            /** Mean Activation */
+            mean_activation?: number | null;
+            /**
+             * Promoted
+             * @description tokens W_dec[f] @ W_U raises most (no final norm)
+             */
+            promoted: components["schemas"]["TokenEffect"][];
+            /** Suppressed */
+            suppressed: components["schemas"]["TokenEffect"][];
+            /**
+             * Tokens
+             * @description the graph's tokens (with graph_id)
+             */
+            tokens: string[] | null;
+            /** Top Tokens */
+            top_tokens?: string[];
+        };
         /** TranscodersInfo */
         TranscodersInfo: {
             /** Available */
@@ -2733,53 +2798,6 @@ export interface components {
              * @constant
              */
             type: "superseded";
-        };
-        /** FeatureDetail */
-        neuroscope__server__schemas__attribution_graph__FeatureDetail: {
-            /**
-             * Activations
-             * @description the feature's activation at each of them
-             */
-            activations: number[] | null;
-            /** D Tc */
-            d_tc: number;
-            /** Feature */
-            feature: number;
-            /** Layer */
-            layer: number;
-            /**
-             * Promoted
-             * @description tokens W_dec[f] @ W_U raises most (no final norm)
-             */
-            promoted: components["schemas"]["TokenEffect"][];
-            /** Suppressed */
-            suppressed: components["schemas"]["TokenEffect"][];
-            /**
-             * Tokens
-             * @description the graph's tokens (with graph_id)
-             */
-            tokens: string[] | null;
-        };
-        /** FeatureDetail */
-        neuroscope__server__schemas__features__FeatureDetail: {
-            /**
-             * Cloud
-             * @description tokens it fires on, weighted by activation mass
-             */
-            cloud: components["schemas"]["TokenWeight"][];
-            /** Contexts */
-            contexts: components["schemas"]["Context"][];
-            histogram: components["schemas"]["Histogram"] | null;
-            /** Hook */
-            hook: string;
-            /** Id */
-            id: number;
-            /** Label */
-            label: string | null;
-            logits: components["schemas"]["LogitEffects"];
-            /** Sae */
-            sae: string;
-            stats: components["schemas"]["FeatureStats"] | null;
         };
     };
     responses: never;
@@ -3107,7 +3125,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["neuroscope__server__schemas__attribution_graph__FeatureDetail"];
+                    "application/json": components["schemas"]["TranscoderFeatureDetail"];
                 };
             };
             /** @description missing or wrong token */
@@ -4054,7 +4072,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["neuroscope__server__schemas__features__FeatureDetail"];
+                    "application/json": components["schemas"]["FeatureDetail"];
                 };
             };
             /** @description missing or wrong token */

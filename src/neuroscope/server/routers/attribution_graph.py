@@ -18,7 +18,6 @@ from neuroscope.server.deps import WorkerDep
 from neuroscope.server.errors import error_status, validation_message
 from neuroscope.server.schemas.attribution_graph import (
     BuildRequest,
-    FeatureDetail,
     GraphReply,
     InterveneReply,
     InterveneRequest,
@@ -28,6 +27,7 @@ from neuroscope.server.schemas.attribution_graph import (
     SupernodeEditRequest,
     SupernodesReply,
     SupernodesRequest,
+    TranscoderFeatureDetail,
     TranscodersInfo,
     WsIntervene,
 )
@@ -89,7 +89,7 @@ async def qk(req: QKRequest, service: ServiceDep, worker: WorkerDep) -> dict[str
     return out.value
 
 
-@router.get("/feature/{layer}/{feature}", response_model=FeatureDetail)
+@router.get("/feature/{layer}/{feature}", response_model=TranscoderFeatureDetail)
 def feature(
     layer: Annotated[int, Path(ge=0, le=10_000)],
     feature: Annotated[int, Path(ge=0, le=10_000_000)],

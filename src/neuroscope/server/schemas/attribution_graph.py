@@ -200,7 +200,7 @@ class FeatureContext(BaseModel):
     activation: float
 
 
-class FeatureDetail(BaseModel):
+class TranscoderFeatureDetail(BaseModel):
     layer: int
     feature: int
     d_tc: int
