@@ -130,12 +130,18 @@ def test_attribution_graph_workbench(apage, attr_server, smollm):
     top = max(feats, key=lambda n: abs(n["attribution"]))
     pg.locator(f".graph-node[data-id='{top['id']}']").dispatch_event("click")
     # its detail: the logit effects of its decoder row (the library's, through the feature route)
-    promoted = service.feature(top["layer"], top["feature"])["logit_top_tokens"][:8]
+    # and its activation at each position of the prompt
+    detail = service.feature(top["layer"], top["feature"], gid)
+    promoted = [t["token"] for t in detail["promoted"][:8]]
     pg.get_by_test_id("feature-logits").wait_for()
     assert (
         " ".join(t.replace("\n", "↵").replace("\t", "⇥").replace(" ", "␣") or "∅" for t in promoted)
         in pg.get_by_test_id("feature-logits").inner_text()
     )
+    shown = pg.evaluate(
+        "() => [...document.querySelectorAll('[data-testid=feature-activations] span')].map(s => Number(s.title))"
+    )
+    assert shown == pytest.approx(detail["activations"], abs=1e-3) and shown[top["pos"]] > 0
     pg.get_by_test_id("intervene-ablate").click()
     pg.locator(
         "[data-testid=intervene-result][aria-busy=false] [data-testid=intervene-logit-node]"

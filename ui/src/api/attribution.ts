@@ -19,7 +19,7 @@ export type BuildRequest = Required<S["BuildRequest"]>;
 
 export type QKRequest = S["QKRequest"];
 
-export type FeatureInfo = S["SuiteFeature"];
+export type FeatureInfo = S["TranscoderFeatureDetail"];
 
 const BASE = "/api/attribution-graph";
 interface GraphReply {
@@ -39,7 +39,9 @@ export const attributionApi = {
   supernodes: (graph_id: string, node_threshold: number, edge_threshold: number) =>
     request<SupernodesReply>("POST", `${BASE}/supernodes`, { graph_id, node_threshold, edge_threshold }),
   qk: (body: QKRequest) => request<QKResult>("POST", `${BASE}/qk`, body),
-  feature: (layer: number, feature: number) => request<FeatureInfo>("GET", `${BASE}/feature/${layer}/${feature}`),
+  /** with ``graph_id``: also the feature's activation at each of that graph's positions */
+  feature: (layer: number, feature: number, graph_id: string) =>
+    request<FeatureInfo>("GET", `${BASE}/feature/${layer}/${feature}?${new URLSearchParams({ graph_id, k: "10" })}`),
 };
 
 type Reply = ({ type: "result" } & InterveneResult) | { type: "error"; id: number | string | null; detail: string } | { type: "superseded"; id: number | string };

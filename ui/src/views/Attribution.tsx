@@ -176,7 +176,7 @@ function Workspace(props: { gid: string; pruning: Pruning; graph: GraphDoc | und
       </Panel>
       <div className="side">
         <Panel title={selected ? `node: ${selected.label}` : "node"} testid="attr-node">
-          {selected ? <AttributionNodeDetail node={selected} tokens={graph?.tokens ?? []} /> : <p className="hint">Click a node for its detail; shift-click features to pick them for a supernode.</p>}
+          {selected ? <AttributionNodeDetail node={selected} tokens={graph?.tokens ?? []} graphId={gid} /> : <p className="hint">Click a node for its detail; shift-click features to pick them for a supernode.</p>}
         </Panel>
         <Panel title="Interventions" testid="attr-intervene">
           <InterventionPanel target={selected} items={items} onChange={setItems} result={result} changed={changed} pending={pending} error={liveError} />

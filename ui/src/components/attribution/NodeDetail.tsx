@@ -1,4 +1,5 @@
 import { useQuery } from "@tanstack/react-query";
+import type { FeatureInfo } from "../../api/attribution";
 import { attributionApi } from "../../api/attribution";
 import { showToken } from "../../state";
 import { FeatureStore } from "../FeatureStore";
@@ -6,11 +7,11 @@ import type { DrawNode } from "../GraphView";
 
 // A clicked node of an attribution graph: a transcoder feature opens its detail (top contexts, density, logit
 // effects from the transcoders' feature store); other nodes show their numbers.
-export function AttributionNodeDetail({ node, tokens }: { node: DrawNode; tokens: string[] }) {
+export function AttributionNodeDetail({ node, tokens, graphId }: { node: DrawNode; tokens: string[]; graphId: string }) {
   const isFeature = node.type === "feature" && node.layer != null && node.feature != null;
   const feature = useQuery({
-    queryKey: ["attribution", "feature", node.layer, node.feature],
-    queryFn: () => attributionApi.feature(node.layer!, node.feature!),
+    queryKey: ["attribution", "feature", node.layer, node.feature, graphId],
+    queryFn: () => attributionApi.feature(node.layer!, node.feature!, graphId),
     enabled: isFeature,
     retry: false,
   });
@@ -31,7 +32,25 @@ export function AttributionNodeDetail({ node, tokens }: { node: DrawNode; tokens
           {(feature.error as Error).message}
         </div>
       )}
-      {feature.data && <FeatureStore d={feature.data} missing="No feature store for these transcoders: densities and top contexts come with one (logit effects above are from the decoder)." />}
+      {feature.data && <FeatureStore d={stored(feature.data)} missing="No feature store for these transcoders (train-transcoders --features writes one): densities and top contexts come with it." />}
+      {feature.data?.activations && <Activations tokens={feature.data.tokens ?? []} acts={feature.data.activations} />}
     </div>
+  );
+}
+
+/** The route's detail in the shape every feature store is shown in (logit effects as token lists). */
+const stored = (d: FeatureInfo) => ({ ...d, logit_top_tokens: d.promoted.map((t) => t.token), logit_bottom_tokens: d.suppressed.map((t) => t.token) });
+
+/** The feature's activation at each position of the graph's prompt. */
+function Activations({ tokens, acts }: { tokens: string[]; acts: number[] }) {
+  const hi = Math.max(...acts, 1e-9);
+  return (
+    <p className="mono context" data-testid="feature-activations">
+      {tokens.map((t, i) => (
+        <span key={i} title={acts[i].toFixed(3)} style={{ background: acts[i] > 0 ? `rgba(224,138,44,${(0.15 + 0.85 * acts[i] / hi).toFixed(2)})` : undefined }}>
+          {showToken(t)}
+        </span>
+      ))}
+    </p>
   );
 }
