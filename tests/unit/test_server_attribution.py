@@ -302,3 +302,23 @@ def test_feature_detail(client, tiny_llama):
     assert (
         client.get(f"/api/attribution-graph/feature/{l}/{f}", params={"graph_id": "g77"}).status_code == 404
     )
+
+
+def test_feature_detail_reads_the_feature_store(tmp_path, tiny_llama, real_corpus):
+    """Transcoders trained with --features: the detail has the store's statistics and top contexts."""
+    from neuroscope.cli import main
+    from neuroscope.transcoders.features import transcoder_features
+
+    out = tmp_path / "tcs"
+    args = ["train-transcoders", "--model", "tiny:llama", "--layers", "1", "--tokens", "256"]
+    args += ["--heldout-tokens", "128", "--ctx-len", "32", "--d-tc", "32", "--k", "4", "--batch-size", "64"]
+    assert main([*args, "--data", str(real_corpus), "--out", str(out), "--no-progress", "--features"]) == 0
+    settings = Settings(model="tiny:llama", max_prompt_tokens=32, transcoders=str(out))
+    with TestClient(create_app(settings, model=tiny_llama), base_url=BASE) as c:
+        store = transcoder_features(out, 1)
+        f = int(store.cols["density"].argmax())
+        d = c.get(f"/api/attribution-graph/feature/1/{f}").json()
+    assert d["has_store"] and d["density"] == pytest.approx(float(store.cols["density"][f]))
+    assert d["contexts"] and d["contexts"][0]["activation"] == pytest.approx(
+        float(store.contexts(f)[0]["activation"])
+    )

@@ -142,6 +142,15 @@ def test_max_feature_nodes_picks_circuit_tracers_features(llama_graph):
     torch.testing.assert_close(g.adjacency.to_dense(), want)
 
 
+def test_recomputed_patterns_and_small_row_batches_give_the_same_graph(llama_graph):
+    """Long prompts keep no attention pattern (each block's is recomputed when its rows need it) and split
+    rows into small batches: the graph is the same."""
+    rm, g = llama_graph
+    small = attribute(rm, PROMPT, AttributionConfig(max_feature_nodes=None, pattern_mb=0, chunk_mb=1))
+    assert small.stats["row_batches"] > 5
+    torch.testing.assert_close(small.adjacency.to_dense(), g.adjacency.to_dense(), atol=1e-6, rtol=1e-5)
+
+
 def test_scores_are_one_when_the_error_terms_are_zero(tiny_llama):
     model = tiny_llama
     tokens = prepare_tokens(model, PROMPT)

@@ -113,6 +113,11 @@ def test_bad_interventions(tiny_llama):
         intervene(tiny_llama, tcs, PROMPT, [NodeIntervention("f_0_99_1")])
     with pytest.raises(IndexOutOfRangeError, match="feature"):
         intervene(tiny_llama, tcs, PROMPT, [NodeIntervention("f_0_1_99")])
+    # a LayerNorm model (GPT-2) overflows to NaN under an absurd activation: a named error, not NaN out
+    gpt2 = tiny("gpt2")
+    n = int(gpt2.to_tokens(PROMPT).shape[1])
+    with pytest.raises(InvalidConfigError, match="inf/NaN"):
+        intervene(gpt2, random_transcoders(gpt2), PROMPT, [NodeIntervention(f"f_0_{n - 1}_0", "set", 3e38)])
     with pytest.raises(InvalidConfigError, match="mode"):
         NodeIntervention("f_0_1_1", "explode")
     with pytest.raises(InvalidConfigError, match="finite"):

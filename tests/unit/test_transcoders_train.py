@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from tinymodels import tiny
 
 from neuroscope.errors import (
     InvalidConfigError,
@@ -42,8 +43,16 @@ def test_each_activation_recovers_a_planted_sparse_map(activation):
     x, y = planted(4000, seed=1)
     hx, hy = planted(1000, seed=2)
     cfg = TCTrainConfig(
-        layers=(0,), d_tc=32, k=4, activation=activation, skip=True, epochs=6, batch_size=256, lr=1e-2,
-        l0_coefficient=1e-3, dead_tokens=2000,
+        layers=(0,),
+        d_tc=32,
+        k=4,
+        activation=activation,
+        skip=True,
+        epochs=6,
+        batch_size=256,
+        lr=1e-2,
+        l0_coefficient=1e-3,
+        dead_tokens=2000,
     )
     tc, info = train_layer(x, y, cfg.tc_config(16, 0, "planted"), cfg)
     m = layer_metrics(tc, hx, hy)
@@ -56,7 +65,9 @@ def test_each_activation_recovers_a_planted_sparse_map(activation):
 
 
 def _random_tc(activation: str, skip: bool, layer: int, d: int = 8, d_tc: int = 12) -> Transcoder:
-    cfg = TranscoderConfig(d, d_tc, layer, activation, 3 if activation == "topk" else None, skip, "tiny:llama")
+    cfg = TranscoderConfig(
+        d, d_tc, layer, activation, 3 if activation == "topk" else None, skip, "tiny:llama"
+    )
     tc = Transcoder(cfg, seed=layer)
     with torch.no_grad():
         for p in tc.parameters():
@@ -122,7 +133,14 @@ def test_refusals_by_name(tmp_path, tiny_llama, tiny_gpt2):
 
 def _tiny_cfg(**kw) -> TCTrainConfig:
     base = dict(
-        layers=(0, 1), tokens=512, heldout_tokens=256, ctx_len=32, d_tc=32, k=4, batch_size=128, dead_tokens=256
+        layers=(0, 1),
+        tokens=512,
+        heldout_tokens=256,
+        ctx_len=32,
+        d_tc=32,
+        k=4,
+        batch_size=128,
+        dead_tokens=256,
     )
     return TCTrainConfig(**{**base, **kw})
 
@@ -158,8 +176,6 @@ def test_resume_after_a_kill_skips_finished_layers(tmp_path, tiny_llama, real_co
 @pytest.mark.parametrize("model_type", TINY_TYPES)
 def test_every_adapter_trains_loads_and_splices(tmp_path, model_type, real_corpus):
     """Record, train, save, load and evaluate one layer; with error terms the replacement is the model."""
-    from conftest import tiny  # noqa: PLC0415  (the cached tiny models)
-
     from neuroscope.transcoders.quality import QualityConfig, transcoder_quality
 
     model = tiny(model_type)
@@ -184,6 +200,24 @@ def test_cli_smoke(tmp_path, real_corpus, capsys):
     assert "| 1 |" in capsys.readouterr().out
     assert (out / "layer_1.safetensors").exists() and (out / "features" / "L1" / "features.parquet").exists()
     report = tmp_path / "q.json"
-    assert main(["transcoders", "quality", "--model", "tiny:llama", "--transcoders", str(out), "--ce-contexts", "2", "--json", str(report)]) == 0
+    assert (
+        main(
+            [
+                "transcoders",
+                "quality",
+                "--model",
+                "tiny:llama",
+                "--transcoders",
+                str(out),
+                "--ce-contexts",
+                "2",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     q = json.loads(report.read_text())
-    assert [r["layer"] for r in q["per_layer"]] == [0, 1] and q["whole_model"]["ce_loss_recovered"] is not None
+    assert [r["layer"] for r in q["per_layer"]] == [0, 1] and q["whole_model"][
+        "ce_loss_recovered"
+    ] is not None

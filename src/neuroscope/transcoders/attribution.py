@@ -41,6 +41,7 @@ class AttributionConfig:
     update_interval: int = 4
     max_tokens: int = 512  # longer prompts are refused (memory grows with the prompt)
     chunk_mb: int = 256  # working memory of one backward over a batch of rows
+    pattern_mb: int = 64  # keep every layer's attention pattern up to this size, else recompute per block
     node_threshold: float = 0.8
     edge_threshold: float = 0.98
 
@@ -48,8 +49,8 @@ class AttributionConfig:
         check_threshold("node_threshold", self.node_threshold)
         check_threshold("edge_threshold", self.edge_threshold)
         check_threshold("desired_logit_prob", self.desired_logit_prob)
-        for name in ("max_n_logits", "batch_size", "update_interval", "max_tokens", "chunk_mb"):
-            if int(getattr(self, name)) < 1:
+        for name in ("max_n_logits", "batch_size", "update_interval", "max_tokens", "chunk_mb", "pattern_mb"):
+            if int(getattr(self, name)) < (0 if name == "pattern_mb" else 1):
                 raise InvalidConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.max_feature_nodes is not None and self.max_feature_nodes < 0:
             raise InvalidConfigError(f"max_feature_nodes must be >= 0, got {self.max_feature_nodes}.")
@@ -137,7 +138,7 @@ class _Builder:
     def __init__(self, rm: ReplacementModel, run: RecordedRun, cfg: AttributionConfig):
         self.rm, self.run, self.cfg = rm, run, cfg
         self.feats = active_features(rm, run)
-        self.lin = Linearised(rm, run, self.feats)
+        self.lin = Linearised(rm, run, self.feats, cfg.pattern_mb)
         self.bank = DecoderBank(rm, self.feats)
         self.blocks: list[RowBlock] = []
         self.n_layers = rm.model.cfg.n_layers
@@ -204,7 +205,7 @@ def attribute(
     if tokens.numel() > limit:
         raise GraphPromptTooLongError(int(tokens.numel()), limit)
     n_pos, n_layers = int(tokens.numel()), model.cfg.n_layers
-    keep = n_layers * model.cfg.n_heads * n_pos**2 * 4 <= 64 * 2**20
+    keep = n_layers * model.cfg.n_heads * n_pos**2 * 4 <= cfg.pattern_mb * 2**20
     run = rm.record(tokens, keep_patterns=keep)
     b = _Builder(rm, run, cfg)
     f = b.feats
@@ -235,6 +236,7 @@ def attribute(
         n_visited += int(pending.numel())
     t_rows = time.perf_counter()
     stored = sum(int(blk.vals.numel()) for blk in b.blocks)
+    n_batches = len(b.blocks)
     selected = visited.nonzero().squeeze(1)
     adj = _final_adjacency(b, selected, n_layers, n_pos, n_logits)
     t_end = time.perf_counter()
@@ -252,7 +254,7 @@ def attribute(
         adjacency=adj,
         config=cfg,
         timings={"setup_s": t_setup - t0, "rows_s": t_rows - t_setup, "assemble_s": t_end - t_rows},
-        stats={"row_batches": len(b.blocks), "entries_before_selection": stored, "edges": adj.nnz},
+        stats={"row_batches": n_batches, "entries_before_selection": stored, "edges": adj.nnz},
     )
 
 

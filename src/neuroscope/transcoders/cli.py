@@ -76,7 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True)
     p.add_argument("--layers", required=True, help="e.g. 0-29 or 3,5,7")
-    p.add_argument("--out", required=True, help="folder: layer_{l}.safetensors + config.yaml (circuit-tracer)")
+    p.add_argument(
+        "--out", required=True, help="folder: layer_{l}.safetensors + config.yaml (circuit-tracer)"
+    )
     p.add_argument("--tokens", type=int, default=250_000, help="training tokens recorded once for all layers")
     p.add_argument("--heldout-tokens", type=int, default=16_384)
     p.add_argument("--train-tokens", type=int, default=None, help="train each layer on the first N only")
@@ -110,7 +112,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--transcoders", required=True)
     q.add_argument("--acts", default=None, help="held-out pairs (default: TRANSCODERS/acts/heldout)")
     q.add_argument("--heldout-tokens", type=int, default=16_384)
-    q.add_argument("--ce-contexts", type=int, default=32, help="held-out contexts for the whole-model metrics")
+    q.add_argument(
+        "--ce-contexts", type=int, default=32, help="held-out contexts for the whole-model metrics"
+    )
     q.add_argument("--ctx-len", type=int, default=128)
     q.add_argument("--json", default=None, help="write the JSON report here")
     q.add_argument("--device", default=None)

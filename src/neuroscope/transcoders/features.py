@@ -37,7 +37,9 @@ def compute_transcoder_features(
     tset = load_transcoders(folder, model)
     sae = transcoder_to_sae(tset[layer])
     src = store if store is not None else Path(folder) / "acts" / "heldout"
-    return compute_features(sae, src, model, features_dir(folder, layer), cfg, hook=HOOK_IN.format(layer=layer))
+    return compute_features(
+        sae, src, model, features_dir(folder, layer), cfg, hook=HOOK_IN.format(layer=layer)
+    )
 
 
 def transcoder_features(folder: str | os.PathLike, layer: int) -> FeatureStore | None:

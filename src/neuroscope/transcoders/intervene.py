@@ -178,6 +178,12 @@ def intervene(
         memo[("clean", freeze)] = replacement_run(rm, run, [], freeze)
     clean_logits, clean_acts = memo[("clean", freeze)]
     logits, acts = replacement_run(rm, run, targets, freeze)
+    if not bool(torch.isfinite(logits).all()) or not all(
+        bool(torch.isfinite(a).all()) for a in acts.values()
+    ):
+        raise InvalidConfigError(
+            "The intervention drove the replacement model to inf/NaN: use a smaller value or scale."
+        )
     feats = [n for n in graph["nodes"] if n.get("type") == "feature"] if graph is not None else []
     downstream = []
     hit = {(t.layer, t.pos, t.feature) for t in targets}

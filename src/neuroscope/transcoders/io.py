@@ -153,7 +153,9 @@ def load_transcoder(path: Path, cfg: TranscoderConfig) -> Transcoder:
         want["activation_function.threshold"] = (d_tc,)
     for key, shape in want.items():
         if key not in state:
-            raise TranscoderMismatchError(f"{path} has no tensor {key!r} (a {cfg.activation} transcoder needs it).")
+            raise TranscoderMismatchError(
+                f"{path} has no tensor {key!r} (a {cfg.activation} transcoder needs it)."
+            )
         if tuple(state[key].shape) != shape:
             raise TranscoderMismatchError(
                 f"{path}: {key} has shape {tuple(state[key].shape)}, expected {shape} "
@@ -161,7 +163,9 @@ def load_transcoder(path: Path, cfg: TranscoderConfig) -> Transcoder:
             )
     extra = sorted(set(state) - set(want))
     if extra:
-        raise TranscoderMismatchError(f"{path} holds tensors {extra} this {cfg.activation} transcoder does not have.")
+        raise TranscoderMismatchError(
+            f"{path} holds tensors {extra} this {cfg.activation} transcoder does not have."
+        )
     tc = Transcoder(cfg)
     with torch.no_grad():
         tc.W_enc.copy_(state["W_enc"].t())
@@ -191,7 +195,9 @@ def check_set_model(info: dict[str, Any], model: HookedModel, where: Path) -> No
     """Refuse, by name, a set trained on another model, of another width, or on other hooks."""
     name = str(info.get("model", ""))
     if name and name != model.cfg.name:
-        raise TranscoderMismatchError(f"The transcoders in {where} were trained on {name!r}, not on {model.cfg.name!r}.")
+        raise TranscoderMismatchError(
+            f"The transcoders in {where} were trained on {name!r}, not on {model.cfg.name!r}."
+        )
     if int(info["d_in"]) != model.cfg.d_model:
         raise TranscoderMismatchError(
             f"The transcoders in {where} take width {info['d_in']} but {model.cfg.name} has d_model={model.cfg.d_model}."
@@ -216,7 +222,9 @@ def load_transcoders(path: str | os.PathLike, model: HookedModel | None = None) 
         raise ResourceNotFoundError(f"Transcoder folder {p} does not exist.")
     info = read_manifest(p)
     if int(info.get("format", 0)) != FORMAT:
-        raise CorruptDataError(f"{p / MANIFEST} has format {info.get('format')!r}; this NeuroScope reads {FORMAT}.")
+        raise CorruptDataError(
+            f"{p / MANIFEST} has format {info.get('format')!r}; this NeuroScope reads {FORMAT}."
+        )
     if model is not None:
         check_set_model(info, model, p)
     files = dict(info.get("files", {}))
@@ -225,5 +233,7 @@ def load_transcoders(path: str | os.PathLike, model: HookedModel | None = None) 
         raise ResourceNotFoundError(f"{p / MANIFEST} lists no finished layers.")
     tcs = {}
     for layer in layers:
-        tcs[layer] = load_transcoder(_confined(p, str(files.get(str(layer), layer_file(layer)))), config_of(info, layer))
+        tcs[layer] = load_transcoder(
+            _confined(p, str(files.get(str(layer), layer_file(layer)))), config_of(info, layer)
+        )
     return TranscoderSet(str(info.get("model", "")), tcs)

@@ -51,7 +51,8 @@ class QualityResult:
     def table(self) -> str:
         head = "| layer | FVU | L0 | dead |\n|---|---|---|---|"
         rows = [
-            f"| {r['layer']} | {r['fvu']:.3f} | {r['l0']:.1f} | {r['dead_fraction']:.2%} |" for r in self.per_layer
+            f"| {r['layer']} | {r['fvu']:.3f} | {r['l0']:.1f} | {r['dead_fraction']:.2%} |"
+            for r in self.per_layer
         ]
         w = self.whole_model
         tail = []
@@ -70,7 +71,9 @@ def _nll(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
 
 
-def _compare(real: torch.Tensor, other: torch.Tensor, ids: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
+def _compare(
+    real: torch.Tensor, other: torch.Tensor, ids: torch.Tensor, valid: torch.Tensor
+) -> dict[str, float]:
     """Sums over valid positions: NLL, top-1 agreements with the real model, KL(real ‖ other)."""
     lp_r = torch.log_softmax(real[:, :-1].float(), -1)
     lp_o = torch.log_softmax(other[:, :-1].float(), -1)
@@ -85,7 +88,11 @@ def _compare(real: torch.Tensor, other: torch.Tensor, ids: torch.Tensor, valid: 
 
 @torch.no_grad()
 def whole_model_quality(
-    model: HookedModel, transcoders: TranscoderSet, contexts: torch.Tensor, special_ids: list[int], batch_size: int = 8
+    model: HookedModel,
+    transcoders: TranscoderSet,
+    contexts: torch.Tensor,
+    special_ids: list[int],
+    batch_size: int = 8,
 ) -> dict[str, Any]:
     """CE loss recovered, top-1 agreement and KL of the replacement model on ``contexts [n, ctx_len]``."""
     from neuroscope.transcoders.replacement import ReplacementModel, ResidualAdd
@@ -97,7 +104,9 @@ def whole_model_quality(
         (contexts[:, 0] == contexts[0, 0]).all() and torch.isin(contexts[0, 0], special)
     )
     if bool(torch.isin(contexts[:, 1:], special).any()):
-        raise InvalidConfigError("Special tokens after position 0 in the held-out contexts; cannot keep them real.")
+        raise InvalidConfigError(
+            "Special tokens after position 0 in the held-out contexts; cannot keep them real."
+        )
     adds: list[Any] = []
     if bos_first:
         run = rm.record(contexts[0, :1].to(model.device))
@@ -185,7 +194,9 @@ def transcoder_quality(
         store = ActivationStore(held)
     else:
         data = str(ensure_default_corpus(DEFAULT_CORPUS_DIR))
-        store = record_pairs(model, tset.layers, data, "heldout", cfg.heldout_tokens, cfg.ctx_len, held, False)
+        store = record_pairs(
+            model, tset.layers, data, "heldout", cfg.heldout_tokens, cfg.ctx_len, held, False
+        )
     per_layer = []
     for layer in tset.layers:
         x, y, _ = read_pairs(store, layer)
@@ -193,5 +204,7 @@ def transcoder_quality(
     result = QualityResult(model.cfg.name, str(p), per_layer)
     if whole_model:
         contexts = heldout_contexts(store, cfg.ce_contexts, f"blocks.{tset.layers[0]}.hook_mlp_out")
-        result.whole_model = whole_model_quality(model, tset, contexts, store.special_token_ids, cfg.batch_size)
+        result.whole_model = whole_model_quality(
+            model, tset, contexts, store.special_token_ids, cfg.batch_size
+        )
     return result

@@ -40,9 +40,24 @@ def record_pairs(
     progress: bool = True,
     on_tokens: Callable[[int, int], object] | None = None,
 ) -> ActivationStore:
-    """Record (or resume recording) the MLP input/output of ``layers`` over ``tokens`` tokens of a split."""
+    """Record (or resume recording) the MLP input/output of ``layers`` over ``tokens`` tokens of a split. A
+    complete recording already there with these hooks among its own (a run over more layers) and at least as
+    many tokens is used as it is."""
     from neuroscope.record.reader import ActivationStore
     from neuroscope.record.writer import TraceConfig, record
+
+    if (Path(out) / "manifest.json").exists():
+        have = ActivationStore(out)
+        m = have.manifest
+        if (
+            have.complete
+            and set(pair_hooks(layers)) <= set(have.hooks)
+            and m.get("model") == model.cfg.name
+            and m.get("split") == split
+            and int(m.get("ctx_len", 0)) == ctx_len
+            and have.n_tokens >= tokens
+        ):
+            return have
 
     cfg = TraceConfig(hooks=pair_hooks(layers), data=data, split=split, tokens=tokens, ctx_len=ctx_len)
     record(model, cfg, Path(out), progress, on_tokens)
@@ -56,5 +71,9 @@ def read_pairs(
     bx = store.read_all(HOOK_IN.format(layer=layer), max_tokens)
     by = store.read_all(HOOK_OUT.format(layer=layer), max_tokens)
     special = torch.tensor(store.special_token_ids, dtype=torch.long)
-    keep = ~torch.isin(bx.token_id, special) if special.numel() else torch.ones_like(bx.token_id, dtype=torch.bool)
+    keep = (
+        ~torch.isin(bx.token_id, special)
+        if special.numel()
+        else torch.ones_like(bx.token_id, dtype=torch.bool)
+    )
     return bx.acts[keep], by.acts[keep], bx.token_id[keep]

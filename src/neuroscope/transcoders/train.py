@@ -55,7 +55,9 @@ class TCTrainConfig:
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
-            raise InvalidConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+            raise InvalidConfigError(
+                f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
+            )
         if not self.layers:
             raise InvalidConfigError("give at least one layer")
         if self.train_tokens is not None and self.train_tokens < 1:
@@ -81,7 +83,10 @@ class TCTrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the folder."""
-        return {k: getattr(self, k) for k in ("d_tc", "k", "activation", "skip", "tokens", "ctx_len", "data", "seed")}
+        return {
+            k: getattr(self, k)
+            for k in ("d_tc", "k", "activation", "skip", "tokens", "ctx_len", "data", "seed")
+        }
 
 
 @dataclass
@@ -183,24 +188,39 @@ def train_layer(
 
 
 @torch.no_grad()
-def layer_metrics(tc: Transcoder, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> dict[str, Any]:
-    """Held-out FVU of the MLP output (squared error over the total variance about the mean), mean L0, and
-    the fraction of latents that never fire on these tokens."""
-    err = torch.zeros((), dtype=torch.float64)
+def layer_metrics(
+    tc: Transcoder, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096, outlier_factor: float = 10.0
+) -> dict[str, Any]:
+    """Held-out FVU of the MLP output (squared error over the total variance about the mean), mean L0, the
+    fraction of latents that never fire on these tokens, and the FVU without the massive-activation tokens
+    (MLP output norm above ``outlier_factor`` × the median: a few first-tokens-after-BOS that training
+    leaves out, as the SAE trainer does; see :func:`neuroscope.sae.loader.outlier_norm`)."""
+    from neuroscope.sae.loader import outlier_norm
+
+    sq = torch.zeros(x.shape[0], dtype=torch.float64)
     l0 = torch.zeros((), dtype=torch.float64)
     fired = torch.zeros(tc.cfg.d_tc, dtype=torch.bool)
     for i in range(0, x.shape[0], chunk):
         xb, yb = x[i : i + chunk].float(), y[i : i + chunk].float()
         z = tc.encode(xb)
         pred = tc.decode(z) + (xb @ tc.W_skip if tc.W_skip is not None else 0)
-        err += (yb - pred).double().pow(2).sum()
+        sq[i : i + chunk] = (yb - pred).double().pow(2).sum(-1)
         active = z > 0
         l0 += active.sum()
         fired |= active.any(0)
-    total = (y.double() - y.double().mean(0)).pow(2).sum().clamp_min(1e-12)
+    yd = y.double()
     n = max(x.shape[0], 1)
+    cut = outlier_norm(y, outlier_factor)
+    typical = yd.norm(dim=-1) <= (cut if cut is not None else float("inf"))
+
+    def fvu(mask: torch.Tensor) -> float:
+        ym = yd[mask]
+        return float(sq[mask].sum() / (ym - ym.mean(0)).pow(2).sum().clamp_min(1e-12))
+
     return {
-        "fvu": float(err / total),
+        "fvu": fvu(torch.ones_like(typical)),
+        "fvu_without_outliers": fvu(typical),
+        "outlier_fraction": float((~typical).double().mean()),
         "l0": float(l0 / n),
         "dead_fraction": float((~fired).float().mean()),
         "heldout_tokens": int(x.shape[0]),
@@ -250,13 +270,24 @@ def train_transcoders(
             say(stage, n / max(total, 1))
 
         stores[split] = record_pairs(
-            model, cfg.layers, data, split, tokens, cfg.ctx_len, out_path / "acts" / split, progress, on_tokens
+            model,
+            cfg.layers,
+            data,
+            split,
+            tokens,
+            cfg.ctx_len,
+            out_path / "acts" / split,
+            progress,
+            on_tokens,
         )
     record_seconds = time.perf_counter() - t0
     prior = read_manifest(out_path).get("per_layer", {}) if done else {}
     per_layer: dict[str, Any] = dict(prior)
     template = cfg.tc_config(model.cfg.d_model, 0, name)
-    training = {"config": {**asdict(cfg), "layers": list(cfg.layers), "data": data}, "identity": cfg.identity()}
+    training = {
+        "config": {**asdict(cfg), "layers": list(cfg.layers), "data": data},
+        "identity": cfg.identity(),
+    }
     for layer in cfg.layers:
         if layer in done:
             say(f"train L{layer}", 1.0)
@@ -284,13 +315,14 @@ def train_transcoders(
         }
         write_manifest(out_path, template, done, {"training": training, "per_layer": per_layer})
         m = per_layer[str(layer)]
-        say(f"done L{layer}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.1%}, {train_s:.0f} s", 1.0)
+        say(
+            f"done L{layer}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.1%}, {train_s:.0f} s",
+            1.0,
+        )
     if not (out_path / MANIFEST).exists() or not done:
         write_manifest(out_path, template, done, {"training": training, "per_layer": per_layer})
     if cfg.features:
-        from neuroscope.transcoders.features import compute_transcoder_features
-
-        from neuroscope.transcoders.features import features_dir
+        from neuroscope.transcoders.features import compute_transcoder_features, features_dir
 
         for layer in cfg.layers:
             if (features_dir(out_path, layer) / "meta.json").exists():
@@ -298,5 +330,11 @@ def train_transcoders(
             say(f"features L{layer}", 0.0)
             compute_transcoder_features(out_path, layer, model, stores["heldout"])
     rows = [per_layer[str(l)] for l in cfg.layers if str(l) in per_layer]
-    return TCTrainResult(str(out_path), name, list(cfg.layers), round(time.perf_counter() - t0, 1), round(record_seconds, 1), rows)
-
+    return TCTrainResult(
+        str(out_path),
+        name,
+        list(cfg.layers),
+        round(time.perf_counter() - t0, 1),
+        round(record_seconds, 1),
+        rows,
+    )

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from neuroscope.server.schemas.common import NonNeg, Prompt, Strict
+from neuroscope.server.schemas.graphs import FeatureContext
 
 Threshold = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 GraphId = Annotated[str, Field(pattern=r"^g[0-9]{1,12}$", description="from /build")]
@@ -192,12 +193,6 @@ class InterveneReply(BaseModel):
 class TokenEffect(BaseModel):
     token: str
     value: float
-
-
-class FeatureContext(BaseModel):
-    tokens: list[str]
-    center: int
-    activation: float
 
 
 class TranscoderFeatureDetail(BaseModel):
