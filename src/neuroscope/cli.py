@@ -28,6 +28,9 @@ PLUGINS = (
     "neuroscope.sae.bench.cli",
     "neuroscope.edits.family_cli",
     "neuroscope.diff.cli",
+    "neuroscope.transcoders.cli",
+    "neuroscope.transcoders.graph_cli",
+    "neuroscope.transcoders.qk_cli",
 )
 
 

@@ -370,3 +370,59 @@ class NoPromptSetError(EmptyPromptSetError):
 class LabelledSetError(InvalidConfigError):
     """A labelled set for the SAE benchmarks cannot be probed: it has one class, or a class has too few
     examples for the train/test split; the message names the set, the class and the count."""
+
+
+# --- attribution-graph workbench (QK attribution, supernodes, interventions) ---------------------------------
+class SupernodeSpecError(InvalidConfigError):
+    """A supernode spec or edit that cannot apply: malformed JSON, an unknown supernode, a node in two
+    supernodes, or a member that is not a feature node of the graph; the message names which."""
+
+
+class UnknownGraphNodeError(NeuroscopeError, KeyError):
+    """A node id that is not in the attribution graph (or not a kind the operation takes)."""
+
+    def __init__(self, node: str, detail: str = ""):
+        self.node = node
+        super().__init__(
+            f"Node {node!r} is not in this attribution graph{': ' + detail if detail else ''}. Node ids look "
+            "like f_L_P_F (feature), e_L_P (error) or t_P (token); take them from the graph's nodes."
+        )
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class NoTranscodersError(ResourceNotFoundError):
+    """The workbench has no transcoders for its model: start it with ``--transcoders DIR``."""
+
+
+class AttributionGraphNotFoundError(ResourceNotFoundError):
+    """A graph id the server no longer (or never) held: build the graph again."""
+
+
+class TranscoderMismatchError(SAEMismatchError):
+    """A transcoder set was trained for another model, another width or other hooks than the one asked for
+    (or its files disagree with its manifest); the message names what differs."""
+
+
+# --- attribution graphs on transcoders -------------------------------------------------------------------
+class ThresholdError(InvalidConfigError):
+    """A pruning threshold outside (0, 1]; the message names the threshold and the value given."""
+
+    def __init__(self, name: str, value: float):
+        self.name, self.value = name, value
+        super().__init__(
+            f"{name} must be in (0, 1] (a share of the total influence to keep), got {value}: use e.g. 0.8."
+        )
+
+
+class GraphPromptTooLongError(PromptTooLongError):
+    """A prompt longer than an attribution graph's token limit (its memory grows with the prompt)."""
+
+    def __init__(self, n_tokens: int, limit: int):
+        self.n_tokens, self.n_ctx = n_tokens, limit
+        ValueError.__init__(
+            self,
+            f"The prompt is {n_tokens} tokens long (with the prepended special token) but attribution graphs "
+            f"are limited to {limit} tokens: shorten it, or raise max_tokens if memory allows.",
+        )

@@ -18,6 +18,7 @@ from neuroscope.server.errors import error_status, validation_message
 from neuroscope.server.routers import (
     attack,
     attention,
+    attribution_graph,
     embeddings,
     evaluate,
     features,
@@ -31,6 +32,7 @@ from neuroscope.server.routers import (
 )
 from neuroscope.server.routers import model as model_router
 from neuroscope.server.schemas.attack import ATTACK_WS_MODELS
+from neuroscope.server.schemas.attribution_graph import ATTRIBUTION_WS_MODELS
 from neuroscope.server.schemas.common import ErrorResponse
 from neuroscope.server.schemas.evaluate import EVALUATE_WS_MODELS
 from neuroscope.server.schemas.run import WsError, WsRequest, WsResult, WsSuperseded
@@ -53,7 +55,15 @@ CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
     "connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-WS_MODELS = (WsRequest, WsResult, WsError, WsSuperseded, *ATTACK_WS_MODELS, *EVALUATE_WS_MODELS)
+WS_MODELS = (
+    WsRequest,
+    WsResult,
+    WsError,
+    WsSuperseded,
+    *ATTACK_WS_MODELS,
+    *EVALUATE_WS_MODELS,
+    *ATTRIBUTION_WS_MODELS,
+)
 
 
 def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
@@ -99,6 +109,9 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
     from neuroscope.graphs.service import GraphService
 
     app.state.graphs = GraphService(model, settings.sae_suite, worker.max_prompt_tokens)
+    from neuroscope.transcoders.workbench import AttributionService
+
+    app.state.attribution = AttributionService(model, settings.transcoders, worker.max_prompt_tokens)
     from neuroscope.server.prepare import Preparer, wanted
 
     # the default SAE suite: found in the cache or built in a child process once the server is up
@@ -115,8 +128,10 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
         features,
         graphs,
         prepare,
+        attribution_graph,
     ):
         app.include_router(r.router, responses=ERRORS)
+    app.include_router(attribution_graph.ws_router)
     app.include_router(ws.router)
     app.include_router(evaluate.router)
     app.include_router(web.router)  # NeuroScope-Web (/web/): before the catch-all static mount

@@ -42,6 +42,11 @@ def register(subparsers: Any) -> None:
         "--sae-suite", default=None, help="SAE suite folder for the provenance view (train-sae-suite)"
     )
     p.add_argument(
+        "--transcoders",
+        default=None,
+        help="transcoders folder for the attribution-graph view (train-transcoders; or NEUROSCOPE_TRANSCODERS)",
+    )
+    p.add_argument(
         "--no-prepare",
         action="store_true",
         help="do not prepare the default SAE suite in the background (by default the first start for a model "
@@ -93,6 +98,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "audit_file": getattr(args, "audit_file", None),
         "prepare": not getattr(args, "no_prepare", False),
         "organism": getattr(args, "organism", None),
+        "transcoders": getattr(args, "transcoders", None),
     }
     chosen = {k: v for k, v in given.items() if v is not None}
     if args.threads == 0:  # torch's own default (every core) rather than ours

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     sae_suite: str | None = Field(
         default=None, description="an SAE suite folder (neuroscope train-sae-suite) for provenance graphs"
     )
+    transcoders: str | None = Field(
+        default=None,
+        description="a transcoders folder (neuroscope train-transcoders) for the attribution-graph view",
+    )
     refusal_direction: str | None = Field(
         default=None,
         description="the refusal direction for the workbench's refusal slider: a safetensors file (tensor "

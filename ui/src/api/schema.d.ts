@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: 30da1a8f277ee494
+// openapi-sha256: 47442f5fae881cdd
 
 export interface paths {
     "/api/attack/status": {
@@ -64,6 +64,142 @@ export interface paths {
         put?: never;
         /** Attribution */
         post: operations["attribution_api_attribution_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/attribution-graph/build": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Build */
+        post: operations["build_api_attribution_graph_build_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/attribution-graph/feature/{layer}/{feature}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Feature */
+        get: operations["feature_api_attribution_graph_feature__layer___feature__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/attribution-graph/intervene": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Intervene */
+        post: operations["intervene_api_attribution_graph_intervene_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/attribution-graph/prune": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Prune */
+        post: operations["prune_api_attribution_graph_prune_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/attribution-graph/qk": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Qk */
+        post: operations["qk_api_attribution_graph_qk_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/attribution-graph/supernodes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Supernodes */
+        post: operations["supernodes_api_attribution_graph_supernodes_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/attribution-graph/supernodes/edit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Edit Supernodes */
+        post: operations["edit_supernodes_api_attribution_graph_supernodes_edit_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/attribution-graph/transcoders": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Transcoders */
+        get: operations["transcoders_api_attribution_graph_transcoders_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -842,6 +978,29 @@ export interface components {
             /** Tokens */
             tokens: string[];
         };
+        /** BuildRequest */
+        BuildRequest: {
+            /**
+             * Edge Threshold
+             * @default 0.98
+             */
+            edge_threshold: number;
+            /**
+             * Max Feature Nodes
+             * @default 1000
+             */
+            max_feature_nodes: number;
+            /**
+             * Node Threshold
+             * @default 0.8
+             */
+            node_threshold: number;
+            /**
+             * Prompt
+             * @description the prompt text
+             */
+            prompt: string;
+        };
         /** CircuitRequest */
         CircuitRequest: {
             /**
@@ -872,6 +1031,15 @@ export interface components {
              * @default ioi
              */
             task: string;
+        };
+        /** CollapsedEdge */
+        CollapsedEdge: {
+            /** Source */
+            source: string;
+            /** Target */
+            target: string;
+            /** Weight */
+            weight: number;
         };
         /** Component */
         Component: {
@@ -1179,6 +1347,21 @@ export interface components {
             /** Saes */
             saes: string[];
         };
+        /** FeatureChange */
+        FeatureChange: {
+            /** After */
+            after: number;
+            /** Before */
+            before: number;
+            /** Feature */
+            feature: number;
+            /** Id */
+            id: string;
+            /** Layer */
+            layer: number;
+            /** Pos */
+            pos: number;
+        };
         /** FeatureContext */
         FeatureContext: {
             /** Activation */
@@ -1366,6 +1549,18 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /** GraphReply */
+        GraphReply: {
+            /**
+             * Graph
+             * @description the pruned attribution graph document
+             */
+            graph: {
+                [key: string]: unknown;
+            };
+            /** Graph Id */
+            graph_id: string;
+        };
         /** HeadBadge */
         HeadBadge: {
             /** Head */
@@ -1423,6 +1618,51 @@ export interface components {
             density: number;
             /** Edges */
             edges: number[];
+        };
+        /** InterveneReply */
+        InterveneReply: {
+            /** Applied */
+            applied: {
+                [key: string]: unknown;
+            }[];
+            /**
+             * Downstream
+             * @description graph feature nodes whose activation changed
+             */
+            downstream: components["schemas"]["FeatureChange"][];
+            /** Graph Id */
+            graph_id: string;
+            /** Logit Nodes */
+            logit_nodes: components["schemas"]["LogitChange"][];
+            /** Tokens */
+            tokens: string[];
+            /** Top After */
+            top_after: components["schemas"]["TopToken"][];
+            /** Top Before */
+            top_before: components["schemas"]["TopToken"][];
+        };
+        /** InterveneRequest */
+        InterveneRequest: {
+            /**
+             * Freeze
+             * @description hold attention patterns and norm scales (the graph's linearisation)
+             * @default false
+             */
+            freeze: boolean;
+            /**
+             * Graph Id
+             * @description from /build
+             */
+            graph_id: string;
+            /** Interventions */
+            interventions: components["schemas"]["NodeInterventionModel"][];
+            /** @description needed when naming supernodes */
+            spec?: components["schemas"]["SupernodeSpecModel"] | null;
+            /**
+             * Top K
+             * @default 10
+             */
+            top_k: number;
         };
         /** InterventionRequest */
         InterventionRequest: {
@@ -1543,6 +1783,17 @@ export interface components {
             /** Value */
             value?: number | null;
         };
+        /** LogitChange */
+        LogitChange: {
+            /** After */
+            after: number;
+            /** Before */
+            before: number;
+            /** Id */
+            id: string;
+            /** Token Id */
+            token_id: number;
+        };
         /** LogitEffects */
         LogitEffects: {
             /** Promoted */
@@ -1644,6 +1895,25 @@ export interface components {
             token: string;
             /** Token Id */
             token_id: number;
+        };
+        /** NodeInterventionModel */
+        NodeInterventionModel: {
+            /**
+             * Mode
+             * @default ablate
+             * @enum {string}
+             */
+            mode: "ablate" | "scale" | "add" | "set";
+            /**
+             * Node
+             * @description f_L_P_F (feature), e_L_P (error), or a supernode id of `spec`
+             */
+            node: string;
+            /**
+             * Value
+             * @default 0
+             */
+            value: number;
         };
         /** PcaTrajectory */
         PcaTrajectory: {
@@ -1783,6 +2053,123 @@ export interface components {
              * @description the prompt text
              */
             prompt: string;
+        };
+        /** PruneRequest */
+        PruneRequest: {
+            /**
+             * Edge Threshold
+             * @default 0.98
+             */
+            edge_threshold: number;
+            /**
+             * Graph Id
+             * @description from /build
+             */
+            graph_id: string;
+            /**
+             * Node Threshold
+             * @default 0.8
+             */
+            node_threshold: number;
+        };
+        /** QKNode */
+        QKNode: {
+            /** Activation */
+            activation?: number | null;
+            /** Feature */
+            feature?: number | null;
+            /** Id */
+            id: string;
+            /** Kind */
+            kind: string;
+            /** Layer */
+            layer?: number | null;
+            /** Pos */
+            pos?: number | null;
+            /**
+             * Total
+             * @description this node's share of the score (summed over the other side)
+             */
+            total: number;
+        };
+        /** QKPair */
+        QKPair: {
+            /** Key */
+            key: string;
+            /** Query */
+            query: string;
+            /** Value */
+            value: number;
+        };
+        /** QKReply */
+        QKReply: {
+            /** Head */
+            head: number;
+            /** Key Nodes */
+            key_nodes: components["schemas"]["QKNode"][];
+            /** Key Pos */
+            key_pos: number;
+            /** Kv Head */
+            kv_head: number;
+            /** Layer */
+            layer: number;
+            /** N Key Nodes */
+            n_key_nodes: number;
+            /** N Query Nodes */
+            n_query_nodes: number;
+            /**
+             * Pair Sum
+             * @description sum of every (query node, key node) pair: equals score
+             */
+            pair_sum: number;
+            /** Pattern */
+            pattern: number;
+            /** Query Nodes */
+            query_nodes: components["schemas"]["QKNode"][];
+            /** Query Pos */
+            query_pos: number;
+            /** Scale */
+            scale: number;
+            /**
+             * Score
+             * @description the head's pre-softmax score (before any soft-cap)
+             */
+            score: number;
+            /** Softcap */
+            softcap: number | null;
+            /** Tokens */
+            tokens: string[];
+            /** Top Pairs */
+            top_pairs: components["schemas"]["QKPair"][];
+        };
+        /** QKRequest */
+        QKRequest: {
+            /** Head */
+            head: number;
+            /**
+             * Key Pos
+             * @description token position; negative = from the end
+             * @default 0
+             */
+            key_pos: number;
+            /** Layer */
+            layer: number;
+            /**
+             * Prompt
+             * @description the prompt text
+             */
+            prompt: string;
+            /**
+             * Query Pos
+             * @description token position; negative = from the end
+             * @default -1
+             */
+            query_pos: number;
+            /**
+             * Top
+             * @default 20
+             */
+            top: number;
         };
         /** ResidualResponse */
         ResidualResponse: {
@@ -1944,6 +2331,116 @@ export interface components {
             /** Path */
             path: string;
         };
+        /** SupernodeEdit */
+        SupernodeEdit: {
+            /**
+             * Id
+             * @description split / rename: the supernode
+             */
+            id?: string | null;
+            /**
+             * Ids
+             * @description merge: supernode ids
+             */
+            ids?: string[] | null;
+            /**
+             * Members
+             * @description split: nodes to move out
+             */
+            members?: string[] | null;
+            /** Name */
+            name?: string | null;
+            /**
+             * Node
+             * @description move: the node
+             */
+            node?: string | null;
+            /**
+             * Op
+             * @enum {string}
+             */
+            op: "merge" | "split" | "rename" | "move";
+            /**
+             * To
+             * @description move: the supernode (null: out of every supernode)
+             */
+            to?: string | null;
+        };
+        /** SupernodeEditRequest */
+        SupernodeEditRequest: {
+            /**
+             * Edge Threshold
+             * @default 0.98
+             */
+            edge_threshold: number;
+            edit: components["schemas"]["SupernodeEdit"];
+            /**
+             * Graph Id
+             * @description from /build
+             */
+            graph_id: string;
+            /**
+             * Node Threshold
+             * @description the view's pruning (for the collapsed edges)
+             * @default 0.8
+             */
+            node_threshold: number;
+            spec: components["schemas"]["SupernodeSpecModel"];
+        };
+        /** SupernodeGroup */
+        SupernodeGroup: {
+            /** Id */
+            id: string;
+            /** Members */
+            members: string[];
+            /** Name */
+            name: string;
+        };
+        /** SupernodeSpecModel */
+        SupernodeSpecModel: {
+            /** Groups */
+            groups: components["schemas"]["SupernodeGroup"][];
+        };
+        /** SupernodesReply */
+        SupernodesReply: {
+            /**
+             * Edges
+             * @description the graph's edges with each supernode collapsed
+             */
+            edges: components["schemas"]["CollapsedEdge"][];
+            /** Graph Id */
+            graph_id: string;
+            spec: components["schemas"]["SupernodeSpecModel"];
+        };
+        /** SupernodesRequest */
+        SupernodesRequest: {
+            /**
+             * Edge Threshold
+             * @default 0.98
+             */
+            edge_threshold: number;
+            /**
+             * Graph Id
+             * @description from /build
+             */
+            graph_id: string;
+            /**
+             * Node Threshold
+             * @description the view's pruning: group what it shows
+             * @default 0.8
+             */
+            node_threshold: number;
+            /**
+             * Role Weight
+             * @default 0.5
+             */
+            role_weight: number;
+            /**
+             * Threshold
+             * @default 0.6
+             */
+            threshold: number;
+        };
         /** TablePage */
         TablePage: {
             /** Offset */
@@ -1995,6 +2492,13 @@ export interface components {
              * @default 0
              */
             total_ms: number;
+        };
+        /** TokenEffect */
+        TokenEffect: {
+            /** Token */
+            token: string;
+            /** Value */
+            value: number;
         };
         /** TokenProb */
         TokenProb: {
@@ -2061,6 +2565,81 @@ export interface components {
             /** Tokens */
             tokens: string[];
         };
+        /** TopToken */
+        TopToken: {
+            /** Logit */
+            logit: number;
+            /** Prob */
+            prob: number;
+            /** Token */
+            token: string;
+            /** Token Id */
+            token_id: number;
+        };
+        /** TranscoderFeatureDetail */
+        TranscoderFeatureDetail: {
+            /**
+             * Activations
+             * @description the feature's activation at each of them
+             */
+            activations: number[] | null;
+            /**
+             * Contexts
+             * @description top activating contexts (≤ 8)
+             */
+            contexts?: components["schemas"]["FeatureContext"][];
+            /** D Tc */
+            d_tc: number;
+            /** Density */
+            density?: number | null;
+            /** Feature */
+            feature: number;
+            /**
+             * Has Store
+             * @description the transcoder folder has a feature store for this layer
+             */
+            has_store: boolean;
+            /** Layer */
+            layer: number;
+            /** Max Activation */
+            max_activation?: number | null;
+            /** Mean Activation */
+            mean_activation?: number | null;
+            /**
+             * Promoted
+             * @description tokens W_dec[f] @ W_U raises most (no final norm)
+             */
+            promoted: components["schemas"]["TokenEffect"][];
+            /** Suppressed */
+            suppressed: components["schemas"]["TokenEffect"][];
+            /**
+             * Tokens
+             * @description the graph's tokens (with graph_id)
+             */
+            tokens: string[] | null;
+            /** Top Tokens */
+            top_tokens?: string[];
+        };
+        /** TranscodersInfo */
+        TranscodersInfo: {
+            /** Available */
+            available: boolean;
+            /** D Tc */
+            d_tc: {
+                [key: string]: number;
+            };
+            /**
+             * Detail
+             * @description why there are none (null when available)
+             */
+            detail: string | null;
+            /** Layers */
+            layers: number[];
+            /** Model */
+            model: string | null;
+            /** Path */
+            path: string | null;
+        };
         /** WordInfo */
         WordInfo: {
             /** Multi Token */
@@ -2089,6 +2668,78 @@ export interface components {
              * @constant
              */
             type: "error";
+        };
+        /**
+         * WsIntervene
+         * @description ``/ws/attribution-graph``: an intervention request (a newer one replaces a queued older one).
+         */
+        WsIntervene: {
+            /**
+             * Freeze
+             * @description hold attention patterns and norm scales (the graph's linearisation)
+             * @default false
+             */
+            freeze: boolean;
+            /**
+             * Graph Id
+             * @description from /build
+             */
+            graph_id: string;
+            /**
+             * Id
+             * @default null
+             */
+            id: number | string | null;
+            /** Interventions */
+            interventions: components["schemas"]["NodeInterventionModel"][];
+            /**
+             * @description needed when naming supernodes
+             * @default null
+             */
+            spec: components["schemas"]["SupernodeSpecModel"] | null;
+            /**
+             * Top K
+             * @default 10
+             */
+            top_k: number;
+            /**
+             * Type
+             * @constant
+             */
+            type: "intervene";
+        };
+        /** WsInterveneResult */
+        WsInterveneResult: {
+            /** Applied */
+            applied: {
+                [key: string]: unknown;
+            }[];
+            /**
+             * Downstream
+             * @description graph feature nodes whose activation changed
+             */
+            downstream: components["schemas"]["FeatureChange"][];
+            /** Graph Id */
+            graph_id: string;
+            /**
+             * Id
+             * @default null
+             */
+            id: number | string | null;
+            /** Logit Nodes */
+            logit_nodes: components["schemas"]["LogitChange"][];
+            /** Tokens */
+            tokens: string[];
+            /** Top After */
+            top_after: components["schemas"]["TopToken"][];
+            /** Top Before */
+            top_before: components["schemas"]["TopToken"][];
+            /**
+             * Type
+             * @default result
+             * @constant
+             */
+            type: "result";
         };
         /** WsRequest */
         WsRequest: {
@@ -2353,6 +3004,484 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AttributionResponse"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    build_api_attribution_graph_build_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BuildRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GraphReply"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    feature_api_attribution_graph_feature__layer___feature__get: {
+        parameters: {
+            query?: {
+                graph_id?: string | null;
+                k?: number;
+            };
+            header?: never;
+            path: {
+                layer: number;
+                feature: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TranscoderFeatureDetail"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    intervene_api_attribution_graph_intervene_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InterveneRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InterveneReply"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    prune_api_attribution_graph_prune_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PruneRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GraphReply"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    qk_api_attribution_graph_qk_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["QKRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QKReply"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    supernodes_api_attribution_graph_supernodes_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SupernodesRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SupernodesReply"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    edit_supernodes_api_attribution_graph_supernodes_edit_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SupernodeEditRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SupernodesReply"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description unknown resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description request too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description invalid input (the message says what and why) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    transcoders_api_attribution_graph_transcoders_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TranscodersInfo"];
                 };
             };
             /** @description missing or wrong token */

@@ -3,14 +3,21 @@ import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import type { GraphDoc, GraphNode } from "../api/client";
 import { showToken } from "../state";
 
+/** What the component draws: a graph document whose nodes may also be client-side supernodes (groups). */
+type KnownNode = { [K in keyof GraphNode as string extends K ? never : number extends K ? never : K]: GraphNode[K] };
+export type DrawNode = Omit<KnownNode, "type"> & { type: GraphNode["type"] | "supernode"; members?: string[] };
+export type DrawDoc = Omit<GraphDoc, "nodes"> & { nodes: DrawNode[] };
+
 // The one graph component for provenance and circuits (D3 lives only here). Force layout with the layer bands
 // as strong vertical anchors; node size = attribution, edge width = |weight|, edge colour = sign. Drag pins a
 // node (double-click frees it), wheel/drag on the background zooms and pans, hover lights up the node's paths
-// (everything upstream and downstream of it), click hands the node to the view. Export: JSON, SVG, PNG.
+// (everything upstream and downstream of it), click hands the node to the view (shift/ctrl-click adds it to a
+// multiple selection). Overlays that change without a new layout (selection, an intervention's ablated nodes and
+// the relative change of every other node) are classes set apart from the layout. Export: JSON, SVG, PNG.
 
 interface SimNode extends d3.SimulationNodeDatum {
   id: string;
-  data: GraphNode;
+  data: DrawNode;
   r: number;
   anchorX: number;
   anchorY: number;
@@ -30,6 +37,7 @@ const TYPE_COLOUR: Record<string, string> = {
   token: "#b279a2",
   embed: "#b279a2",
   logits: "#e45756",
+  supernode: "#72b7b2",
 };
 const POS = "#2f6fd0";
 const NEG = "#d0452f";
@@ -66,12 +74,26 @@ function pathsThrough(id: string, edges: { source: string; target: string }[]): 
   return seen;
 }
 
-export function GraphView(props: { doc: GraphDoc; onSelect?: (n: GraphNode) => void; selected?: string | null; testid?: string }) {
-  const { doc, onSelect, selected } = props;
+export interface GraphViewProps<N extends DrawNode> {
+  doc: Omit<DrawDoc, "nodes"> & { nodes: N[] };
+  /** ``additive``: shift/ctrl/cmd was held (add to or take from a multiple selection) */
+  onSelect?: (n: N, additive: boolean) => void;
+  selected?: string | null;
+  /** a multiple selection (e.g. the nodes to group into a supernode) */
+  picked?: ReadonlySet<string>;
+  /** nodes an intervention acts on */
+  ablated?: ReadonlySet<string>;
+  /** relative change of each node's activation under the current intervention (+ up, − down) */
+  changes?: ReadonlyMap<string, number>;
+  testid?: string;
+}
+
+export function GraphView<N extends DrawNode>(props: GraphViewProps<N>) {
+  const { doc, onSelect, selected, picked, ablated, changes } = props;
   const svgRef = useRef<SVGSVGElement>(null);
   const boxRef = useRef<HTMLDivElement>(null);
   const [maximised, setMaximised] = useState(false);
-  const [hover, setHover] = useState<GraphNode | null>(null);
+  const [hover, setHover] = useState<DrawNode | null>(null);
   const [boxWidth, setBoxWidth] = useState(1000);
   useEffect(() => {
     const el = boxRef.current;
@@ -157,7 +179,9 @@ export function GraphView(props: { doc: GraphDoc; onSelect?: (n: GraphNode) => v
       .attr("fill", (d) => TYPE_COLOUR[d.data.type] ?? "#555")
       .attr("stroke", "#222")
       .attr("stroke-width", 0.8);
-    nodeSel.append("title").text((d) => `${d.data.label} · attribution ${(d.data.attribution ?? 0).toPrecision(3)}`);
+    nodeSel
+      .append("title")
+      .text((d) => `${d.data.label} · attribution ${(d.data.attribution ?? 0).toPrecision(3)}${d.data.members ? ` · ${d.data.members.length} nodes` : ""}`);
     nodeSel
       .filter((d) => labelled.has(d.id))
       .append("text")
@@ -213,7 +237,7 @@ export function GraphView(props: { doc: GraphDoc; onSelect?: (n: GraphNode) => v
       d3.select(ev.currentTarget as SVGGElement).classed("pinned", false);
       sim.alpha(0.3).restart();
     });
-    nodeSel.on("click", (_ev, d) => onSelect?.(d.data));
+    nodeSel.on("click", (ev: MouseEvent, d) => onSelect?.(d.data as N, ev.shiftKey || ev.ctrlKey || ev.metaKey));
     nodeSel.on("mouseenter", (_ev, d) => {
       const on = pathsThrough(d.id, doc.edges);
       nodeSel.classed("dim", (n) => !on.has(n.id));
@@ -240,8 +264,13 @@ export function GraphView(props: { doc: GraphDoc; onSelect?: (n: GraphNode) => v
   useEffect(() => {
     d3.select(svgRef.current!)
       .selectAll<SVGGElement, SimNode>("g.graph-node")
-      .classed("selected", (d) => d.id === selected);
-  }, [selected, doc]);
+      .classed("selected", (d) => d.id === selected)
+      .classed("picked", (d) => !!picked?.has(d.id))
+      .classed("ablated", (d) => !!ablated?.has(d.id))
+      .classed("changed-up", (d) => !ablated?.has(d.id) && (changes?.get(d.id) ?? 0) > 0.05)
+      .classed("changed-down", (d) => !ablated?.has(d.id) && (changes?.get(d.id) ?? 0) < -0.05)
+      .attr("data-change", (d) => (changes?.has(d.id) ? changes.get(d.id)!.toFixed(4) : null));
+  }, [selected, picked, ablated, changes, doc, width, height]);
 
   const exportJson = useCallback(() => {
     download(`${doc.kind}.json`, new Blob([JSON.stringify(doc, null, 1)], { type: "application/json" }));
@@ -250,7 +279,9 @@ export function GraphView(props: { doc: GraphDoc; onSelect?: (n: GraphNode) => v
     const el = svgRef.current!.cloneNode(true) as SVGSVGElement;
     el.setAttribute("xmlns", "http://www.w3.org/2000/svg");
     const style = document.createElementNS("http://www.w3.org/2000/svg", "style");
-    style.textContent = ".band-label{font:11px sans-serif;fill:#6b7280}.node-label{font:10px sans-serif;fill:#222}.dim{opacity:.12}";
+    style.textContent =
+      ".band-label{font:11px sans-serif;fill:#6b7280}.node-label{font:10px sans-serif;fill:#222}.dim{opacity:.12}" +
+      ".ablated circle{stroke:#c02626;stroke-width:3}.changed-up circle{stroke:#1a6b2d;stroke-width:2.5}.changed-down circle{stroke:#a11;stroke-width:2.5}";
     el.insertBefore(style, el.firstChild);
     return new XMLSerializer().serializeToString(el);
   }, []);

@@ -7,7 +7,8 @@ import { HeadHeatmap } from "../components/HeadHeatmap";
 import { Panel } from "../components/Panel";
 import { PrepareBanner, usePrepare } from "../components/PrepareStatus";
 import { Plot } from "../components/Plot";
-import { navigate } from "../router";
+import { href, navigate } from "../router";
+import { Attribution } from "./Attribution";
 
 // Circuit discovery on a shipped contrastive task: #/circuit/<task>/<edges>/<steps>/<pairs>/<random draws>/<sizes>.
 // EAP-IG scores every edge; the faithfulness curve comes from real mean-ablation forwards, beside random circuits.
@@ -22,7 +23,25 @@ interface CurveRow {
 }
 const errText = (e: unknown) => (e ? (e as Error).message : null);
 
+/** The Circuits view: task circuits (EAP-IG) and attribution graphs over transcoders (#/circuit/attribution). */
 export function Circuit({ rest }: { rest: string[] }) {
+  const attribution = rest[0] === "attribution";
+  return (
+    <>
+      <nav className="tabs" aria-label="circuit kinds">
+        <a href={href("circuit")} className={attribution ? "" : "active"} data-testid="circuit-tab-task">
+          task circuit (EAP-IG)
+        </a>
+        <a href={href("circuit", "attribution")} className={attribution ? "active" : ""} data-testid="circuit-tab-attribution">
+          attribution graph (transcoders)
+        </a>
+      </nav>
+      {attribution ? <Attribution /> : <TaskCircuit rest={rest} />}
+    </>
+  );
+}
+
+function TaskCircuit({ rest }: { rest: string[] }) {
   const task = rest[0] || "ioi";
   const asked = rest.length >= 2;
   const edges = Number(rest[1] ?? 200);

@@ -2,6 +2,7 @@ import { useQuery } from "@tanstack/react-query";
 import { useState } from "react";
 import type { GraphDoc, GraphNode } from "../api/client";
 import { api } from "../api/client";
+import { FeatureStore } from "../components/FeatureStore";
 import { GraphView } from "../components/GraphView";
 import { HeadHeatmap } from "../components/HeadHeatmap";
 import { Panel } from "../components/Panel";
@@ -204,30 +205,7 @@ function NodeDetail({ node, prompt, depth }: { node: GraphNode; prompt: string; 
           </a>
         </p>
         {feature.error && <div className="error">{errText(feature.error)}</div>}
-        {d && d.has_store && (
-          <>
-            <p className="mono">
-              density {(d.density ?? 0).toFixed(4)} · mean {(d.mean_activation ?? 0).toFixed(3)} · max {(d.max_activation ?? 0).toFixed(3)}
-            </p>
-            <p className="mono" data-testid="feature-top-tokens">
-              top tokens: {(d.top_tokens ?? []).map(showToken).join(" ")}
-            </p>
-            <p className="mono">promotes: {(d.logit_top_tokens ?? []).slice(0, 8).map(showToken).join(" ")}</p>
-            <div className="contexts">
-              {(d.contexts ?? []).map((c, i) => (
-                <div key={i} className="mono context">
-                  {c.tokens.map((t, j) => (
-                    <span key={j} className={j === c.center ? "hit" : ""}>
-                      {showToken(t)}
-                    </span>
-                  ))}{" "}
-                  <span className="muted">{c.activation.toFixed(2)}</span>
-                </div>
-              ))}
-            </div>
-          </>
-        )}
-        {d && !d.has_store && <p className="hint">No feature statistics were computed for this SAE (train-sae-suite without --no-features computes them).</p>}
+        {d && <FeatureStore d={d} missing="No feature statistics were computed for this SAE (train-sae-suite without --no-features computes them)." />}
       </div>
     );
   }
