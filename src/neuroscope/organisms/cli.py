@@ -401,6 +401,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from neuroscope.organisms.localise_cli import add as add_localise
 
     add_localise(studies)
+    from neuroscope.organisms.expert_cli import add as add_expert
+
+    add_expert(studies)
 
 
 def _pick_feature(args: argparse.Namespace) -> int:

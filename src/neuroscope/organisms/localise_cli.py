@@ -42,7 +42,7 @@ def _localise(args: argparse.Namespace) -> int:
     out = localise.write(r, args.out)
     e = r.effects
     print(
-        f"log p(response first {args.n_tokens} tokens): triggered {e.metric_triggered:.3f}, "
+        f"{e.config['metric']} (response's first {args.n_tokens} tokens): triggered {e.metric_triggered:.3f}, "
         f"clean {e.metric_clean:.3f} ({e.n_train} train / {e.n_validation} validation prompts)"
     )
     print(f"{'unit':<22} {'predicted':>9} {'pred val':>9} {'measured':>9} {'AUROC':>6}")
