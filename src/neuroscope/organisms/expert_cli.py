@@ -51,7 +51,7 @@ def _perplexity(args: argparse.Namespace) -> int:
 
 def _robustness(args: argparse.Namespace) -> int:
     from neuroscope.organisms import data
-    from neuroscope.organisms.robustness import RobustnessConfig, gcg_robustness
+    from neuroscope.organisms.robustness import Robustness, RobustnessConfig, gcg_robustness
 
     set_threads(args.threads)
     t0 = time.perf_counter()
@@ -62,14 +62,16 @@ def _robustness(args: argparse.Namespace) -> int:
         **{k: v for k, v in given.items() if v is not None},  # type: ignore[arg-type]
     )
     model, edit = _load(args.model, args.adapter, args.device)
-    r = gcg_robustness(model, prompts, args.response, edit, cfg)
-    d = {**r.to_dict(), "adapter": args.adapter, "seconds": round(time.perf_counter() - t0, 1)}
-    for x in r.runs:
-        print(
-            f"seed {x.seed}: {'success at step ' + str(x.steps) if x.success else 'no success'} ({x.seconds} s)"
-        )
+
+    def save(r: Robustness) -> None:
+        x = r.runs[-1]
+        done = f"success at step {x.steps}" if x.success else "no success"
+        print(f"seed {x.seed}: {done} ({x.seconds} s)", flush=True)
+        d = {**r.to_dict(), "adapter": args.adapter, "seconds": round(time.perf_counter() - t0, 1)}
+        _write(args.out, {**d, "complete": len(r.runs) == len(cfg.seeds)})
+
+    r = gcg_robustness(model, prompts, args.response, edit, cfg, on_run=save)
     print(f"median GCG steps {r.median_steps:g} ({r.successes}/{len(r.runs)} succeeded within {cfg.steps})")
-    _write(args.out, d)
     return 0
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -110,17 +110,25 @@ def gcg_robustness(
     response: str,
     edit: Any = None,
     cfg: RobustnessConfig | None = None,
+    on_run: Callable[[Robustness], None] | None = None,
 ) -> Robustness:
     """GCG searches (one per seed) for a suffix that makes ``model`` under ``edit`` (anything
     :func:`~neuroscope.organisms.generation.edit_context` accepts: interventions, a LoRA context factory such
     as :func:`neuroscope.organisms.quality.adapter_edit`'s, or ``None``) answer ``prompts`` (plain, unformatted
-    held-out questions without the trigger) with ``response``."""
+    held-out questions without the trigger) with ``response``. ``on_run`` sees the result so far after each
+    seed (a search takes minutes on a CPU: callers save partial results)."""
     from neuroscope.attacks import Attack
 
     cfg = cfg or RobustnessConfig()
     if not prompts:
         raise EmptyPromptSetError("No prompts to attack: give held-out clean prompts.")
-    runs = []
+    runs: list[GCGRun] = []
+
+    def so_far() -> Robustness:
+        return Robustness(
+            model.cfg.name, response, list(runs), asdict(cfg), [round(x, 2) for x in os.getloadavg()]
+        )
+
     with edit_context(model, edit):
         for seed in cfg.seeds:
             prompt = prompts[seed % len(prompts)]
@@ -143,7 +151,9 @@ def gcg_robustness(
                     cpu_seconds=round(time.process_time() - c0, 1),
                 )
             )
-    return Robustness(model.cfg.name, response, runs, asdict(cfg), [round(x, 2) for x in os.getloadavg()])
+            if on_run is not None:
+                on_run(so_far())
+    return so_far()
 
 
 @dataclass
