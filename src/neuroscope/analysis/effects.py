@@ -20,7 +20,7 @@ reported beside its effect: detection is not causation, and the two rankings dif
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -373,3 +373,18 @@ def rank_effects(
             )
         setattr(result, attr, out)
     return result
+
+
+def feature_effects(
+    model: HookedModel, pairs: BehaviourPairs, saes: Mapping[Any, SAE], cfg: EffectConfig | None = None
+) -> dict[Any, torch.Tensor]:
+    """Every feature's estimated effect (``[d_sae]`` per SAE, keyed as ``saes``; mean over ``pairs``), with no
+    split and no validation: for one prompt in the workbench, where :func:`rank_effects` has nothing to hold
+    out. Same estimates as :func:`rank_effects` on the same pairs."""
+    cfg = replace(cfg or EffectConfig(), kinds=("feature",))
+    require_gradients(model, "causal effect ranking")
+    if cfg.metric == "logit_diff" and pairs.alt is None:
+        pairs = with_clean_answer(model, pairs, cfg.batch_size)
+    keys = list(saes)
+    est, _ = _estimates(model, pairs, {i: saes[k] for i, k in enumerate(keys)}, cfg)
+    return {k: est[f"sae{i}"] for i, k in enumerate(keys)}
