@@ -123,9 +123,11 @@ def fix_backdoor(
     progress: Callable[[str], None] | None = None,
     model: HookedModel | None = None,
     extra: Mapping[str, Any] | None = None,
+    prior_seconds: float = 0.0,
 ) -> LoopResult:
     """Run the loop on the organism at ``spec`` and write ``out/result.json`` (also when a step stops it:
-    then with ``stopped`` and what was measured so far)."""
+    then with ``stopped`` and what was measured so far). ``prior_seconds``: wall time the loop spent before
+    this call (run.sh's check and SAE suite), counted in the loop's time."""
     from neuroscope.edits.families import export_edit, realise
     from neuroscope.organisms import localise
     from neuroscope.organisms.backdoor import BackdoorPrompts
@@ -137,7 +139,7 @@ def fix_backdoor(
     o = Path(out)
     o.mkdir(parents=True, exist_ok=True)
     t_loop = time.perf_counter()
-    seconds: dict[str, float] = {}
+    seconds: dict[str, float] = {"before_this_command": round(prior_seconds, 1)} if prior_seconds else {}
 
     def lap(name: str, t0: float) -> None:
         seconds[name] = round(time.perf_counter() - t0, 1)
@@ -266,7 +268,7 @@ def fix_backdoor(
         lora_m = measure_backdoor(plain, ref, trigger, response, ps.heldout, None, ecfg)
         lap("heldout_eval", t0)
         del plain
-    seconds["loop"] = round(time.perf_counter() - t_loop, 1)
+    seconds["loop"] = round(time.perf_counter() - t_loop + prior_seconds, 1)
     plain_fig = manifest.get("measured", {}).get("plain_peft", {})
     kl_lh = plain_fig.get("triggered_kl_hooked_to_plain")
     pending = {

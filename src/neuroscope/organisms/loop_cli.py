@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from neuroscope.cli import set_threads
+from neuroscope.organisms.loop_families import FAMILIES
 
 SPLITS = ("train", "validation", "heldout")
 
@@ -37,6 +38,31 @@ def read_split_prompts(path: str):
     return BackdoorPrompts(*([x.strip() for x in d[s] if isinstance(x, str) and x.strip()] for s in SPLITS))
 
 
+def previous_rows(path: str) -> dict[str, dict]:
+    """An earlier case study's edit (its primary, e.g. the single-feature ablation) and its baselines as
+    rows of the table, marked with their source and held-out size."""
+    prev = json.loads(Path(path).read_text())
+    n = (prev.get("n_prompts") or {}).get("heldout")
+    keys = ("clean_agreement", "clean_kl", "false_trigger_rate")
+    rows = {
+        f"previous {prev.get('primary') or 'edit'}": {
+            "asr": prev.get("asr_after"),
+            "asr_ci": prev.get("asr_after_ci"),
+            **{k: prev.get(k) for k in keys},
+            "feature": prev.get("feature"),
+        }
+    }
+    for name, b in (prev.get("baselines") or {}).items():
+        rows[f"previous {name}"] = {
+            "asr": b.get("asr"),
+            "asr_ci": b.get("asr_ci"),
+            **{k: b.get(k) for k in keys},
+        }
+    for r in rows.values():
+        r.update({"source": path, "n_heldout_questions": n})
+    return rows
+
+
 def _ints(text: str | None) -> tuple[int, ...] | None:
     from neuroscope.errors import InvalidConfigError
 
@@ -57,6 +83,7 @@ def _fix(args: argparse.Namespace) -> int:
     from neuroscope.organisms.evaluate import EvalConfig
     from neuroscope.organisms.loop_families import CandidateConfig
 
+    t_start = time.perf_counter()
     set_threads(args.threads)
     cfg = loop.LoopConfig(
         n_train=args.n_train,
@@ -69,6 +96,7 @@ def _fix(args: argparse.Namespace) -> int:
             direction_layers=_ints(args.direction_layers),
             delta_w_modules=args.delta_w_modules,
             rank=args.rank,
+            families=tuple(f for f in args.families.split(",") if f),
         ),
         max_clean_kl=args.max_clean_kl,
         distill=DistillConfig(
@@ -83,18 +111,7 @@ def _fix(args: argparse.Namespace) -> int:
     saes = {}
     extra = {}
     if args.previous:
-        prev = json.loads(Path(args.previous).read_text())
-        keys = ("asr_after", "asr_after_ci", "false_trigger_rate", "clean_agreement", "clean_kl")
-        extra["baselines"] = {
-            f"previous: {prev.get('primary') or 'edit'}": {
-                "asr": prev.get("asr_after"),
-                "asr_ci": prev.get("asr_after_ci"),
-                **{k: prev.get(k) for k in keys[2:]},
-                "source": args.previous,
-                "n_heldout": (prev.get("n_prompts") or {}).get("heldout"),
-                "feature": prev.get("feature"),
-            }
-        }
+        extra["baselines"] = previous_rows(args.previous)
     commands = args.commands or ["neuroscope " + " ".join(shlex.quote(a) for a in sys.argv[1:])]
     extra["commands"] = commands
     model = None
@@ -118,6 +135,7 @@ def _fix(args: argparse.Namespace) -> int:
             say,
             model,
             extra,
+            args.prior_seconds + time.perf_counter() - t_start,
         ).to_dict()
     except DistillationFailedError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -154,6 +172,7 @@ def add(studies: argparse._SubParsersAction) -> None:
     fx.add_argument("--n-validation", type=int, default=24)
     fx.add_argument("--n-heldout", type=int, default=40)
     fx.add_argument("--top", type=int, default=8, help="units per kind validated by localisation")
+    fx.add_argument("--families", default=",".join(FAMILIES), help="edit families to try")
     fx.add_argument("--feature-counts", default="3,8", help="top-N features per features candidate")
     fx.add_argument("--head-counts", default="3,8", help="top-N heads per heads candidate")
     fx.add_argument(
@@ -174,6 +193,7 @@ def add(studies: argparse._SubParsersAction) -> None:
     fx.add_argument(
         "--previous", default=None, help="an earlier study's result.json: its edit as a baseline row"
     )
+    fx.add_argument("--prior-seconds", type=float, default=0.0, help="loop time spent before (run.sh)")
     fx.add_argument("--seed", type=int, default=0)
     fx.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared machines)")
     fx.add_argument("--commands", nargs="*", default=None, help="commands to list in the report")

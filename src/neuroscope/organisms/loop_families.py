@@ -19,6 +19,7 @@ import torch
 from neuroscope.edits import families as fam
 from neuroscope.edits.gated import mean_difference
 from neuroscope.edits.heads import HeadTarget
+from neuroscope.errors import InvalidConfigError
 
 if TYPE_CHECKING:
     from neuroscope.analysis.effects import Effect, EffectResult
@@ -39,6 +40,8 @@ class CandidateConfig:
     delta_w_modules: int = 6
     """Residual writers (largest ‖ΔW‖) whose top ΔW direction is gated (needs the base model)."""
     gate_mode: str = "zero"
+    families: tuple[str, ...] = FAMILIES
+    """Which families are built (``delta_w_gated`` needs the base model)."""
     rank: int = 8
     distil_layers_back: int = 4
 
@@ -105,23 +108,29 @@ def candidates(
     out: dict[str, HookedEdit] = {}
     why: dict[str, dict[str, Any]] = {}
     mode: Any = cfg.gate_mode
-    for n in cfg.feature_counts:
+    bad = [f for f in cfg.families if f not in FAMILIES]
+    if bad:
+        raise InvalidConfigError(f"unknown edit families {bad}; choose from {', '.join(FAMILIES)}")
+    fams = set(cfg.families)
+    for n in cfg.feature_counts if fams & {"features_ablate", "features_gated"} else ():
         feats = top_features(effects, n)
-        if not feats or (len(feats) < n and f"features_ablate_{len(feats)}" in out):
-            continue
         k = len(feats)
+        if not feats or any(w.endswith(f"_{k}") and w.startswith("features") for w in why):
+            continue
         src = {"features": [f"{l}:{f}" for l, f in feats], "ranked_by": "validated effect"}
-        out[f"features_ablate_{k}"] = fam.multi_feature_ablate(model, saes, feats, cfg.rank)
-        why[f"features_ablate_{k}"] = {"family": "features_ablate", **src}
-        out[f"features_gated_{k}"] = fam.gated_edit(
-            model, fam.feature_gates(saes, feats, mode), quiet, quiet_mask
-        )
-        why[f"features_gated_{k}"] = {"family": "features_gated", **src}
+        if "features_ablate" in fams:
+            out[f"features_ablate_{k}"] = fam.multi_feature_ablate(model, saes, feats, cfg.rank)
+            why[f"features_ablate_{k}"] = {"family": "features_ablate", **src}
+        if "features_gated" in fams:
+            out[f"features_gated_{k}"] = fam.gated_edit(
+                model, fam.feature_gates(saes, feats, mode), quiet, quiet_mask
+            )
+            why[f"features_gated_{k}"] = {"family": "features_gated", **src}
     # the mean over every row's real tokens: the shortest clean prompt's length
     ref = quiet[:, : int(quiet_mask.sum(1).min())]
-    for n in cfg.head_counts:
+    for n in cfg.head_counts if "heads_mean" in fams else ():
         heads = top_heads(effects, n)
-        if not heads or (len(heads) < n and f"heads_mean_{len(heads)}" in out):
+        if not heads or f"heads_mean_{len(heads)}" in out:
             continue
         targets = [HeadTarget(l, h) for l, h in heads]
         name = f"heads_mean_{len(heads)}"
@@ -131,20 +140,26 @@ def candidates(
             "heads": [t.label() for t in targets],
             "ranked_by": "validated effect",
         }
-    layers = list(cfg.direction_layers) if cfg.direction_layers else default_direction_layers(model)
-    hooks = [f"blocks.{l}.hook_resid_post" for l in layers]
-    gates = fam.direction_gates([(h, mean_difference(model, data, h)) for h in hooks], mode)
-    out["direction_gated"] = fam.gated_edit(model, gates, quiet, quiet_mask)
-    why["direction_gated"] = {
-        "family": "direction_gated",
-        "layers": layers,
-        "direction": "triggered minus clean mean (train prompts)",
-    }
-    if base is not None and cfg.delta_w_modules > 0:
+    if "direction_gated" in fams:
+        layers = list(cfg.direction_layers) if cfg.direction_layers else default_direction_layers(model)
+        hooks = [f"blocks.{l}.hook_resid_post" for l in layers]
+        gates = fam.direction_gates([(h, mean_difference(model, data, h)) for h in hooks], mode)
+        out["direction_gated"] = fam.gated_edit(model, gates, quiet, quiet_mask)
+        why["direction_gated"] = {
+            "family": "direction_gated",
+            "layers": layers,
+            "direction": "triggered minus clean mean (train prompts)",
+        }
+    if base is not None and cfg.delta_w_modules > 0 and "delta_w_gated" in fams:
         dw, info = delta_w_gates(model, base, cfg.delta_w_modules, mode)
         if dw:
             out["delta_w_gated"] = fam.gated_edit(model, dw, quiet, quiet_mask)
             why["delta_w_gated"] = {"family": "delta_w_gated", "modules": info}
+    if not out:
+        raise InvalidConfigError(
+            f"no candidate edit could be built from the families {', '.join(cfg.families)} (features need an "
+            "SAE suite with features of positive effect, heads need heads of positive effect, ΔW needs the base)"
+        )
     for name, e in out.items():
         why[name]["chosen"] = e.chosen
     return out, why

@@ -82,7 +82,8 @@ def render(r: Mapping[str, Any], commands: Sequence[str] = ()) -> str:
             _row(f"{r['chosen']['name']}, exported LoRA (plain transformers + peft)", r["lora"]),
         ]
         for name, s in (r.get("baselines") or {}).items():
-            lines.append(_row(f"baseline: {name}", s))
+            n = s.get("n_heldout_questions")
+            lines.append(_row(f"baseline: {name}" + (f" ({n} held-out questions)" if n else ""), s))
         lines.append("")
         det = r["lora"]["detail"]
         pos = ", ".join(f"{k} {_pct(v['value'])}" for k, v in det["asr_by_position"].items())
