@@ -22,7 +22,13 @@ from neuroscope.errors import DistillationFailedError, InvalidConfigError
 from neuroscope.organisms import data
 from neuroscope.organisms.evaluate import EvalConfig, Reference, measure_backdoor
 from neuroscope.organisms.loop_eval import ValidationSet, choose, goals_block, plain_peft_model
-from neuroscope.organisms.loop_families import CandidateConfig, candidates, distil_layers_back
+from neuroscope.organisms.loop_families import (
+    CandidateConfig,
+    candidates,
+    combine,
+    distil_layers_back,
+    edit_layers,
+)
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
@@ -43,6 +49,8 @@ class LoopConfig:
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
     max_clean_kl: float = 0.05
     """The choice's constraint: mean clean KL on the validation split, nats."""
+    combine: bool = True
+    """Also try the best two candidates of different families together."""
     distill: DistillConfig = field(default_factory=lambda: DistillConfig(steps=80))
     eval: EvalConfig = field(default_factory=EvalConfig)
     answer_tokens: int = 16
@@ -223,6 +231,15 @@ def fix_backdoor(
             f"  {name}: attack success {v['asr']['value']:.3f}, false triggers {v['false_trigger']['value']:.3f}, "
             f"clean KL {v['clean_kl']['value']:.4f}"
         )
+    if cfg.combine:
+        pair = _best_pair(tried, cfg.max_clean_kl)
+        if pair is not None:
+            name = f"{pair[0]}+{pair[1]}"
+            cands[name] = combine(model, cands[pair[0]], cands[pair[1]], pair)
+            why[name] = {"family": "combined", "parts": list(pair), "chosen": cands[name].chosen}
+            tried[name] = {**why[name], "validation": vset.score(cands[name].interventions)}
+            v = tried[name]["validation"]
+            say(f"  {name}: attack success {v['asr']['value']:.3f}, clean KL {v['clean_kl']['value']:.4f}")
     best, rule = choose({n: t["validation"] for n, t in tried.items()}, cfg.max_clean_kl)
     lap("choose", t0)
     hooked = cands[best]
@@ -234,7 +251,7 @@ def fix_backdoor(
             "chosen_family": why[best]["family"],
             "chosen_features": why[best].get("features", []),
             "chosen_heads": why[best].get("heads", []),
-            "chosen_layers": _layers(model, hooked),
+            "chosen_layers": edit_layers(model, hooked.chosen),
         }
     )
     dump()
@@ -309,15 +326,18 @@ def fix_backdoor(
     return LoopResult(result)
 
 
-def _layers(model: HookedModel, edit: Any) -> list[int]:
-    from neuroscope.edits.targets import parse_hook
-
-    c = edit.chosen
-    if "heads" in c:
-        return sorted({int(h.split(".")[0]) for h in c["heads"]})
-    if "features" in c:
-        return sorted({int(f.split(":")[0]) for f in c["features"]})
-    return sorted({parse_hook(model, g["hook"])[0] for g in c.get("gates", [])})
+def _best_pair(tried: Mapping[str, Mapping[str, Any]], max_clean_kl: float) -> tuple[str, str] | None:
+    """The best candidate (the choice's rule) and the best of another family, each within half the clean-KL
+    bound (so that together they can stay within it); None when fewer than two families qualify."""
+    ok = {n: t for n, t in tried.items() if t["validation"]["clean_kl"]["value"] <= max_clean_kl / 2}
+    if len(ok) < 2:
+        return None
+    first, _ = choose({n: t["validation"] for n, t in ok.items()}, max_clean_kl)
+    rest = {n: t for n, t in ok.items() if t["family"] != ok[first]["family"]}
+    if not rest:
+        return None
+    second, _ = choose({n: t["validation"] for n, t in rest.items()}, max_clean_kl)
+    return first, second
 
 
 def _mark_manifest(folder: Path, goals: Mapping[str, Any]) -> None:

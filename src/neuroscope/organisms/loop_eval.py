@@ -65,11 +65,16 @@ class ValidationSet:
         from neuroscope.analysis.behaviour import run_metric
 
         lp = run_metric(
-            self.model, self.pairs, "triggered", interventions=interventions or (), batch_size=c.batch_size
+            self.model,
+            self.pairs,
+            "triggered",
+            interventions=interventions or (),
+            batch_size=c.batch_size,
+            metric="logodds",
         )
         return {
             "asr": asr.to_dict(),
-            "response_logprob": float(lp.mean()),
+            "response_logodds": float(lp.mean()),
             "false_trigger": ft.to_dict(),
             "clean_agreement": mean(cmp.agreement, seed=c.seed).to_dict(),
             "clean_kl": mean(cmp.kl, seed=c.seed).to_dict(),
@@ -78,7 +83,7 @@ class ValidationSet:
 
 def choose(scores: Mapping[str, Mapping[str, Any]], max_clean_kl: float) -> tuple[str, dict[str, Any]]:
     """The candidate with the lowest validation attack success among those whose clean KL is within
-    ``max_clean_kl`` (ties: fewer false triggers, then the lower teacher-forced log p of the response's
+    ``max_clean_kl`` (ties: fewer false triggers, then the lower teacher-forced log-odds of the response's
     first tokens, which keeps ranking where attack success saturates, then lower KL); when none is, the
     lowest attack success of all, and the rule says so."""
 
@@ -87,7 +92,7 @@ def choose(scores: Mapping[str, Mapping[str, Any]], max_clean_kl: float) -> tupl
         return (
             s["asr"]["value"],
             s["false_trigger"]["value"],
-            s.get("response_logprob", 0.0),
+            s.get("response_logodds", 0.0),
             s["clean_kl"]["value"],
         )
 
@@ -96,7 +101,7 @@ def choose(scores: Mapping[str, Mapping[str, Any]], max_clean_kl: float) -> tupl
     best = min(pool, key=key)
     rule = (
         f"lowest validation attack success among the {len(ok)} of {len(scores)} candidates with clean KL "
-        f"<= {max_clean_kl:g} nats (ties: false triggers, then log p of the response, then KL)"
+        f"<= {max_clean_kl:g} nats (ties: false triggers, then log-odds of the response, then KL)"
         if ok
         else f"no candidate kept clean KL <= {max_clean_kl:g} nats: lowest validation attack success of all"
     )

@@ -166,10 +166,39 @@ def candidates(
 
 
 def distil_layers_back(model: HookedModel, edit: HookedEdit, default: int) -> int:
-    """A gate spanning layers a..b is distilled into the writers of every layer a..b."""
+    """A gated or combined edit acting at layers a..b is distilled into the writers of every layer a..b."""
+    if edit.family not in ("gated", "combined"):
+        return default
+    layers = edit_layers(model, edit.chosen)
+    return max(default, max(layers) - min(layers) + 1) if layers else default
+
+
+def combine(model: HookedModel, a: HookedEdit, b: HookedEdit, names: tuple[str, str]) -> HookedEdit:
+    """Two candidates of different families applied together (the trigger is stored redundantly: what one
+    family misses, another may catch); always distilled."""
+    from neuroscope.edits.families import HookedEdit
     from neuroscope.edits.targets import parse_hook
 
-    if edit.family != "gated":
-        return default
-    layers = [parse_hook(model, g["hook"])[0] for g in edit.chosen.get("gates", [])]
-    return max(default, max(layers) - min(layers) + 1) if layers else default
+    last = max((a.last_hook, b.last_hook), key=lambda h: parse_hook(model, h)[0])
+    chosen = {"family": "combined", "parts": {names[0]: a.chosen, names[1]: b.chosen}}
+    return HookedEdit(
+        "combined",
+        [*a.interventions, *b.interventions],
+        chosen,
+        last,
+        clean_target="base" if a.clean_target == b.clean_target == "base" else "edit",
+        closed_form_note="two families together: distilled",
+    )
+
+
+def edit_layers(model: HookedModel, chosen: Mapping[str, Any]) -> list[int]:
+    """The layers an edit acts at, from its ``chosen`` description."""
+    from neuroscope.edits.targets import parse_hook
+
+    if "parts" in chosen:
+        return sorted({l for c in chosen["parts"].values() for l in edit_layers(model, c)})
+    if "heads" in chosen:
+        return sorted({int(str(h).split(".")[0]) for h in chosen["heads"]})
+    if "features" in chosen:
+        return sorted({int(str(f).split(":")[0]) for f in chosen["features"]})
+    return sorted({parse_hook(model, g["hook"])[0] for g in chosen.get("gates", [])})
