@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from neuroscope.cli import set_threads
 from neuroscope.organisms.loop_families import FAMILIES
@@ -110,7 +111,7 @@ def _fix(args: argparse.Namespace) -> int:
     prompts = read_split_prompts(args.prompts) if args.prompts else None
     say = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)  # noqa: E731
     saes = {}
-    extra = {}
+    extra: dict[str, Any] = {}
     if args.previous:
         extra["baselines"] = previous_rows(args.previous)
     commands = args.commands or ["neuroscope " + " ".join(shlex.quote(a) for a in sys.argv[1:])]
