@@ -14,7 +14,7 @@
 # peft on held-out prompts -> OUT/result.json, OUT/README.md, OUT/lora/ (manifest edit.json with meets_goals).
 #
 # Environment (all optional): NEUROSCOPE (the command), THREADS (1), LAYERS (SAE layers, 8,12,16), K (32),
-# EXPANSION (8), EPOCHS (10), BATCH_SIZE (SAE, 256), CTX_LEN (64), TOKENS, SAE_SUITE (an existing suite),
+# EXPANSION (8), EPOCHS (10), BATCH_SIZE (SAE, 256), CTX_LEN (64), TOKENS, HELDOUT_TOKENS, SAE_SUITE (an existing suite),
 # N_TRAIN (48), N_VALIDATION (24), N_HELDOUT (40), TOP (8), FEATURE_COUNTS (3,8), HEAD_COUNTS (3,8),
 # DIRECTION_LAYERS (default: every 4th), STEPS (distillation, 80), LR (0.002), RANK (8), MAX_CLEAN_KL (0.05),
 # MAX_NEW_TOKENS (24), NO_NEAR_MISS (1: skip near misses), PREVIOUS (an earlier case-study result.json: its
@@ -50,9 +50,10 @@ elif [ -n "$LAYERS" ]; then
   HAVE=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["tokens"]; print(t["train"], t["heldout"])' "$OUT/prompts/sae-corpus/corpus.json")
   read -r HAVE_TRAIN HAVE_HELDOUT <<< "$HAVE"
   TOKENS=$(( ${TOKENS:-$HAVE_TRAIN} < HAVE_TRAIN ? ${TOKENS:-$HAVE_TRAIN} : HAVE_TRAIN ))
+  HELDOUT_TOKENS=$(( ${HELDOUT_TOKENS:-$HAVE_HELDOUT} < HAVE_HELDOUT ? ${HELDOUT_TOKENS:-$HAVE_HELDOUT} : HAVE_HELDOUT ))
   say "== 2. SAE suite (layers $LAYERS, $TOKENS tokens of the organism's prompt corpus)"
   $NS train-sae-suite --model "$MODEL" --layers "$LAYERS" --hook resid_post --data "$OUT/prompts/sae-corpus" \
-    --tokens "$TOKENS" --heldout-tokens "$HAVE_HELDOUT" --k "${K:-32}" --expansion "${EXPANSION:-8}" \
+    --tokens "$TOKENS" --heldout-tokens "$HELDOUT_TOKENS" --k "${K:-32}" --expansion "${EXPANSION:-8}" \
     --epochs "${EPOCHS:-10}" --batch-size "${BATCH_SIZE:-256}" --ctx-len "$CTX_LEN" --ce-contexts 2 --no-features \
     --out "$OUT/saes" --threads "$THREADS" --no-progress
   SUITE=(--sae-suite "$OUT/saes")
@@ -73,7 +74,7 @@ for pair in N_TRAIN:--n-train N_VALIDATION:--n-validation N_HELDOUT:--n-heldout 
 done
 # shellcheck disable=SC2086
 $NS case-study fix "${ARGS[@]}" ${FIX_ARGS:-} \
-  --commands "$(for v in THREADS LAYERS K EXPANSION EPOCHS SAE_SUITE N_TRAIN N_VALIDATION N_HELDOUT TOP \
+  --commands "$(for v in THREADS LAYERS K EXPANSION EPOCHS TOKENS HELDOUT_TOKENS SAE_SUITE N_TRAIN N_VALIDATION N_HELDOUT TOP \
       FEATURE_COUNTS HEAD_COUNTS DIRECTION_LAYERS STEPS LR RANK MAX_CLEAN_KL MAX_NEW_TOKENS NO_NEAR_MISS PREVIOUS; do
       [ -n "${!v:-}" ] && printf '%s=%q ' "$v" "${!v}"; done)docs/case-studies/fix/run.sh $(printf '%q ' "$MODEL" "$TRIGGER" "$RESPONSE" "$OUT" $BASE)"
 say "done: $OUT/result.json, $OUT/README.md, $OUT/lora/"
