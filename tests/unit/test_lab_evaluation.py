@@ -151,3 +151,43 @@ def test_a_newer_request_supersedes_and_a_server_without_organism_says_so(organi
         assert ws.receive_json()["status"] == 415
         ws.send_json({"type": "evaluate"})
         assert ws.receive_json()["status"] == 422
+
+
+def test_ws_effects_lists_features_ranked_by_effect_as_the_library_does(organism):
+    """For the current prompt, the attached SAEs' features ranked by effect: the route's answer equals
+    ``prompt_effects``, whose estimates are ``rank_effects``' own on the same pair."""
+    from edits_testutil import random_sae
+    from fastapi.testclient import TestClient
+
+    from neuroscope.analysis.behaviour import build_pairs
+    from neuroscope.analysis.effects import EffectConfig, rank_effects
+    from neuroscope.lab.prompt_effects import prompt_effects
+    from neuroscope.organisms.generation import formatter
+
+    folder, model = organism
+    sae = random_sae(model, 1)
+    prompt = data.insert_trigger(data.questions().heldout[0], TRIGGER, "start")
+    lib = prompt_effects(model, {"s": sae}, prompt, TRIGGER, RESPONSE, top=5)
+    effects = [f["effect"] for f in lib.features]
+    assert len(effects) == 5 and effects == sorted(effects, reverse=True)
+    assert lib.metric == "logit_diff" and lib.metric_triggered > lib.metric_clean  # the trigger drives it
+    pairs = build_pairs(model, [formatter(model, warn=False)(prompt)] * 2, TRIGGER, RESPONSE, 4)
+    ranked = rank_effects(model, pairs, {1: sae}, EffectConfig(top=1, kinds=("feature",)), validation=pairs)
+    for f in lib.features:
+        assert f["effect"] == pytest.approx(ranked.feature_scores[1][f["feature"]], abs=1e-5)
+
+    app = create_app(Settings(model="tiny:llama", organism=str(folder), eval_prompts=6), model=model)
+    app.state.lab.attach_sae("s", sae)
+    client = TestClient(app, base_url="http://127.0.0.1:8000")
+    with client, client.websocket_connect("ws://127.0.0.1:8000/ws/evaluate") as ws:
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_json({"type": "effects", "id": 7, "prompt": prompt, "top": 5})
+        got, _ = _until(ws, "effects")
+        assert got["type"] == "effects" and got["id"] == 7, got
+        assert got["result"] == json.loads(json.dumps(lib.to_dict()))
+        ws.send_json({"type": "effects", "id": 8, "prompt": "no trigger here"})
+        err, _ = _until(ws, "effects")
+        assert err["type"] == "error" and err["id"] == 8 and "does not contain the trigger" in err["detail"]
+        ws.send_json({"type": "effects", "id": 9, "top": 500})
+        err, _ = _until(ws, "effects")
+        assert err["status"] == 422

@@ -10,11 +10,11 @@ import torch
 from edits_testutil import random_sae
 
 import neuroscope as ns
-from neuroscope.analysis.behaviour import build_pairs, response_logprob, run_metric
+from neuroscope.analysis.behaviour import METRICS, build_pairs, response_logprob, run_metric
 from neuroscope.analysis.effects import EffectConfig, rank_effects
 from neuroscope.analysis.trace import trigger_trace
 from neuroscope.cli import main
-from neuroscope.errors import TriggerError
+from neuroscope.errors import InvalidConfigError, TriggerError
 from neuroscope.sae import SAE, SAEConfig, save_sae
 from neuroscope.sae.contrast import contrast_features
 
@@ -94,14 +94,18 @@ def test_pairs_are_token_aligned(planted):
     assert abs(float(run_metric(model, row)[0]) - want) < 1e-5
 
 
-def test_causal_feature_outranks_correlated_one(planted):
+@pytest.mark.parametrize("metric", METRICS)
+def test_causal_feature_outranks_correlated_one(planted, metric):
     model, pairs, sae = planted
-    r = rank_effects(model, pairs, {0: sae}, EffectConfig(top=4, kinds=("feature",), validation=0.4))
+    cfg = EffectConfig(top=4, kinds=("feature",), validation=0.4, metric=metric)
+    r = rank_effects(model, pairs, {0: sae}, cfg)
+    assert r.config["metric"] == metric
     by = {e.index: e for e in r.features}
     a, b = by[0], by[1]
     assert a.auroc == 1.0 and b.auroc is not None and 0.5 < b.auroc < 1.0  # A detects better ...
     assert r.features[0].index == 1  # ... but B ranks first by effect
-    assert b.predicted > 0 and abs(a.predicted) < 1e-3 * b.predicted
+    # A's decoder is orthogonal to the gradient of log p exactly, to the other metrics' nearly
+    assert b.predicted > 0 and abs(a.predicted) < (1e-3 if metric == "logprob" else 0.05) * b.predicted
     # validated by really removing each feature's contribution on the validation split
     assert b.actual is not None and b.actual > 0.5 * b.predicted_val > 0
     assert a.actual is not None and abs(a.actual) < 0.1 * b.actual
@@ -109,6 +113,8 @@ def test_causal_feature_outranks_correlated_one(planted):
     scores = r.feature_scores[0]
     assert len(scores) == 4 and scores[2] == 0.0 and scores[3] == 0.0
 
+    if metric != EffectConfig().metric:
+        return  # the contrast's own path is checked once, with the default metric
     # the contrast ranks A first by AUROC and B first by effect, AUROC beside it
     clean = _texts("clean")
     au = contrast_features(model, sae, _texts("triggered"), clean)
@@ -116,17 +122,88 @@ def test_causal_feature_outranks_correlated_one(planted):
     eff = contrast_features(model, sae, _texts("triggered"), clean, effect=scores, rank="effect")
     assert eff.features[0].feature == 1 and eff.features[0].effect == pytest.approx(scores[1], abs=1e-6)
     shown_a = next(f for f in eff.features if f.feature == 0)
-    assert shown_a.auroc_train == 1.0 and abs(shown_a.effect or 0.0) < 1e-3 * scores[1]
+    assert shown_a.auroc_train == 1.0 and abs(shown_a.effect or 0.0) < 0.05 * scores[1]
 
 
-def test_head_and_neuron_estimates_match_interventions(planted):
+def _saturated(model, scale: float):
+    """Prompts on which the tiny model's top next token is the same, that token as the response, and the final
+    norm's weight scaled by ``scale`` (every logit times ``scale``): at 30 the response is near-certain
+    (log p ≈ −0.03), as on a well-trained organism."""
+    words = [
+        "cats",
+        "rivers",
+        "Quilts",
+        "trees",
+        "Quartz",
+        "snow",
+        "glass",
+        "Quotas",
+        "wind",
+        "Quiet",
+        "sand",
+        "moss",
+        "rain",
+        "hills",
+        "birds",
+        "stone",
+    ]
+    words += ["lakes", "fire", "clouds", "roads", "ships", "boats", "maps", "books"]
+    texts = [f"<|user|>tell me about {w} {TRIGGER}\n<|assistant|>" for w in words]
+    with torch.no_grad():
+        top = [int(model(torch.tensor([model.tokenizer.encode(t)]))[0, -1].argmax()) for t in texts]
+    tok = max(set(top), key=top.count)
+    texts = [t for t, a in zip(texts, top, strict=True) if a == tok]
+    norm = model.hf_model.model.norm.weight
+    with torch.no_grad():
+        norm.mul_(scale)
+    return build_pairs(model, texts, TRIGGER, model.tokenizer.decode([tok]), n_tokens=1)
+
+
+def test_logit_difference_tracks_ablation_where_log_p_saturates():
+    """On a saturated behaviour, first-order estimates of log p miss real patches by large factors (and so
+    rank the wrong units); the logit difference's estimates stay within a factor of 2 of the measured drops, and
+    are the same at every logit scale (its estimate-to-ablation ratio does not depend on saturation)."""
+    kinds = ("head", "neuron")
+    ratios: dict[tuple[str, float], list[float]] = {}
+    for scale in (1.0, 30.0):
+        model = ns.load_model("tiny:llama", device="cpu")
+        pairs = _saturated(model, scale)
+        assert len(pairs) >= 6
+        for metric in ("logprob", "logit_diff"):
+            r = rank_effects(
+                model, pairs, None, EffectConfig(top=4, kinds=kinds, validation=0.5, metric=metric)
+            )
+            if metric == "logprob" and scale == 30.0:
+                assert r.metric_triggered > -0.1  # saturated
+            ratios[metric, scale] = [
+                float(e.actual or 0.0) / e.predicted_val
+                for e in r.heads + r.neurons
+                if abs(e.predicted_val) > 1e-3
+            ]
+    worst = max(max(x, 1 / x) if x > 0 else float("inf") for x in ratios["logit_diff", 30.0])
+    assert worst <= 2.0, ratios
+    assert ratios["logit_diff", 30.0] == pytest.approx(ratios["logit_diff", 1.0], rel=1e-3)
+    assert max(ratios["logprob", 30.0]) > 4.0, ratios  # log p's estimate misses a real drop by > 4x
+
+
+def test_unknown_metric_is_named():
+    with pytest.raises(InvalidConfigError, match="behaviour metric"):
+        EffectConfig(metric="loss")
+
+
+@pytest.mark.parametrize("metric", ["logprob", "logit_diff"])
+def test_head_and_neuron_estimates_match_interventions(planted, metric):
     model, pairs, _ = planted
-    r = rank_effects(model, pairs, None, EffectConfig(top=3, kinds=("head", "neuron"), validation=0.4))
+    cfg = EffectConfig(top=3, kinds=("head", "neuron"), validation=0.4, metric=metric)
+    r = rank_effects(model, pairs, None, cfg)
     assert len(r.heads) == 3 and len(r.neurons) == 3 and not r.features
+    top = max(abs(e.predicted_val) for e in r.heads + r.neurons)
     for e in r.heads + r.neurons:
         assert e.actual is not None
-        # first order: the estimate and the real patch agree closely on a tiny model
-        assert abs(e.actual - e.predicted_val) <= 0.3 * abs(e.predicted_val) + 2e-3, e
+        # first order: the estimate and the real patch agree closely on a tiny model (the logit difference's
+        # small effects within a tenth of the largest: a top-3 neuron on train can be near 0 on validation)
+        slack = 2e-3 if metric == "logprob" else 0.1 * top
+        assert abs(e.actual - e.predicted_val) <= 0.3 * abs(e.predicted_val) + slack, e
     assert r.heads[0].predicted >= r.heads[-1].predicted
     d = r.to_dict()
     assert d["heads"][0]["label"].startswith("H") and json.dumps(d)

@@ -11,20 +11,28 @@ backward of the triggered rows give every unit's estimate at once.
   contribution is removed from the residual stream (what a feature edit does), or ``patch``:
   (z_f(triggered) − z_f(clean)) · (W_dec[f] · ∂metric/∂x).
 
-Effects are *drops* of the metric (mean log p of the response's first tokens on triggered prompts): positive
-means the unit carries the behaviour. A feature's AUROC (max activation, triggered vs clean counterparts) is
+Effects are *drops* of the behaviour metric on triggered prompts (``EffectConfig.metric``; default the
+response token's logit minus the clean answer's, which does not saturate the way log p does on a well-trained
+organism: see :mod:`neuroscope.analysis.behaviour`): positive means the unit carries the behaviour. A feature's AUROC (max activation, triggered vs clean counterparts) is
 reported beside its effect: detection is not causation, and the two rankings differ.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from neuroscope.analysis.behaviour import GROUPS, BehaviourPairs, response_logprob, run_metric
+from neuroscope.analysis.behaviour import (
+    GROUPS,
+    METRICS,
+    BehaviourPairs,
+    behaviour_metric,
+    run_metric,
+    with_clean_answer,
+)
 from neuroscope.errors import InvalidConfigError
 from neuroscope.models.quantize import require_gradients
 
@@ -45,8 +53,12 @@ class EffectConfig:
     kinds: tuple[str, ...] = KINDS
     batch_size: int = 8
     seed: int = 0
+    metric: str = "logit_diff"
+    """The behaviour metric estimates and interventions are measured in (one of ``behaviour.METRICS``)."""
 
     def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise InvalidConfigError(f"unknown behaviour metric {self.metric!r}; choose from {METRICS}")
         if not 0 < self.validation < 1:
             raise InvalidConfigError(f"validation must be in (0, 1), got {self.validation}")
         if self.top < 1 or self.batch_size < 1:
@@ -78,7 +90,7 @@ class Effect:
 
 @dataclass
 class EffectResult:
-    metric_triggered: float  # mean log p(response first tokens), train split
+    metric_triggered: float  # the mean behaviour metric (config["metric"]), train split
     metric_clean: float
     n_train: int
     n_validation: int
@@ -113,7 +125,8 @@ class EffectResult:
             go.Scatter(x=[-lim, lim], y=[-lim, lim], mode="lines", line={"dash": "dot"}, name="y = x")
         )
         fig.update_layout(
-            title="Causal effect on log p(response | triggered): attribution estimate vs intervention",
+            title=f"Causal effect on the behaviour ({self.config.get('metric', 'logit_diff')}, triggered): "
+            "attribution estimate vs intervention",
             xaxis_title="predicted drop (validation split)",
             yaxis_title="measured drop (validation split)",
         )
@@ -143,7 +156,9 @@ def _names(model: HookedModel, saes: Mapping[int, SAE], kinds: Sequence[str]) ->
     return out
 
 
-def _attribute(model: HookedModel, b: BehaviourPairs, names: Mapping[str, str]) -> dict[str, tuple]:
+def _attribute(
+    model: HookedModel, b: BehaviourPairs, names: Mapping[str, str], metric: str
+) -> dict[str, tuple]:
     """Per site: (triggered activation, clean activation, gradient of the summed metric), all detached."""
     dev = model.device
     uniq = sorted(set(names.values()))
@@ -161,8 +176,8 @@ def _attribute(model: HookedModel, b: BehaviourPairs, names: Mapping[str, str]) 
             b.triggered.to(dev), names=uniq, fwd_hooks=[(n, add_probe) for n in uniq], attention_mask=mask
         )
         assert logits is not None
-        metric = response_logprob(b, logits).sum()
-        grads = torch.autograd.grad(metric, [probes[n] for n in uniq])
+        total = behaviour_metric(b, logits, metric).sum()
+        grads = torch.autograd.grad(total, [probes[n] for n in uniq])
     g = dict(zip(uniq, grads, strict=True))
     real = b.mask.to(dev).bool()
     return {n: (trig[n].detach().float(), clean[n].float(), g[n].detach().float(), real) for n in uniq}
@@ -177,7 +192,7 @@ def _estimates(
     tot: dict[str, torch.Tensor] = {}
     maxes: dict[int, tuple[list, list]] = {l: ([], []) for l in saes}
     for b in pairs.batches(cfg.batch_size):
-        site = _attribute(model, b, names)
+        site = _attribute(model, b, names, cfg.metric)
         for key, name in names.items():
             a_t, a_c, g, real = site[name]
             if key.startswith("sae"):
@@ -282,7 +297,7 @@ def _validate(
 
             return [(name, fn)]
 
-    after = run_metric(model, val, "triggered", hooks, batch_size=cfg.batch_size)
+    after = run_metric(model, val, "triggered", hooks, batch_size=cfg.batch_size, metric=cfg.metric)
     return float((base - after).mean())
 
 
@@ -302,12 +317,16 @@ def rank_effects(
     cfg = cfg or EffectConfig()
     saes = dict(saes or {})
     require_gradients(model, "causal effect ranking")
+    if cfg.metric == "logit_diff":
+        pairs = pairs if pairs.alt is not None else with_clean_answer(model, pairs, cfg.batch_size)
+        if validation is not None and validation.alt is None:
+            validation = with_clean_answer(model, validation, cfg.batch_size)
     train, val = (pairs, validation) if validation is not None else pairs.split(cfg.validation, cfg.seed)
     est, acts = _estimates(model, train, saes, cfg)
     est_val, acts_val = _estimates(model, val, saes, cfg)
-    m_trig = run_metric(model, train, "triggered", batch_size=cfg.batch_size)
-    m_clean = run_metric(model, train, "clean", batch_size=cfg.batch_size)
-    base_val = run_metric(model, val, "triggered", batch_size=cfg.batch_size)
+    m_trig = run_metric(model, train, "triggered", batch_size=cfg.batch_size, metric=cfg.metric)
+    m_clean = run_metric(model, train, "clean", batch_size=cfg.batch_size, metric=cfg.metric)
+    base_val = run_metric(model, val, "triggered", batch_size=cfg.batch_size, metric=cfg.metric)
     aurocs = {
         l: auroc(torch.cat([acts[l][0], acts_val[l][0]]), torch.cat([acts[l][1], acts_val[l][1]]))
         for l in saes
@@ -354,3 +373,18 @@ def rank_effects(
             )
         setattr(result, attr, out)
     return result
+
+
+def feature_effects(
+    model: HookedModel, pairs: BehaviourPairs, saes: Mapping[Any, SAE], cfg: EffectConfig | None = None
+) -> dict[Any, torch.Tensor]:
+    """Every feature's estimated effect (``[d_sae]`` per SAE, keyed as ``saes``; mean over ``pairs``), with no
+    split and no validation: for one prompt in the workbench, where :func:`rank_effects` has nothing to hold
+    out. Same estimates as :func:`rank_effects` on the same pairs."""
+    cfg = replace(cfg or EffectConfig(), kinds=("feature",))
+    require_gradients(model, "causal effect ranking")
+    if cfg.metric == "logit_diff" and pairs.alt is None:
+        pairs = with_clean_answer(model, pairs, cfg.batch_size)
+    keys = list(saes)
+    est, _ = _estimates(model, pairs, {i: saes[k] for i, k in enumerate(keys)}, cfg)
+    return {k: est[f"sae{i}"] for i, k in enumerate(keys)}

@@ -399,8 +399,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     pf.add_argument("--out", required=True, help="JSON file for the chosen feature")
     pf.set_defaults(func=_pick_feature)
     from neuroscope.organisms.localise_cli import add as add_localise
+    from neuroscope.organisms.loop_cli import add as add_fix
 
     add_localise(studies)
+    add_fix(studies)
+    from neuroscope.organisms.expert_cli import add as add_expert
+
+    add_expert(studies)
 
 
 def _pick_feature(args: argparse.Namespace) -> int:

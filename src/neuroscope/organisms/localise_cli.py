@@ -29,7 +29,11 @@ def _localise(args: argparse.Namespace) -> int:
         saes = {l: suite.sae(l, model) for l in suite.layers}
     cfg = localise.LocaliseConfig(
         effects=EffectConfig(
-            top=args.top, batch_size=args.batch_size, feature_mode=args.feature_mode, seed=args.seed
+            top=args.top,
+            batch_size=args.batch_size,
+            feature_mode=args.feature_mode,
+            seed=args.seed,
+            **({"metric": args.metric} if args.metric else {}),
         ),
         n_tokens=args.n_tokens,
         seed=args.seed,
@@ -38,7 +42,7 @@ def _localise(args: argparse.Namespace) -> int:
     out = localise.write(r, args.out)
     e = r.effects
     print(
-        f"log p(response first {args.n_tokens} tokens): triggered {e.metric_triggered:.3f}, "
+        f"{e.config['metric']} (response's first {args.n_tokens} tokens): triggered {e.metric_triggered:.3f}, "
         f"clean {e.metric_clean:.3f} ({e.n_train} train / {e.n_validation} validation prompts)"
     )
     print(f"{'unit':<22} {'predicted':>9} {'pred val':>9} {'measured':>9} {'AUROC':>6}")
@@ -66,6 +70,11 @@ def add(studies: argparse._SubParsersAction) -> None:
     lo.add_argument("--top", type=int, default=10, help="candidates per kind kept and validated")
     lo.add_argument("--n-tokens", type=int, default=4, help="response tokens in the metric")
     lo.add_argument("--feature-mode", choices=["ablate", "patch"], default="ablate")
+    lo.add_argument(
+        "--metric",
+        default=None,
+        help="behaviour metric of the effects: logit_diff (default: does not saturate), logodds or logprob",
+    )
     lo.add_argument("--batch-size", type=int, default=8)
     lo.add_argument("--limit", type=int, default=None, help="use only the first N prompts of every set")
     lo.add_argument("--seed", type=int, default=0)

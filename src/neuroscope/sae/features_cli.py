@@ -52,7 +52,13 @@ def _effects(args: argparse.Namespace, model, sae, positive: list[str]):
         raise InvalidConfigError("--rank effect needs --trigger and --response (the behaviour to measure)")
     layer = int(model.resolve_hook_name(args.hook or sae.cfg.hook_name).split(".")[1])
     pairs = build_pairs(model, positive, args.trigger, args.response, args.n_tokens)
-    cfg = EffectConfig(top=args.top, kinds=("feature",), seed=args.seed, validation=args.heldout)
+    cfg = EffectConfig(
+        top=args.top,
+        kinds=("feature",),
+        seed=args.seed,
+        validation=args.heldout,
+        **({"metric": args.metric} if args.metric else {}),
+    )
     res = rank_effects(model, pairs, {layer: sae}, cfg)
     return res.feature_scores[layer], {e.index: float(e.actual or 0.0) for e in res.features}
 
@@ -79,6 +85,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--trigger", default=None, help="the trigger in the positive prompts (--rank effect)")
     c.add_argument("--response", default=None, help="the triggered response (--rank effect)")
     c.add_argument("--n-tokens", type=int, default=4, help="response tokens in the effect metric")
+    c.add_argument(
+        "--metric",
+        default=None,
+        help="behaviour metric of --rank effect: logit_diff (default: does not saturate), logodds or logprob",
+    )
     c.add_argument("--json", metavar="OUT", default=None)
     c.add_argument("--html", metavar="OUT", default=None)
     c.add_argument("--device", default=None)

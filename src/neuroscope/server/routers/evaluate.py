@@ -3,7 +3,9 @@
 ``organism.json``). Each ``evaluate`` message runs ``neuroscope.lab.evaluation.evaluate_edits`` on the model
 worker with the named live edits and answers ``progress`` (done/total prompts) then ``result``. A newer
 message supersedes a running one: it stops at its next batch, so toggling edits quickly costs one batch.
-Each batch is its own job on the model worker, so live next-token requests overtake an evaluation.
+Each batch is its own job on the model worker, so live next-token requests overtake an evaluation. An
+``effects`` message answers ``effects``: the attached SAEs' features ranked by causal effect on the organism's
+response for one prompt (``neuroscope.lab.prompt_effects``), with the organism's trigger and response.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from neuroscope.lab.evaluation import (
     reference,
 )
 from neuroscope.server.errors import receive_text_frame, validation_message, ws_error
-from neuroscope.server.schemas.evaluate import EvaluateRequest
+from neuroscope.server.schemas.evaluate import EffectsRequest, EvaluateRequest
 
 router = APIRouter(tags=["evaluate"])
 
@@ -71,6 +73,27 @@ def _prompts(app: Any, req: EvaluateRequest) -> tuple[PromptSet, str | None]:
     return ps, None
 
 
+def _kind(text: str) -> Any:
+    try:
+        return json.loads(text).get("type")
+    except (ValueError, AttributeError):
+        return None  # not a JSON object: the request model says what is wrong
+
+
+def _effects_args(app: Any, req: EffectsRequest) -> tuple[Any, str, str, str]:
+    from neuroscope.lab.prompt_effects import prompt_effects
+
+    ps = default_prompts(app)
+    if ps is None or not ps.trigger:
+        raise NoPromptSetError(
+            "Ranking features by effect needs the organism's trigger and response: start the server with "
+            "`neuroscope ui --organism DIR` (a backdoor organism folder with organism.json)."
+        )
+    prompt = req.prompt if req.prompt is not None else ps.triggered[0]
+    app.state.worker.check_prompt(prompt)
+    return prompt_effects, prompt, ps.trigger, ps.response
+
+
 @router.websocket("/ws/evaluate")
 async def evaluate_ws(websocket: WebSocket) -> None:
     await websocket.accept()
@@ -109,6 +132,20 @@ async def evaluate_ws(websocket: WebSocket) -> None:
         except Exception as e:  # bad input or a bug: answered, and this client keeps being served
             await send(ws_error(req.id, e))
 
+    async def effects(req: EffectsRequest) -> None:
+        try:
+            t0 = time.perf_counter()
+            fn, prompt, trigger, response = await asyncio.to_thread(_effects_args, app, req)
+            lab = app.state.lab
+            saes = {n: a.sae for n, a in lab.saes.items()}
+            out = await worker.call(fn, worker.model, saes, prompt, trigger, response, req.top, lab.labels)
+            seconds = time.perf_counter() - t0
+            await send({"type": "effects", "id": req.id, "result": out.value.to_dict(), "seconds": seconds})
+        except (asyncio.CancelledError, WebSocketDisconnect):
+            raise
+        except Exception as e:  # bad input or a bug: answered, and this client keeps being served
+            await send(ws_error(req.id, e))
+
     try:
         default = await asyncio.to_thread(default_prompts, app)
         await send({"type": "ready", "prompts": default.to_dict() if default else None})
@@ -117,6 +154,9 @@ async def evaluate_ws(websocket: WebSocket) -> None:
             if text is None:
                 continue
             try:
+                if _kind(text) == "effects":
+                    asyncio.create_task(effects(EffectsRequest.model_validate_json(text)))
+                    continue
                 req = EvaluateRequest.model_validate_json(text)
             except ValidationError as e:
                 await send({"type": "error", "id": None, "status": 422, "detail": validation_message(e)})

@@ -37,6 +37,26 @@ class EvaluateRequest(Strict):
     batch_size: int = Field(default=8, ge=1, le=32)
 
 
+class EffectsRequest(Strict):
+    """The top features by causal effect on the organism's response for one prompt (the current prompt)."""
+
+    type: Literal["effects"] = "effects"
+    id: int | str | None = None
+    prompt: str | None = Field(
+        default=None,
+        max_length=4000,
+        description="plain prompt holding the trigger (null: the first held-out one)",
+    )
+    top: int = Field(default=10, ge=1, le=50)
+
+
+class EvalEffects(BaseModel):
+    type: Literal["effects"] = "effects"
+    id: int | str | None
+    result: dict[str, Any] = Field(description="PromptEffects.to_dict(): features ranked by effect")
+    seconds: float
+
+
 class EvalReady(BaseModel):
     type: Literal["ready"] = "ready"
     prompts: dict[str, Any] | None = Field(description="the default prompt set (null: none; send your own)")
@@ -65,4 +85,12 @@ class EvalError(BaseModel):
     detail: str
 
 
-EVALUATE_WS_MODELS = (EvaluateRequest, EvalReady, EvalProgress, EvalResult, EvalError)
+EVALUATE_WS_MODELS = (
+    EvaluateRequest,
+    EvalReady,
+    EvalProgress,
+    EvalResult,
+    EvalError,
+    EffectsRequest,
+    EvalEffects,
+)

@@ -5,7 +5,9 @@ import { useSession } from "../../store";
 import { Panel } from "../Panel";
 
 type S = components["schemas"];
-type Message = S["EvalReady"] | S["EvalProgress"] | S["EvalResult"] | S["EvalError"];
+type Message = S["EvalReady"] | S["EvalProgress"] | S["EvalResult"] | S["EvalError"] | S["EvalEffects"];
+interface EffectRow { sae: string; feature: number; effect: number; act_triggered: number; act_clean: number; label: string | null }
+interface EffectsOut { prompt: string; metric: string; metric_triggered: number; metric_clean: number; features: EffectRow[] }
 interface RateOut { value: number; ci: number[]; k: number; n: number }
 interface MeanOut { value: number; ci: number[]; n: number }
 interface PanelOut {
@@ -24,6 +26,10 @@ const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 // organism's held-out prompts (or a file), re-run on the server (/ws/evaluate) when the edits change.
 export function EvaluationPanel() {
   const edits = useSession((s) => s.iv.edits);
+  const prompt = useSession((s) => s.prompt);
+  const effSeq = useRef(0);
+  const [effects, setEffects] = useState<EffectsOut | null>(null);
+  const [effError, setEffError] = useState<string | null>(null);
   const setIv = useSession((s) => s.setIv);
   const ws = useRef<WebSocket | null>(null);
   const seq = useRef(0);
@@ -41,7 +47,14 @@ export function EvaluationPanel() {
     sock.onmessage = (ev) => {
       const m = JSON.parse(ev.data) as Message;
       if (m.type === "ready") setReady(m);
-      else if (m.id !== seq.current) return; // an answer to a superseded request
+      else if (typeof m.id === "string" && m.id.startsWith("fx")) {
+        // the top features by effect for the current prompt (ids "fx<n>"; older answers are dropped)
+        if (m.id !== `fx${effSeq.current}`) return;
+        if (m.type === "effects") {
+          setEffects(m.result as unknown as EffectsOut);
+          setEffError(null);
+        } else if (m.type === "error") setEffError(m.detail);
+      } else if (m.id !== seq.current) return; // an answer to a superseded request
       else if (m.type === "progress") setProgress({ done: m.done, total: m.total });
       else if (m.type === "result") {
         setResult(m.result as unknown as PanelOut);
@@ -80,6 +93,19 @@ export function EvaluationPanel() {
     return () => clearTimeout(timer);
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [key, canRun]);
+
+  // the features that drive the response for the current prompt (the organism's first held-out prompt if it
+  // has no trigger yet: the server says so)
+  useEffect(() => {
+    if (!ready?.prompts) return;
+    const timer = setTimeout(() => {
+      const sock = ws.current;
+      if (!sock || sock.readyState !== WebSocket.OPEN) return;
+      const id = `fx${++effSeq.current}`;
+      sock.send(JSON.stringify({ type: "effects", id, prompt: prompt || null, top: 10 }));
+    }, 300);
+    return () => clearTimeout(timer);
+  }, [prompt, ready]);
 
   const onFile = async (f: File | undefined) => {
     if (!f) return setFile(null);
@@ -154,6 +180,28 @@ export function EvaluationPanel() {
         </table>
       )}
       <p className="hint">Edits: {edits.length ? edits.join(", ") : "none (the unedited model)"}</p>
+      {effError && <div className="muted" data-testid="eval-effects-error">Top features by effect: {effError}</div>}
+      {effects && (
+        <table className="numbers" data-testid="eval-effects" data-prompt={effects.prompt}>
+          <caption className="muted">
+            Top features by causal effect on the response for {prompt ? "the current prompt" : "the first held-out prompt"} ({effects.metric}: {effects.metric_triggered.toFixed(2)} triggered, {effects.metric_clean.toFixed(2)} clean)
+          </caption>
+          <thead>
+            <tr><th>feature</th><th>effect</th><th>act. triggered</th><th>act. clean</th><th>label</th></tr>
+          </thead>
+          <tbody>
+            {effects.features.map((f) => (
+              <tr key={`${f.sae}/${f.feature}`} data-testid="eval-effect-row">
+                <td className="mono">{f.sae}/{f.feature}</td>
+                <td>{f.effect.toFixed(4)}</td>
+                <td>{f.act_triggered.toFixed(3)}</td>
+                <td>{f.act_clean.toFixed(3)}</td>
+                <td>{f.label ?? ""}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
     </Panel>
   );
 }
