@@ -46,6 +46,8 @@ class LoopConfig:
     """Units per kind that localisation validates by real intervention."""
     kinds: tuple[str, ...] = ("feature", "head")
     effect_batch_size: int = 8
+    trace: bool = True
+    """Also trace where the trigger travels (layer x position patching; the costliest part of localising)."""
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
     max_clean_kl: float = 0.05
     """The choice's constraint: mean clean KL on the validation split, nats."""
@@ -198,10 +200,19 @@ def fix_backdoor(
         effects=EffectConfig(top=cfg.top, kinds=cfg.kinds, batch_size=cfg.effect_batch_size, seed=cfg.seed),
         seed=cfg.seed,
     )
-    loc = localise.localise_backdoor(model, trigger, response, ps, dict(saes or {}), lcfg)
-    localise.write(loc, o / "localise")
+    if cfg.trace:
+        loc = localise.localise_backdoor(model, trigger, response, ps, dict(saes or {}), lcfg)
+        localise.write(loc, o / "localise")
+        e = loc.effects
+    else:  # the effect ranking alone: the trace patches every layer and position group (costly on a CPU)
+        from neuroscope.analysis.effects import rank_effects
+
+        train = localise.backdoor_pairs(model, ps.train, trigger, response, cfg.seed)
+        val = localise.backdoor_pairs(model, ps.validation, trigger, response, cfg.seed + 1)
+        e = rank_effects(model, train, dict(saes or {}), lcfg.effects, validation=val)
+        (o / "localise").mkdir(exist_ok=True)
+        (o / "localise" / "effects.json").write_text(json.dumps(e.to_dict(), indent=1))
     lap("localise", t0)
-    e = loc.effects
     result["localise"] = {
         "metric_triggered": e.metric_triggered,
         "metric_clean": e.metric_clean,
@@ -210,7 +221,7 @@ def fix_backdoor(
             for x in e.features
         ],
         "heads": [{"label": x.label, "predicted": x.predicted, "actual": x.actual} for x in e.heads],
-        "files": "localise/effects.json, localise/trace.png",
+        "files": "localise/effects.json" + (", localise/trace.png" if cfg.trace else " (trace not run)"),
     }
     dump()
 

@@ -101,6 +101,7 @@ def _fix(args: argparse.Namespace) -> int:
         ),
         max_clean_kl=args.max_clean_kl,
         combine=not args.no_combine,
+        trace=not args.no_trace,
         distill=DistillConfig(
             steps=args.steps, batch_size=args.batch_size, lr=args.lr, max_clean_kl=args.distil_max_clean_kl
         ),
@@ -175,6 +176,7 @@ def add(studies: argparse._SubParsersAction) -> None:
     fx.add_argument("--n-heldout", type=int, default=40)
     fx.add_argument("--top", type=int, default=8, help="units per kind validated by localisation")
     fx.add_argument("--families", default=",".join(FAMILIES), help="edit families to try")
+    fx.add_argument("--no-trace", action="store_true", help="skip the trigger trace (layer x position)")
     fx.add_argument("--no-combine", action="store_true", help="do not try the best two families together")
     fx.add_argument("--feature-counts", default="3,8", help="top-N features per features candidate")
     fx.add_argument("--head-counts", default="3,8", help="top-N heads per heads candidate")
