@@ -216,8 +216,8 @@ def attribute(
     if tokens.numel() > limit:
         raise GraphPromptTooLongError(int(tokens.numel()), limit)
     n_pos, n_layers = int(tokens.numel()), model.cfg.n_layers
-    keep = n_layers * model.cfg.n_heads * n_pos**2 * 4 <= cfg.pattern_mb * 2**20
-    run = rm.record(tokens, keep_patterns=keep)
+    small = n_layers * model.cfg.n_heads * n_pos**2 * 4 <= cfg.pattern_mb * 2**20
+    run = rm.record(tokens, keep_patterns=small)
     b = _Builder(rm, run, cfg)
     f = b.feats
     t_setup = time.perf_counter()
@@ -245,11 +245,11 @@ def attribute(
             if n_visited + int(pending.numel()) == max_feats:
                 # the feature set is final: unselected features' columns are no longer needed (they only
                 # served the ranking), so the rows computed so far drop them and the last ones never keep them
-                keep = torch.ones(f.n + (n_layers + 1) * n_pos, dtype=torch.bool)
-                keep[: f.n] = visited
-                keep[pending] = True
-                b.keep = keep
-                b.blocks = [compact(blk, keep) for blk in b.blocks]
+                wanted = torch.ones(f.n + (n_layers + 1) * n_pos, dtype=torch.bool)
+                wanted[: f.n] = visited
+                wanted[pending] = True
+                b.keep = wanted
+                b.blocks = [compact(blk, wanted) for blk in b.blocks]
         b.compute(pending, f.layer[pending], f.pos[pending], b.encoder_vecs(pending))
         visited[pending] = True
         n_visited += int(pending.numel())
