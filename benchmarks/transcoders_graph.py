@@ -96,46 +96,49 @@ def transcoders_arg(path: str | None) -> tuple[str, str]:
     return "random", "random, trained shape (d_tc 4608, TopK k=64, skip): the trained set was not ready"
 
 
-def run(
-    threads: int, repeats: int, mem_features: int, tcs_path: str | None, skip_memory: bool
-) -> dict[str, Any]:
-    tcs, which = transcoders_arg(tcs_path)
-    res: dict[str, Any] = {"machine": machine_info(), "transcoders": which, "threads": threads}
-    for label, mf in (("default_limits", 7500), ("live_1000", 1000)):
-        runs = [one(64, mf, threads, tcs) for _ in range(repeats)]
-        res[label] = {
-            "median_s": statistics.median(r["seconds"] for r in runs),
-            "runs": runs,
-        }
+def save(res: dict[str, Any], keep_memory: bool) -> None:
+    """Write section ``graph`` of transcoders.json (after every measurement: a cut-short run keeps its part)."""
+    path = RESULTS / "transcoders.json"
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    old = doc.get("graph", {})
+    if (
+        keep_memory and "memory" in old and "memory" not in res
+    ):  # keep the earlier series, saying what it ran on
+        res = {**res, "memory": {**old["memory"], "transcoders": old["memory"].get("transcoders")}}
+    doc["graph"] = {**res, "machine_after": {"load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}}
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    tcs, which = transcoders_arg(args.transcoders)
+    res: dict[str, Any] = {"machine": machine_info(), "transcoders": which, "threads": args.threads}
+    for label, mf, reps in (
+        ("default_limits", 7500, args.repeats_default),
+        ("live_1000", 1000, args.repeats),
+    ):
+        runs = [one(64, mf, args.threads, tcs) for _ in range(reps)]
+        res[label] = {"median_s": statistics.median(r["seconds"] for r in runs), "runs": runs}
         print(label, res[label]["median_s"], file=sys.stderr)
-    if not skip_memory:
-        res["memory"] = {
-            "max_feature_nodes": mem_features,
-            "by_tokens": [one(n, mem_features, threads, tcs) for n in (64, 128, 256, 512)],
-        }
-    res["machine_after"] = {"load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
+        save(res, args.skip_memory)
+    if not args.skip_memory:
+        mem: dict[str, Any] = {"max_feature_nodes": args.mem_features, "transcoders": which, "by_tokens": []}
+        res["memory"] = mem
+        for n in (64, 128, 256, 512):
+            mem["by_tokens"].append(one(n, args.mem_features, args.threads, tcs))
+            print("memory", n, mem["by_tokens"][-1]["added_mb"], file=sys.stderr)
+            save(res, False)
     return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="runs at 1,000 feature nodes")
+    ap.add_argument("--repeats-default", type=int, default=3, help="runs at the default limits")
     ap.add_argument("--mem-features", type=int, default=1000)
     ap.add_argument("--transcoders", default=None)
     ap.add_argument("--skip-memory", action="store_true")
-    args = ap.parse_args()
-    res = run(args.threads, args.repeats, args.mem_features, args.transcoders, args.skip_memory)
-    path = RESULTS / "transcoders.json"
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    old = doc.get("graph", {})
-    if args.skip_memory and "memory" in old:  # keep the earlier memory series, saying what it ran on
-        res["memory"] = {
-            **old["memory"],
-            "transcoders": old["memory"].get("transcoders", old.get("transcoders")),
-        }
-    doc["graph"] = res
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    res = run(ap.parse_args())
     print(json.dumps({k: v for k, v in res.items() if k != "memory"}, indent=1)[:2000])
 
 

@@ -166,6 +166,11 @@ def test_exports_and_bad_input(llama_graph, tmp_path):
     rm, g = llama_graph
     doc = g.to_dict()
     validate_graph(json.loads(json.dumps(doc)))
+    import jsonschema
+
+    from neuroscope.graphs.schema import json_schema
+
+    jsonschema.validate(json.loads(json.dumps(doc)), json_schema())
     assert doc["kind"] == "attribution" and doc["meta"]["scores"]["replacement"] == g.scores().replacement
     ids = {n["id"] for n in doc["nodes"]}
     assert {f"l_{int(t)}" for t in g.logit_tokens} <= ids and "t_0" in ids

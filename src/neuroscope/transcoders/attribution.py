@@ -25,7 +25,14 @@ import torch
 from neuroscope.errors import EmptyPromptError, GraphPromptTooLongError, InvalidConfigError
 from neuroscope.transcoders.graph import AttributionGraph
 from neuroscope.transcoders.prune import Adjacency, check_threshold
-from neuroscope.transcoders.rows import ActiveFeatures, DecoderBank, Linearised, RowBlock, compute_rows
+from neuroscope.transcoders.rows import (
+    ActiveFeatures,
+    DecoderBank,
+    Linearised,
+    RowBlock,
+    compact,
+    compute_rows,
+)
 
 if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
@@ -141,6 +148,8 @@ class _Builder:
         self.lin = Linearised(rm, run, self.feats, cfg.pattern_mb)
         self.bank = DecoderBank(rm, self.feats)
         self.blocks: list[RowBlock] = []
+        self.keep: torch.Tensor | None = None  # once the feature set is final: the columns still wanted
+        self.peak_entries = 0  # most row entries held at once (what the rows cost in memory: 8 bytes each)
         self.n_layers = rm.model.cfg.n_layers
 
     def rows_per_chunk(self, n_pos: int) -> int:
@@ -159,8 +168,10 @@ class _Builder:
             last = min(i + self.cfg.batch_size, total) - 1  # positions ascend: the widest this chunk can be
             sel = order[i : i + self.rows_per_chunk(int(pos[order[last]]) + 1)]
             self.blocks.append(
-                compute_rows(self.lin, self.bank, nodes[sel], layers[sel], pos[sel], vecs[sel])
+                compute_rows(self.lin, self.bank, nodes[sel], layers[sel], pos[sel], vecs[sel], self.keep)
             )
+            held = sum(int(blk.vals.numel()) for blk in self.blocks)
+            self.peak_entries = max(self.peak_entries, held)
             i += int(sel.numel())
 
     def encoder_vecs(self, idx: torch.Tensor) -> torch.Tensor:
@@ -205,8 +216,8 @@ def attribute(
     if tokens.numel() > limit:
         raise GraphPromptTooLongError(int(tokens.numel()), limit)
     n_pos, n_layers = int(tokens.numel()), model.cfg.n_layers
-    keep = n_layers * model.cfg.n_heads * n_pos**2 * 4 <= cfg.pattern_mb * 2**20
-    run = rm.record(tokens, keep_patterns=keep)
+    small = n_layers * model.cfg.n_heads * n_pos**2 * 4 <= cfg.pattern_mb * 2**20
+    run = rm.record(tokens, keep_patterns=small)
     b = _Builder(rm, run, cfg)
     f = b.feats
     t_setup = time.perf_counter()
@@ -231,11 +242,18 @@ def attribute(
             rank = torch.argsort(infl[: f.n], descending=True)
             queue = min(cfg.update_interval * cfg.batch_size, max_feats - n_visited)
             pending = rank[~visited[rank]][:queue]
+            if n_visited + int(pending.numel()) == max_feats:
+                # the feature set is final: unselected features' columns are no longer needed (they only
+                # served the ranking), so the rows computed so far drop them and the last ones never keep them
+                wanted = torch.ones(f.n + (n_layers + 1) * n_pos, dtype=torch.bool)
+                wanted[: f.n] = visited
+                wanted[pending] = True
+                b.keep = wanted
+                b.blocks = [compact(blk, wanted) for blk in b.blocks]
         b.compute(pending, f.layer[pending], f.pos[pending], b.encoder_vecs(pending))
         visited[pending] = True
         n_visited += int(pending.numel())
     t_rows = time.perf_counter()
-    stored = sum(int(blk.vals.numel()) for blk in b.blocks)
     n_batches = len(b.blocks)
     selected = visited.nonzero().squeeze(1)
     adj = _final_adjacency(b, selected, n_layers, n_pos, n_logits)
@@ -254,7 +272,7 @@ def attribute(
         adjacency=adj,
         config=cfg,
         timings={"setup_s": t_setup - t0, "rows_s": t_rows - t_setup, "assemble_s": t_end - t_rows},
-        stats={"row_batches": n_batches, "entries_before_selection": stored, "edges": adj.nnz},
+        stats={"row_batches": n_batches, "peak_row_entries": b.peak_entries, "edges": adj.nnz},
     )
 
 

@@ -231,6 +231,7 @@ def compute_rows(
     layers: torch.Tensor,
     pos: torch.Tensor,
     vecs: torch.Tensor,
+    keep: torch.Tensor | None = None,
 ) -> RowBlock:
     """One backward for a batch of targets (``layers`` = n_layers for logit targets; ``vecs`` the injected
     directions). Rows come back sorted by target layer, highest first."""
@@ -271,7 +272,7 @@ def compute_rows(
             if a2:
                 g += lin.attn_adj(j, g)
     tok = torch.einsum("rpd,pd->rp", G, lin.run.embed[:n].to(dt))
-    return _assemble(lin, nodes, layers, above, feat_cols[::-1], err_cols[::-1], tok, n, n_pos_all)
+    return _assemble(lin, nodes, layers, above, feat_cols[::-1], err_cols[::-1], tok, n, n_pos_all, keep)
 
 
 def _assemble(
@@ -284,6 +285,7 @@ def _assemble(
     tok: torch.Tensor,
     n: int,
     n_pos_all: int,
+    keep: torch.Tensor | None = None,
 ) -> RowBlock:
     """Dense per-block values -> CSR over the global columns (row-major nonzeros are already sorted)."""
     rows, L = tok.shape[0], lin.n_layers
@@ -308,6 +310,10 @@ def _assemble(
     colmap += [base + el.reshape(-1), base + L * n_pos_all + torch.arange(n, device=dev)]
     dense = torch.cat(blocks, 1).float()
     cmap = torch.cat(colmap)
+    abs_sum = dense.abs().sum(1)
+    if keep is not None:  # only these columns are wanted (the selected features, errors, tokens)
+        wanted = keep[cmap]
+        dense, cmap = dense[:, wanted], cmap[wanted]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         csr = dense.to_sparse_csr()
@@ -318,5 +324,15 @@ def _assemble(
         crow=csr.crow_indices(),
         cols=cols,
         vals=csr.values(),
-        abs_sum=dense.abs().sum(1),
+        abs_sum=abs_sum,
     )
+
+
+def compact(blk: RowBlock, keep: torch.Tensor) -> RowBlock:
+    """The block with only the entries in columns where ``keep`` (over the global columns) is true."""
+    r = int(blk.nodes.numel())
+    entry_rows = torch.repeat_interleave(torch.arange(r), blk.crow[1:] - blk.crow[:-1])
+    mask = keep[blk.cols.long()]
+    crow = torch.zeros(r + 1, dtype=torch.long)
+    crow[1:] = torch.bincount(entry_rows[mask], minlength=r).cumsum(0)
+    return RowBlock(blk.nodes, blk.layers, crow, blk.cols[mask], blk.vals[mask], blk.abs_sum)
