@@ -120,6 +120,7 @@ def main() -> None:
     ap.add_argument("--record-heldout-seconds", type=float, default=None)
     ap.add_argument("--ce-contexts", type=int, default=32)
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--note", default="", help="how the run went (kept in the training section)")
     args = ap.parse_args()
     import torch
 
@@ -127,7 +128,7 @@ def main() -> None:
     folder = Path(args.transcoders)
     data = json.loads(OUT.read_text()) if OUT.exists() else {}
     rec = {"train": args.record_seconds, "heldout": args.record_heldout_seconds}
-    data["training"] = {"machine": machine_info(), **training_section(folder, rec)}
+    data["training"] = {"machine": machine_info(), **training_section(folder, rec), "note": args.note}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(data, indent=2) + "\n")
     if not args.skip_quality:
