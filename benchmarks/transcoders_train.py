@@ -48,6 +48,7 @@ def training_section(folder: Path, record_seconds: dict[str, float]) -> dict[str
     if rec_rate:
         projected = goal_tokens / rec_rate + len(rows) * goal_tokens / rate
     acts_bytes = _du(folder / "acts") if (folder / "acts").exists() else 0
+    train_bytes = _du(folder / "acts" / "train") if (folder / "acts" / "train").exists() else 0
     total_bytes = _du(folder)
     return {
         "model": info["model"],
@@ -83,7 +84,7 @@ def training_section(folder: Path, record_seconds: dict[str, float]) -> dict[str
             "projected_seconds_from_measured_rates": None if projected is None else round(projected),
             "projected_disk_bytes": None
             if not rec_tokens
-            else round(acts_bytes * goal_tokens / rec_tokens + (total_bytes - acts_bytes)),
+            else round(train_bytes * goal_tokens / rec_tokens + (total_bytes - train_bytes)),
             "note": "not run at 250k tokens: the machine's load (see load_average per layer) would not let 250k "
             "finish before the deadline; projected linearly from the rates measured in this run",
         },
