@@ -48,6 +48,7 @@ def training_section(folder: Path, record_seconds: dict[str, float]) -> dict[str
     if rec_rate:
         projected = goal_tokens / rec_rate + len(rows) * goal_tokens / rate
     acts_bytes = _du(folder / "acts") if (folder / "acts").exists() else 0
+    train_bytes = _du(folder / "acts" / "train") if (folder / "acts" / "train").exists() else 0
     total_bytes = _du(folder)
     return {
         "model": info["model"],
@@ -83,7 +84,7 @@ def training_section(folder: Path, record_seconds: dict[str, float]) -> dict[str
             "projected_seconds_from_measured_rates": None if projected is None else round(projected),
             "projected_disk_bytes": None
             if not rec_tokens
-            else round(acts_bytes * goal_tokens / rec_tokens + (total_bytes - acts_bytes)),
+            else round(train_bytes * goal_tokens / rec_tokens + (total_bytes - train_bytes)),
             "note": "not run at 250k tokens: the machine's load (see load_average per layer) would not let 250k "
             "finish before the deadline; projected linearly from the rates measured in this run",
         },
@@ -120,6 +121,7 @@ def main() -> None:
     ap.add_argument("--record-heldout-seconds", type=float, default=None)
     ap.add_argument("--ce-contexts", type=int, default=32)
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--note", default="", help="how the run went (kept in the training section)")
     args = ap.parse_args()
     import torch
 
@@ -127,7 +129,7 @@ def main() -> None:
     folder = Path(args.transcoders)
     data = json.loads(OUT.read_text()) if OUT.exists() else {}
     rec = {"train": args.record_seconds, "heldout": args.record_heldout_seconds}
-    data["training"] = {"machine": machine_info(), **training_section(folder, rec)}
+    data["training"] = {"machine": machine_info(), **training_section(folder, rec), "note": args.note}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(data, indent=2) + "\n")
     if not args.skip_quality:

@@ -92,7 +92,7 @@ def test_save_load_round_trip_is_exact(tmp_path, activation, skip):
             assert torch.equal(p, dict(got.named_parameters())[name]), name
         assert torch.equal(got(x), tc(x))
     cfg_yaml = (tmp_path / "config.yaml").read_text()
-    assert "model_kind: transcoder_set" in cfg_yaml and "feature_output_hook: hook_mlp_out" in cfg_yaml
+    assert "model_kind: transcoder_set" in cfg_yaml and "feature_output_hook: mlp.hook_out" in cfg_yaml
 
 
 def test_circuit_tracer_orientation(tmp_path):

@@ -328,7 +328,8 @@ def setup_tensor_training(x: torch.Tensor, cfg: SAEConfig, tcfg: TrainConfig) ->
     token; there are no special tokens to drop)."""
     width = get_architecture(cfg.arch).batch_width(cfg)
     if x.ndim != 2 or x.shape[1] != width:
-        raise ShapeMismatchError("Training activations [n_tokens, d_in]", f"[n_tokens, {width}]", tuple(x.shape))
+        want = f"[n_tokens, d_in={cfg.d_in}]" if width == cfg.d_in else f"[n_tokens, 2 * d_in={width}]"
+        raise ShapeMismatchError("Training activations [n_tokens, d_in]", want, tuple(x.shape))
     if not x.is_floating_point():
         raise InvalidConfigError(f"Training activations must be floating point, got {x.dtype}.")
     if x.shape[0] < tcfg.batch_size * tcfg.world:

@@ -67,20 +67,25 @@ def save_transcoder(tc: Transcoder, folder: str | os.PathLike) -> Path:
     out = Path(folder) / layer_file(tc.layer)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    save_file(transcoder_state(tc), str(tmp))
+    save_file(transcoder_state(tc), str(tmp), metadata={"format": "pt"})
     os.replace(tmp, out)
     return out
 
 
 def ct_config(folder: Path, cfg: TranscoderConfig, layers: list[int]) -> str:
     """circuit-tracer's config.yaml. Its loader needs every layer from 0 to the last, reads ``transcoders``
-    as paths as given (so they are absolute here), ``activation``/``k`` for TopK and ReLU, and finds a
-    JumpReLU threshold in the weights."""
+    as paths as given (so they are absolute here), ``activation``/``k`` for TopK and ReLU (releases after 0.5.0;
+    0.5.0 builds ReLU unless a threshold is stored), and finds a JumpReLU threshold in the weights. The hooks
+    are the nnsight backend's names (``mlp.hook_in`` = the MLP input after the norm, ``mlp.hook_out`` = the MLP
+    output; the only backend that loads Llama-family models such as smollm2-135m, and valid for all of its
+    mappings, as tc-peers measured); NeuroScope's TransformerLens names are kept beside them."""
     lines = [
         "model_kind: transcoder_set",
         f"model_name: {cfg.model_name}",
-        "feature_input_hook: ln2.hook_normalized",
-        "feature_output_hook: hook_mlp_out",
+        "feature_input_hook: mlp.hook_in",
+        "feature_output_hook: mlp.hook_out",
+        "neuroscope_hook_in: blocks.{layer}.ln2.hook_normalized",
+        "neuroscope_hook_out: blocks.{layer}.hook_mlp_out",
         f"scan: neuroscope/{cfg.model_name}/{'skip-' if cfg.skip else ''}{cfg.activation}-{cfg.d_tc}",
     ]
     if cfg.activation in ("topk", "relu"):

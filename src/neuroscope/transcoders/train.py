@@ -175,7 +175,9 @@ def train_layer(
     )
     # the trainer scales both halves of a row alike; MLP outputs are far larger than normalised inputs, so
     # x is first brought to y's size (r) and r is folded back into the input weights afterwards
-    r = float(y.pow(2).sum(-1).mean().sqrt() / x.pow(2).sum(-1).mean().sqrt().clamp_min(1e-12))
+    # sizes of typical tokens: a few massive-activation outputs (norm up to ~1000x the median at some layers)
+    # would inflate a mean and shrink the typical targets to nothing
+    r = float(y.norm(dim=-1).median() / x.norm(dim=-1).median().clamp_min(1e-12))
     sae, result = train_sae_on_tensor(torch.cat([x * r, y], dim=1), sae_cfg, tcfg)
     with torch.no_grad():
         sae.W_enc.mul_(r)
