@@ -1,0 +1,131 @@
+"""eai-sparsify's side of the training comparison; run with sparsify's own interpreter:
+
+    /work/venvs/sparsify/bin/python benchmarks/peers/sparsify_train.py MODEL_DIR TOKENS.npy HELDOUT.npy OUT_DIR \
+        --layers 3 15 --d-tc 4608 --k 64 --batch-seqs 8 --exclude 0
+
+Trains skip transcoders (``SparseCoderConfig(transcode=True, skip_connection=True)``) on the MLPs of the
+given layers (hookpoints ``layers.{l}.mlp``: input = the MLP's input after ``post_attention_layernorm``,
+output = ``mlp`` output, i.e. NeuroScope's ``blocks.{l}.ln2.hook_normalized`` -> ``blocks.{l}.hook_mlp_out``)
+through sparsify's own ``Trainer`` on live forward passes, from token contexts prepared by
+``transcoders_peers.py`` (a local ``datasets.Dataset`` of ``input_ids``: nothing from the hub). Its CLI
+(``python -m sparsify``) cannot be used on a CPU: it loads the model with ``device_map={"": "cuda:0"}``.
+Then measures the held-out FVU (squared error over the variance about the mean, over all held-out tokens
+but the excluded ones) of every layer in float32. Writes OUT_DIR/result.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@torch.no_grad()
+def heldout_fvu(model, saes: dict, contexts: torch.Tensor, exclude: list[int], batch: int) -> dict[str, dict]:
+    stats = {name: {"err": 0.0, "sum": None, "sq": 0.0, "n": 0, "l0": 0.0} for name in saes}
+    pairs: dict[str, tuple] = {}
+
+    def grab(name):
+        def hook(module, inputs, output):
+            pairs[name] = (inputs[0], output[0] if isinstance(output, tuple) else output)
+
+        return hook
+
+    handles = [model.get_submodule(name).register_forward_hook(grab(name)) for name in saes]
+    try:
+        for i in range(0, contexts.shape[0], batch):
+            ids = contexts[i : i + batch]
+            keep = ~torch.isin(ids, torch.tensor(exclude, dtype=torch.long)).flatten()
+            model(ids)
+            for name, sae in saes.items():
+                x, y = (t.flatten(0, 1)[keep].float() for t in pairs[name])
+                out = sae(x, y)
+                s = stats[name]
+                s["err"] += float((y - out.sae_out).double().pow(2).sum())
+                s["sum"] = y.double().sum(0) if s["sum"] is None else s["sum"] + y.double().sum(0)
+                s["sq"] += float(y.double().pow(2).sum())
+                s["n"] += int(y.shape[0])
+                s["l0"] += float((out.latent_acts > 0).sum())
+    finally:
+        for h in handles:
+            h.remove()
+    result = {}
+    for name, s in stats.items():
+        total = s["sq"] - float(s["sum"].pow(2).sum()) / s["n"]
+        result[name] = {"fvu": s["err"] / total, "l0": s["l0"] / s["n"], "heldout_tokens": s["n"]}
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model_dir")
+    ap.add_argument("tokens")
+    ap.add_argument("heldout")
+    ap.add_argument("out_dir")
+    ap.add_argument("--layers", type=int, nargs="+", required=True)
+    ap.add_argument("--d-tc", type=int, default=4608)
+    ap.add_argument("--k", type=int, default=64)
+    ap.add_argument("--batch-seqs", type=int, default=8)
+    ap.add_argument("--exclude", type=int, nargs="*", default=[0])
+    ap.add_argument("--optimizer", default="signum")
+    ap.add_argument("--lr", type=float, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    from datasets import Dataset
+    from sparsify import SparseCoderConfig, Trainer, TrainConfig
+    from transformers import AutoModel
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = AutoModel.from_pretrained(args.model_dir, dtype=torch.float32).eval()
+    train = np.load(args.tokens)
+    dataset = Dataset.from_dict({"input_ids": train.tolist()}).with_format("torch")
+    cfg = TrainConfig(
+        SparseCoderConfig(num_latents=args.d_tc, k=args.k, transcode=True, skip_connection=True),
+        batch_size=args.batch_seqs,
+        hookpoints=[f"layers.{l}.mlp" for l in args.layers],
+        exclude_tokens=args.exclude,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        log_to_wandb=False,
+        save_every=10**9,
+        save_dir=str(out / "checkpoints"),
+    )
+    trainer = Trainer(cfg, dataset, model)
+    t0 = time.perf_counter()
+    trainer.fit()
+    seconds = time.perf_counter() - t0
+    n_batches = train.shape[0] // args.batch_seqs
+    seen = train[: n_batches * args.batch_seqs]
+    trained_tokens = int((~np.isin(seen, args.exclude)).sum())
+    held = torch.from_numpy(np.load(args.heldout)).long()
+    quality = heldout_fvu(model, trainer.saes, held, args.exclude, args.batch_seqs)
+    result = {
+        "side": "eai-sparsify",
+        "version": __import__("importlib.metadata").metadata.version("eai-sparsify"),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "layers": args.layers,
+        "d_tc": args.d_tc,
+        "k": args.k,
+        "optimizer": args.optimizer,
+        "lr": [g["lr"] for opt in trainer.optimizers for g in opt.param_groups][:1],
+        "batch_tokens": args.batch_seqs * train.shape[1],
+        "train_seconds": seconds,
+        "train_tokens": trained_tokens,
+        "tokens_per_s": trained_tokens / seconds,
+        "per_layer": {str(l): quality[f"layers.{l}.mlp"] for l in args.layers},
+        "loadavg": os.getloadavg(),
+        "note": "live forward passes: the time includes the model's forward over every batch",
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result["per_layer"]), result["tokens_per_s"])
+
+
+if __name__ == "__main__":
+    main()
