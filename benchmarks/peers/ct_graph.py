@@ -38,13 +38,16 @@ def rss_mb(field: str) -> float:
     return float("nan")
 
 
-def load_set(tc_dir: Path):
+def load_set(tc_dir: Path, input_hook: str | None, output_hook: str | None):
     from circuit_tracer.transcoder.activation_functions import TopK
     from circuit_tracer.utils.hf_utils import load_transcoders
 
     config = yaml.safe_load((tc_dir / "config.yaml").read_text())
     config["transcoders"] = [str((tc_dir / p).resolve()) for p in config["transcoders"]]
     config.setdefault("scan", "neuroscope-local")
+    # the nnsight backend (the only one for Llama-family models here) knows mlp.hook_in / mlp.hook_out
+    config["feature_input_hook"] = input_hook or config["feature_input_hook"]
+    config["feature_output_hook"] = output_hook or config["feature_output_hook"]
     tcs = load_transcoders(config, device=torch.device("cpu"), dtype=torch.float32, lazy_decoder=False)
     if config.get("activation") == "topk":
         for tc in tcs:
@@ -63,6 +66,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--node-threshold", type=float, default=0.8)
     ap.add_argument("--edge-threshold", type=float, default=0.98)
+    ap.add_argument("--input-hook", default=None, help="override the config's feature_input_hook")
+    ap.add_argument("--output-hook", default=None, help="override the config's feature_output_hook")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from circuit_tracer import ReplacementModel, attribute
@@ -72,7 +77,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     tokens = json.loads(Path(args.tokens_json).read_text())
     t0 = time.perf_counter()
-    tcs, config = load_set(Path(args.tc_dir))
+    tcs, config = load_set(Path(args.tc_dir), args.input_hook, args.output_hook)
     model = ReplacementModel.from_pretrained_and_transcoders(
         args.model_dir, tcs, backend="nnsight", device=torch.device("cpu"), dtype=torch.float32
     )
