@@ -14,6 +14,7 @@ Writes OUT_DIR/graph.safetensors (dense adjacency, features, masks) and OUT_DIR/
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import resource
@@ -55,6 +56,23 @@ def load_set(tc_dir: Path, input_hook: str | None, output_hook: str | None):
     return tcs, config
 
 
+def save_graph(graph, pruned, out: Path) -> None:
+    save_file(
+        {
+            "adjacency": graph.adjacency_matrix.float().contiguous(),
+            "active_features": graph.active_features.long().contiguous(),
+            "selected_features": graph.selected_features.long().contiguous(),
+            "activation_values": graph.activation_values.float().contiguous(),
+            "logit_tokens": graph.logit_token_ids.long().contiguous(),
+            "logit_probabilities": graph.logit_probabilities.float().contiguous(),
+            "input_tokens": graph.input_tokens.long().contiguous(),
+            "node_mask": pruned.node_mask.contiguous(),
+            "edge_mask": pruned.edge_mask.contiguous(),
+        },
+        str(out / "graph.safetensors"),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model_dir")
@@ -66,6 +84,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--node-threshold", type=float, default=0.8)
     ap.add_argument("--edge-threshold", type=float, default=0.98)
+    ap.add_argument("--no-save", action="store_true")
     ap.add_argument("--input-hook", default=None, help="override the config's feature_input_hook")
     ap.add_argument("--output-hook", default=None, help="override the config's feature_output_hook")
     args = ap.parse_args()
@@ -99,25 +118,11 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
         peaks.append(rss_mb("VmHWM"))
     replacement, completeness = compute_graph_scores(graph)
-    save_file(
-        {
-            "adjacency": graph.adjacency_matrix.float().contiguous(),
-            "active_features": graph.active_features.long().contiguous(),
-            "selected_features": graph.selected_features.long().contiguous(),
-            "activation_values": graph.activation_values.float().contiguous(),
-            "logit_tokens": graph.logit_token_ids.long().contiguous(),
-            "logit_probabilities": graph.logit_probabilities.float().contiguous(),
-            "input_tokens": graph.input_tokens.long().contiguous(),
-            "node_mask": pruned.node_mask.contiguous(),
-            "edge_mask": pruned.edge_mask.contiguous(),
-        },
-        str(out / "graph.safetensors"),
-    )
+    if not args.no_save:
+        save_graph(graph, pruned, out)
     result = {
         "side": "circuit-tracer",
-        "version": __import__("circuit_tracer").__version__
-        if hasattr(__import__("circuit_tracer"), "__version__")
-        else "0.5.0",
+        "version": importlib.metadata.version("circuit-tracer"),
         "backend": "nnsight",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -138,7 +143,9 @@ def main() -> None:
         "loadavg": os.getloadavg(),
     }
     (out / "result.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: result[k] for k in ("graph_s", "peak_rss_mb", "n_selected_features")}), file=sys.stderr)
+    print(
+        json.dumps({k: result[k] for k in ("graph_s", "peak_rss_mb", "n_selected_features")}), file=sys.stderr
+    )
 
 
 if __name__ == "__main__":

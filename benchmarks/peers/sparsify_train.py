@@ -25,9 +25,38 @@ import numpy as np
 import torch
 
 
+def sparsify_fn(sae):
+    def predict(x, y):
+        out = sae(x, y)
+        return out.sae_out, (out.latent_acts > 0).sum(-1)
+
+    return predict
+
+
+def ours_fn(path: Path, k: int):
+    """NeuroScope's transcoder from its circuit-tracer-layout file: ReLU of the top k pre-activations,
+    decoded, plus ``x @ W_skip.T``."""
+    from safetensors.torch import load_file
+
+    w = load_file(str(path))
+
+    def predict(x, y):
+        vals, idx = torch.nn.functional.linear(x, w["W_enc"], w["b_enc"]).topk(k, dim=-1)
+        vals = vals.relu()
+        y_hat = (vals.unsqueeze(-1) * w["W_dec"][idx]).sum(-2) + w["b_dec"]
+        if "W_skip" in w:
+            y_hat = y_hat + x @ w["W_skip"].T
+        return y_hat, (vals > 0).sum(-1)
+
+    return predict
+
+
 @torch.no_grad()
-def heldout_fvu(model, saes: dict, contexts: torch.Tensor, exclude: list[int], batch: int) -> dict[str, dict]:
-    stats = {name: {"err": 0.0, "sum": None, "sq": 0.0, "n": 0, "l0": 0.0} for name in saes}
+def heldout_fvu(model, fns: dict, contexts: torch.Tensor, exclude: list[int], batch: int) -> dict[str, dict]:
+    """Per (hookpoint, side) the FVU of ``fns[...]`` on every kept held-out token: summed squared error over
+    the summed squared deviation of the MLP output from its mean; and the mean L0."""
+    stats = {key: {"err": 0.0, "sum": None, "sq": 0.0, "n": 0, "l0": 0.0} for key in fns}
+    names = sorted({name for name, _ in fns})
     pairs: dict[str, tuple] = {}
 
     def grab(name):
@@ -36,28 +65,28 @@ def heldout_fvu(model, saes: dict, contexts: torch.Tensor, exclude: list[int], b
 
         return hook
 
-    handles = [model.get_submodule(name).register_forward_hook(grab(name)) for name in saes]
+    handles = [model.get_submodule(name).register_forward_hook(grab(name)) for name in names]
     try:
         for i in range(0, contexts.shape[0], batch):
             ids = contexts[i : i + batch]
             keep = ~torch.isin(ids, torch.tensor(exclude, dtype=torch.long)).flatten()
             model(ids)
-            for name, sae in saes.items():
+            for (name, side), fn in fns.items():
                 x, y = (t.flatten(0, 1)[keep].float() for t in pairs[name])
-                out = sae(x, y)
-                s = stats[name]
-                s["err"] += float((y - out.sae_out).double().pow(2).sum())
+                y_hat, l0 = fn(x, y)
+                s = stats[(name, side)]
+                s["err"] += float((y - y_hat).double().pow(2).sum())
                 s["sum"] = y.double().sum(0) if s["sum"] is None else s["sum"] + y.double().sum(0)
                 s["sq"] += float(y.double().pow(2).sum())
                 s["n"] += int(y.shape[0])
-                s["l0"] += float((out.latent_acts > 0).sum())
+                s["l0"] += float(l0.sum())
     finally:
         for h in handles:
             h.remove()
-    result = {}
-    for name, s in stats.items():
+    result: dict = {}
+    for key, s in stats.items():
         total = s["sq"] - float(s["sum"].pow(2).sum()) / s["n"]
-        result[name] = {"fvu": s["err"] / total, "l0": s["l0"] / s["n"], "heldout_tokens": s["n"]}
+        result[key] = {"fvu": s["err"] / total, "l0": s["l0"] / s["n"], "heldout_tokens": s["n"]}
     return result
 
 
@@ -74,10 +103,13 @@ def main() -> None:
     ap.add_argument("--exclude", type=int, nargs="*", default=[0])
     ap.add_argument("--optimizer", default="signum")
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument(
+        "--ours-dir", default=None, help="NeuroScope's transcoders (layer_{l}.safetensors) to score too"
+    )
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from datasets import Dataset
-    from sparsify import SparseCoderConfig, Trainer, TrainConfig
+    from sparsify import SparseCoderConfig, TrainConfig, Trainer
     from transformers import AutoModel
 
     out = Path(args.out_dir)
@@ -104,7 +136,13 @@ def main() -> None:
     seen = train[: n_batches * args.batch_seqs]
     trained_tokens = int((~np.isin(seen, args.exclude)).sum())
     held = torch.from_numpy(np.load(args.heldout)).long()
-    quality = heldout_fvu(model, trainer.saes, held, args.exclude, args.batch_seqs)
+    fns = {(f"layers.{l}.mlp", "sparsify"): sparsify_fn(trainer.saes[f"layers.{l}.mlp"]) for l in args.layers}
+    if args.ours_dir:
+        for l in args.layers:
+            fns[(f"layers.{l}.mlp", "neuroscope")] = ours_fn(
+                Path(args.ours_dir) / f"layer_{l}.safetensors", args.k
+            )
+    quality = heldout_fvu(model, fns, held, args.exclude, args.batch_seqs)
     result = {
         "side": "eai-sparsify",
         "version": __import__("importlib.metadata").metadata.version("eai-sparsify"),
@@ -119,7 +157,10 @@ def main() -> None:
         "train_seconds": seconds,
         "train_tokens": trained_tokens,
         "tokens_per_s": trained_tokens / seconds,
-        "per_layer": {str(l): quality[f"layers.{l}.mlp"] for l in args.layers},
+        "per_layer": {str(l): quality[(f"layers.{l}.mlp", "sparsify")] for l in args.layers},
+        "ours_per_layer": {str(l): quality[(f"layers.{l}.mlp", "neuroscope")] for l in args.layers}
+        if args.ours_dir
+        else None,
         "loadavg": os.getloadavg(),
         "note": "live forward passes: the time includes the model's forward over every batch",
     }
