@@ -370,3 +370,26 @@ class NoPromptSetError(EmptyPromptSetError):
 class LabelledSetError(InvalidConfigError):
     """A labelled set for the SAE benchmarks cannot be probed: it has one class, or a class has too few
     examples for the train/test split; the message names the set, the class and the count."""
+
+
+# --- attribution graphs on transcoders -------------------------------------------------------------------
+class ThresholdError(InvalidConfigError):
+    """A pruning threshold outside (0, 1]; the message names the threshold and the value given."""
+
+    def __init__(self, name: str, value: float):
+        self.name, self.value = name, value
+        super().__init__(
+            f"{name} must be in (0, 1] (a share of the total influence to keep), got {value}: use e.g. 0.8."
+        )
+
+
+class GraphPromptTooLongError(PromptTooLongError):
+    """A prompt longer than an attribution graph's token limit (its memory grows with the prompt)."""
+
+    def __init__(self, n_tokens: int, limit: int):
+        self.n_tokens, self.n_ctx = n_tokens, limit
+        ValueError.__init__(
+            self,
+            f"The prompt is {n_tokens} tokens long (with the prepended special token) but attribution graphs "
+            f"are limited to {limit} tokens: shorten it, or raise max_tokens if memory allows.",
+        )

@@ -19,7 +19,7 @@ from neuroscope.errors import CorruptDataError
 
 SCHEMA_ID = "neuroscope-graph/1"
 NODE_TYPES = ("feature", "error", "head", "mlp", "token", "embed", "logits")
-KINDS = ("provenance", "circuit")
+KINDS = ("provenance", "circuit", "attribution")
 
 
 @dataclass
