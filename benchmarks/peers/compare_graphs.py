@@ -38,7 +38,9 @@ def compare(ct_path: Path, ours_path: Path) -> dict[str, Any]:
     ct, ours = load_file(str(ct_path)), load_file(str(ours_path))
     n_pos = int(ct["input_tokens"].numel())
     n_ct = ct["adjacency"].shape[0]
-    n_layers = (n_ct - ct["selected_features"].numel() - n_pos - ct["logit_tokens"].numel()) // n_pos - 1
+    n_layers = (
+        n_ct - ct["selected_features"].numel() - ct["logit_tokens"].numel()
+    ) // n_pos - 1  # errors + tokens
     k_ct, k_ours = node_keys(ct, n_layers), node_keys(ours, n_layers)
     index_ct = {k: i for i, k in enumerate(k_ct)}
     out: dict[str, Any] = {
@@ -85,6 +87,9 @@ def compare(ct_path: Path, ours_path: Path) -> dict[str, Any]:
         "max_rel_diff": float(rel[judged].max()) if judged.any() else 0.0,
         "frac_within_1e-3": float((rel[judged] <= 1e-3).float().mean()) if judged.any() else 1.0,
         "rel_floor": REL_FLOOR,
+        "max_rel_diff_floor_1e-6": float(rel[big > 1e-6 * scale].max())
+        if (big > 1e-6 * scale).any()
+        else 0.0,
         "frobenius_rel": float((theirs - mine).norm() / a_ct.norm().clamp_min(1e-30)),
     }
     del covered, missing
