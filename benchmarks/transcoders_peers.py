@@ -152,6 +152,7 @@ def cmd_graph(a: argparse.Namespace) -> None:
         t = [x for res in rs for x in res["graph_s"]]
         per_side[side] = {
             "graph_s": spread(t),
+            "graph_cpu_s": spread([x for res in rs for x in res["graph_cpu_s"]]),
             "peak_rss_mb": spread([x for res in rs for x in res["peak_rss_mb"]]),
             "rss_loaded_mb": statistics.median(res["rss_loaded_mb"] for res in rs),
             "load_s": statistics.median(res["load_s"] for res in rs),
@@ -162,10 +163,9 @@ def cmd_graph(a: argparse.Namespace) -> None:
             },
             "loadavg_per_round": [res["loadavg"] for res in rs],
         }
-    ratios = [
-        c["graph_s"][0] / o["graph_s"][0]
-        for c, o in zip(results["circuit_tracer"], results["neuroscope"], strict=True)
-    ]
+    pairs = list(zip(results["circuit_tracer"], results["neuroscope"], strict=True))
+    ratios = [c["graph_s"][0] / o["graph_s"][0] for c, o in pairs]
+    cpu_ratios = [c["graph_cpu_s"][0] / o["graph_cpu_s"][0] for c, o in pairs]
     section = {
         "what": "the same attribution graph from circuit-tracer 0.5.0 (nnsight backend, its own venv) and "
         "NeuroScope, same CPU, same transcoders and token ids; times are attribute + prune, model load excluded",
@@ -178,6 +178,7 @@ def cmd_graph(a: argparse.Namespace) -> None:
         "rounds": a.rounds,
         "sides": per_side,
         "speedup_paired": spread(ratios),
+        "speedup_cpu_time_paired": spread(cpu_ratios),
         "peak_rss_ratio": per_side["circuit_tracer"]["peak_rss_mb"]["median"]
         / per_side["neuroscope"]["peak_rss_mb"]["median"],
         "match": cmp,
