@@ -28,6 +28,7 @@ PLUGINS = (
     "neuroscope.sae.bench.cli",
     "neuroscope.edits.family_cli",
     "neuroscope.diff.cli",
+    "neuroscope.transcoders.cli",
 )
 
 

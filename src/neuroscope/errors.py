@@ -372,6 +372,11 @@ class LabelledSetError(InvalidConfigError):
     examples for the train/test split; the message names the set, the class and the count."""
 
 
+class TranscoderMismatchError(SAEMismatchError):
+    """A transcoder set was trained for another model, another width or other hooks than the one asked for
+    (or its files disagree with its manifest); the message names what differs."""
+
+
 # --- attribution graphs on transcoders -------------------------------------------------------------------
 class ThresholdError(InvalidConfigError):
     """A pruning threshold outside (0, 1]; the message names the threshold and the value given."""

@@ -231,3 +231,22 @@ def test_dla_heads_neurons_and_components_add_up(any_tiny, ablate):
         assert abs(cap * math.tanh(single.total / cap) - float(last[a])) <= 1e-4 * max(
             1.0, abs(float(last[a]))
         )
+
+
+def test_attribution_graph_edges_equal_interventions(any_tiny):
+    """An attribution graph over transcoders (circuit-tracer's definitions) on every adapter: sampled edges
+    (feature, error and token sources; feature and logit targets) equal the change a real intervention makes in
+    the replacement model with patterns, norm scales, feature activations and errors frozen."""
+    from transcoders_testutil import random_transcoders
+
+    from neuroscope.transcoders.attribution import AttributionConfig, attribute
+    from neuroscope.transcoders.checks import check_edges
+    from neuroscope.transcoders.replacement import ReplacementModel
+
+    rm = ReplacementModel(any_tiny, random_transcoders(any_tiny))
+    g = attribute(rm, "The cat sat", AttributionConfig(max_feature_nodes=None))
+    targets = list(range(0, g.n_features, 23)) + [g.logit_offset]
+    pairs = [(t, s) for t in targets for s in range(0, g.logit_offset, 7)]
+    r = check_edges(rm, g, pairs=pairs)
+    assert sum(abs(c.weight) > 0 for c in r.checks) > 20  # real edges among them, not only zeros
+    assert r.max_rel_error <= 1e-4, r.max_rel_error

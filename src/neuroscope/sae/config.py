@@ -8,7 +8,8 @@ from typing import Any
 from neuroscope.errors import InvalidConfigError
 from neuroscope.sae.archs.registry import REGISTRY, get_architecture
 
-ARCHITECTURES = tuple(REGISTRY)
+# SAEs proper; transcoders (same registry, ``kind == "transcoder"``) train through neuroscope.transcoders
+ARCHITECTURES = tuple(n for n, a in REGISTRY.items() if a.kind == "sae")
 # the ``architecture`` each is saved as in cfg.json (SAELens spells ReLU + L1 "standard", and saves
 # BatchTopK and Matryoshka as the JumpReLU SAEs they run as at inference)
 SAELENS_ARCH = {name: a.saelens for name, a in REGISTRY.items()}

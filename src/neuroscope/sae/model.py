@@ -51,6 +51,7 @@ class _GatherPreActs(torch.autograd.Function):
 
 class SAE(nn.Module):
     threshold: torch.Tensor  # JumpReLU-style architectures only
+    W_skip: torch.Tensor  # skip transcoders only
 
     def __init__(self, cfg: SAEConfig, seed: int = 0):
         super().__init__()
@@ -83,7 +84,7 @@ class SAE(nn.Module):
 
     def pre_acts(self, x: Float[torch.Tensor, "... d_in"]) -> Float[torch.Tensor, "... d_sae"]:
         self._check(x)
-        return (x.to(self.W_enc.dtype) - self.b_dec) @ self.W_enc + self.b_enc
+        return self.arch.centre(self, x.to(self.W_enc.dtype)) @ self.W_enc + self.b_enc
 
     def encode_topk(
         self, x: Float[torch.Tensor, "... d_in"]

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from neuroscope.errors import InvalidConfigError, ShapeMismatchError
 from neuroscope.record.reader import ActivationStore
+from neuroscope.sae.archs import get_architecture
 from neuroscope.sae.config import SAEConfig, TrainConfig, default_lr
 from neuroscope.sae.loader import ActivationStream, TensorStream, outlier_norm
 from neuroscope.sae.model import SAE, geometric_median
@@ -119,7 +120,7 @@ class SAETrainingModule(L.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         x = batch.float()
         sae = self.sae
-        total_var, n_tokens, world = self._batch_stats(x)
+        total_var, n_tokens, world = self._batch_stats(sae.arch.target(sae.cfg, x))
         out = sae.arch.train_step(sae, x, total_var, n_tokens, int(self.global_step))
         loss, fvu, err, pre, xc, fired, active = (
             out.loss,
@@ -278,7 +279,9 @@ def _prepare(
     max_norm = outlier_norm(sample, tcfg.outlier_factor)
     typical = sample if max_norm is None else sample[sample.norm(dim=-1) <= max_norm]
     scale = input_scale(typical) if tcfg.normalize else 1.0
-    init_b_dec(sae, (sample if tcfg.train_on_outliers else typical) * scale, tcfg.b_dec_init)
+    init_rows = (sample if tcfg.train_on_outliers else typical) * scale
+    init_b_dec(sae, sae.arch.target(cfg, init_rows), tcfg.b_dec_init)
+    sae.arch.init_from_sample(sae, init_rows)
     stream = make_stream(scale, None if tcfg.train_on_outliers else max_norm)
     per_epoch = max(1, stream.batches_per_pass(tcfg.world) or stream.n_usable_tokens() // tcfg.batch_size)
     global_batch = tcfg.batch_size * tcfg.world
@@ -323,10 +326,9 @@ def setup_training(
 def setup_tensor_training(x: torch.Tensor, cfg: SAEConfig, tcfg: TrainConfig) -> TrainingSetup:
     """:func:`setup_training` for an in-memory ``[n_tokens, d_in]`` activation tensor (every row is a
     token; there are no special tokens to drop)."""
-    if x.ndim != 2 or x.shape[1] != cfg.d_in:
-        raise ShapeMismatchError(
-            "Training activations [n_tokens, d_in]", f"[n_tokens, d_in={cfg.d_in}]", tuple(x.shape)
-        )
+    width = get_architecture(cfg.arch).batch_width(cfg)
+    if x.ndim != 2 or x.shape[1] != width:
+        raise ShapeMismatchError("Training activations [n_tokens, d_in]", f"[n_tokens, {width}]", tuple(x.shape))
     if not x.is_floating_point():
         raise InvalidConfigError(f"Training activations must be floating point, got {x.dtype}.")
     if x.shape[0] < tcfg.batch_size * tcfg.world:

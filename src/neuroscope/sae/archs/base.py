@@ -49,6 +49,8 @@ class Architecture:
     tensors: ClassVar[tuple[str, ...]] = ()
     # whether ``k`` (latents per token) is a parameter of this architecture
     uses_k: ClassVar[bool] = False
+    # "sae" (reconstructs its input) or "transcoder" (predicts another hook from its input)
+    kind: ClassVar[str] = "sae"
 
     def normalize(self, cfg: SAEConfig) -> dict[str, Any]:
         """Field values to replace before validation (e.g. completing a list the user gave)."""
@@ -57,8 +59,24 @@ class Architecture:
     def validate(self, cfg: SAEConfig) -> None:
         """Raise a named :class:`InvalidConfigError` for parameters this architecture cannot use."""
 
+    def batch_width(self, cfg: SAEConfig) -> int:
+        """Width of one training row (a transcoder trains on ``[input, target]`` rows)."""
+        return cfg.d_in
+
+    def target(self, cfg: SAEConfig, batch: torch.Tensor) -> torch.Tensor:
+        """The part of a training batch the SAE reconstructs: its variance scales the FVU, and ``b_dec``
+        starts at its geometric median."""
+        return batch
+
+    def centre(self, sae: SAE, x: torch.Tensor) -> torch.Tensor:
+        """What the encoder reads: ``x - b_dec`` for an SAE (input and output share a space)."""
+        return x - sae.b_dec
+
     def init_extra(self, sae: SAE) -> None:
         """Register the extra tensors (``tensors``) on a freshly built SAE."""
+
+    def init_from_sample(self, sae: SAE, sample: torch.Tensor) -> None:
+        """Data-dependent initialisation beyond ``b_dec`` from a (scaled) sample of training rows."""
 
     def activate(self, sae: SAE, pre: torch.Tensor) -> torch.Tensor:
         """The inference rule: latents from pre-activations ``(x - b_dec) @ W_enc + b_enc``."""

@@ -9,9 +9,10 @@ from neuroscope.sae.archs.jumprelu import JumpReLU
 from neuroscope.sae.archs.matryoshka import Matryoshka
 from neuroscope.sae.archs.relu import ReLU
 from neuroscope.sae.archs.topk import TopK
+from neuroscope.sae.archs.transcoder import TRANSCODER_ARCHS
 
 REGISTRY: dict[str, Architecture] = {
-    a.name: a for a in (ReLU(), TopK(), BatchTopK(), JumpReLU(), Matryoshka())
+    a.name: a for a in (ReLU(), TopK(), BatchTopK(), JumpReLU(), Matryoshka(), *TRANSCODER_ARCHS)
 }
 
 
