@@ -226,7 +226,14 @@ def cmd_train(a: argparse.Namespace) -> None:
                 run(
                     [sys.executable, str(PEERS / "ours_train.py"), MODEL, str(out), *common]
                     + ["--tokens", str(a.tokens), "--heldout-tokens", str(a.heldout_tokens)]
-                    + ["--ctx-len", str(a.ctx_len), "--batch-size", str(a.batch_seqs * a.ctx_len)]
+                    + [
+                        "--ctx-len",
+                        str(a.ctx_len),
+                        "--batch-size",
+                        str(a.batch_seqs * a.ctx_len),
+                        "--lr",
+                        str(a.lr),
+                    ]
                     + ["--check-tokens", str(files["train"])],
                     a.threads,
                 )
@@ -288,7 +295,8 @@ def main() -> None:
     t.add_argument("--d-tc", type=int, default=4608)
     t.add_argument("--k", type=int, default=64)
     t.add_argument("--ctx-len", type=int, default=128)
-    t.add_argument("--batch-seqs", type=int, default=8)
+    t.add_argument("--batch-seqs", type=int, default=4, help="sequences per batch (x ctx-len tokens)")
+    t.add_argument("--lr", type=float, default=2e-3, help="ours (sparsify keeps its own default)")
     t.add_argument("--rounds", type=int, default=1)
     t.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()

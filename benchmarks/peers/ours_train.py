@@ -31,14 +31,14 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32768)
     ap.add_argument("--heldout-tokens", type=int, default=8192)
     ap.add_argument("--ctx-len", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--check-tokens", default=None)
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    from neuroscope.transcoders.train import TCTrainConfig, train_transcoders
-
     from neuroscope.models.loading import load_model
     from neuroscope.record.reader import ActivationStore
+    from neuroscope.transcoders.train import TCTrainConfig, train_transcoders
 
     out = Path(args.out_dir)
     model = load_model(args.model, device="cpu")
@@ -51,6 +51,7 @@ def main() -> None:
         activation="topk",
         skip=True,
         batch_size=args.batch_size,
+        lr=args.lr,
         ctx_len=args.ctx_len,
         data=str(Path(__file__).resolve().parents[2] / "data" / "corpus"),
     )
