@@ -119,7 +119,7 @@ def cmd_graph(a: argparse.Namespace) -> None:
     from benchmarks.peers.compare_graphs import compare
 
     model_dir = peer_model_dir()
-    work = WORK / f"graph{a.prompt_tokens}"
+    work = WORK / f"graph-{a.label or Path(a.transcoders).name}-{a.prompt_tokens}-{a.max_feature_nodes}"
     work.mkdir(parents=True, exist_ok=True)
     tokens = prompt_tokens(a.prompt_tokens)
     (work / "tokens.json").write_text(json.dumps(tokens))
@@ -193,7 +193,7 @@ def cmd_graph(a: argparse.Namespace) -> None:
     key = a.key or "vs_circuit_tracer"
     prev = json.loads(OUT.read_text()).get(key, {}) if OUT.is_file() else {}
     runs = {k: v for k, v in prev.get("runs", {}).items()} if isinstance(prev, dict) else {}
-    runs[f"{a.prompt_tokens}tok_{a.max_feature_nodes}nodes"] = section
+    runs[f"{a.label or Path(a.transcoders).name}_{a.prompt_tokens}tok_{a.max_feature_nodes}nodes"] = section
     save_section(key, {"runs": runs})
     print(json.dumps({k: section[k] for k in ("speedup_paired", "goals")}, indent=1))
 
@@ -247,6 +247,7 @@ def cmd_train(a: argparse.Namespace) -> None:
             results[side].append(json.loads((out / "result.json").read_text()))
     ours, theirs = results["neuroscope"], results["sparsify"]
     ratios = [o["tokens_per_s"] / t["tokens_per_s"] for o, t in zip(ours, theirs, strict=True)]
+    cpu_ratios = [o["tokens_per_cpu_s"] / t["tokens_per_cpu_s"] for o, t in zip(ours, theirs, strict=True)]
     fvu_ours = theirs[-1]["ours_per_layer"]
     fvu_theirs = theirs[-1]["per_layer"]
     within = {
@@ -269,6 +270,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         "neuroscope": {"tokens_per_s": spread([o["tokens_per_s"] for o in ours]), "runs": ours},
         "sparsify": {"tokens_per_s": spread([t["tokens_per_s"] for t in theirs]), "runs": theirs},
         "speedup_paired": spread(ratios),
+        "speedup_cpu_time_paired": spread(cpu_ratios),
         "heldout_fvu": {"neuroscope": fvu_ours, "sparsify": fvu_theirs, "within_10pct": within},
         "goals": {"equal_quality": all(within.values()), "speedup_1.5x": statistics.median(ratios) >= 1.5},
         "machine": machine_info(),
@@ -288,6 +290,7 @@ def main() -> None:
     g.add_argument("--rounds", type=int, default=3)
     g.add_argument("--threads", type=int, default=1)
     g.add_argument("--key", default=None, help="result section (default vs_circuit_tracer)")
+    g.add_argument("--label", default=None, help="names the run in the section (default: the folder's name)")
     t = sub.add_parser("train", help="skip-transcoder training speed and quality against eai-sparsify")
     t.add_argument("--layers", type=int, nargs="+", default=[3, 15])
     t.add_argument("--tokens", type=int, default=32768)

@@ -14,11 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+
+def cpu_s() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def main() -> None:
@@ -55,9 +61,10 @@ def main() -> None:
         ctx_len=args.ctx_len,
         data=str(Path(__file__).resolve().parents[2] / "data" / "corpus"),
     )
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     res = train_transcoders(model, cfg, out / "tcs", progress=False)
     wall = time.perf_counter() - t0
+    cpu = cpu_s() - c0
     train_s = sum(r["train_seconds"] for r in res.per_layer)
     tokens = res.per_layer[0]["train_tokens"]
     same = None
@@ -76,8 +83,10 @@ def main() -> None:
         "record_seconds": res.record_seconds,
         "train_seconds": train_s,
         "wall_seconds": wall,
+        "cpu_seconds": cpu,  # user + sys of this process and its children, recording + training + evaluation
         "train_tokens": tokens,
         "tokens_per_s": tokens / (res.record_seconds + train_s),
+        "tokens_per_cpu_s": tokens / cpu,
         "per_layer": {str(r["layer"]): r for r in res.per_layer},
         "same_tokens_as_sparsify": same,
         "loadavg": os.getloadavg(),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 from pathlib import Path
 
@@ -90,6 +91,11 @@ def heldout_fvu(model, fns: dict, contexts: torch.Tensor, exclude: list[int], ba
     return result
 
 
+def cpu_s() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model_dir")
@@ -129,9 +135,10 @@ def main() -> None:
         save_dir=str(out / "checkpoints"),
     )
     trainer = Trainer(cfg, dataset, model)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     trainer.fit()
     seconds = time.perf_counter() - t0
+    cpu = cpu_s() - c0
     n_batches = train.shape[0] // args.batch_seqs
     seen = train[: n_batches * args.batch_seqs]
     trained_tokens = int((~np.isin(seen, args.exclude)).sum())
@@ -155,6 +162,8 @@ def main() -> None:
         "lr": [g["lr"] for opt in trainer.optimizers for g in opt.param_groups][:1],
         "batch_tokens": args.batch_seqs * train.shape[1],
         "train_seconds": seconds,
+        "cpu_seconds": cpu,  # user + sys of this process and its children during fit
+        "tokens_per_cpu_s": trained_tokens / cpu,
         "train_tokens": trained_tokens,
         "tokens_per_s": trained_tokens / seconds,
         "per_layer": {str(l): quality[(f"layers.{l}.mlp", "sparsify")] for l in args.layers},
