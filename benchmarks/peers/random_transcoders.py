@@ -17,11 +17,22 @@ import torch
 from safetensors.torch import save_file
 
 
-def write_random(out: Path, n_layers: int, d_model: int, d_tc: int, k: int, seed: int = 0) -> Path:
+def write_random(
+    out: Path, n_layers: int, d_model: int, d_tc: int, k: int, seed: int = 0, trained: Path | None = None
+) -> Path:
+    """``trained``: a folder of NeuroScope-trained transcoders (``transcoders.json``); its finished layers are
+    referenced by absolute path (not copied) and only the missing ones are random, of the same width."""
     out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
-    names = []
+    names: list[str] = []
+    done = {}
+    if trained is not None:
+        info = json.loads((trained / "transcoders.json").read_text())
+        done = {int(l): str((trained / f).resolve()) for l, f in info["files"].items()}
     for layer in range(n_layers):
+        if layer in done:
+            names.append(done[layer])
+            continue
         w_dec = torch.randn(d_tc, d_model, generator=gen)
         w_dec = w_dec / w_dec.norm(dim=-1, keepdim=True)
         tensors = {
@@ -40,7 +51,7 @@ def write_random(out: Path, n_layers: int, d_model: int, d_tc: int, k: int, seed
         "feature_output_hook": "mlp.hook_out",
         "activation": "topk",
         "k": k,
-        "scan": f"random-seed{seed}",
+        "scan": f"random-seed{seed}" + (f"+trained-{sorted(done)}" if done else ""),
         "transcoders": names,
     }
     (out / "config.yaml").write_text(json.dumps(config, indent=1))
@@ -55,8 +66,11 @@ def main() -> None:
     ap.add_argument("--d-tc", type=int, default=4608)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--trained", default=None, help="use this folder's trained layers, random for the rest")
     a = ap.parse_args()
-    write_random(Path(a.out), a.layers, a.d_model, a.d_tc, a.k, a.seed)
+    write_random(
+        Path(a.out), a.layers, a.d_model, a.d_tc, a.k, a.seed, Path(a.trained) if a.trained else None
+    )
 
 
 if __name__ == "__main__":
