@@ -275,7 +275,10 @@ def cmd_train(a: argparse.Namespace) -> None:
         "goals": {"equal_quality": all(within.values()), "speedup_1.5x": statistics.median(ratios) >= 1.5},
         "machine": machine_info(),
     }
-    save_section("vs_sparsify", section)
+    prev = json.loads(OUT.read_text()).get("vs_sparsify", {}) if OUT.is_file() else {}
+    runs = dict(prev.get("runs", {}))
+    runs[f"L{'-'.join(layers)}_{a.tokens}tok_{a.d_tc}x{a.k}"] = section
+    save_section("vs_sparsify", {"runs": runs})
     print(json.dumps({k: section[k] for k in ("speedup_paired", "heldout_fvu", "goals")}, indent=1))
 
 
