@@ -131,7 +131,8 @@ def cmd_graph(a: argparse.Namespace) -> None:
             str(model_dir),
             a.transcoders,
         ]
-        + ["--input-hook", "mlp.hook_in", "--output-hook", "mlp.hook_out"],
+        + ["--input-hook", "mlp.hook_in", "--output-hook", "mlp.hook_out"]
+        + (["--ct-topk"] if a.ct_topk else []),
         "neuroscope": [sys.executable, str(PEERS / "ours_graph.py"), MODEL, a.transcoders],
     }
     results: dict[str, list[dict[str, Any]]] = {k: [] for k in sides}
@@ -293,6 +294,7 @@ def main() -> None:
     g.add_argument("--rounds", type=int, default=3)
     g.add_argument("--threads", type=int, default=1)
     g.add_argument("--key", default=None, help="result section (default vs_circuit_tracer)")
+    g.add_argument("--ct-topk", action="store_true", help="circuit-tracer's TopK (no ReLU) on its side")
     g.add_argument("--label", default=None, help="names the run in the section (default: the folder's name)")
     t = sub.add_parser("train", help="skip-transcoder training speed and quality against eai-sparsify")
     t.add_argument("--layers", type=int, nargs="+", default=[3, 15])

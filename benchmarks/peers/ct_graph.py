@@ -7,7 +7,8 @@ cached smollm2-135m). TC_DIR holds ``config.yaml`` + ``layer_{i}.safetensors`` i
 circuit-tracer 0.5.0 only loads those from the hub or its own cache, so the config is read here and handed to
 its ``load_transcoders(config)``, which takes local paths in ``transcoders``. Its loader picks JumpReLU when a
 threshold is stored and ReLU otherwise (0.5.0 has a ``TopK`` class but its loader never uses it), so a TopK
-config (``activation: topk``, ``k``) gets ``TopK(k)`` set on every transcoder here.
+config (``activation: topk``, ``k``) gets ReLU of the top k set on every transcoder here, as our transcoders
+are defined (``--ct-topk``: circuit-tracer's own ``TopK``, which keeps negative top-k values).
 Writes OUT_DIR/graph.safetensors (dense adjacency, features, masks) and OUT_DIR/result.json (times, RSS).
 """
 
@@ -39,8 +40,16 @@ def rss_mb(field: str) -> float:
     return float("nan")
 
 
-def load_set(tc_dir: Path, input_hook: str | None, output_hook: str | None):
+def load_set(tc_dir: Path, input_hook: str | None, output_hook: str | None, ct_topk: bool):
     from circuit_tracer.transcoder.activation_functions import TopK
+
+    class TopKReLU(TopK):
+        """ReLU of the top k pre-activations: how NeuroScope's TopK transcoders are defined and trained
+        (circuit-tracer's ``TopK`` keeps negative top-k values, which then count as active features)."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(super().forward(x))
+
     from circuit_tracer.utils.hf_utils import load_transcoders
 
     config = yaml.safe_load((tc_dir / "config.yaml").read_text())
@@ -51,8 +60,9 @@ def load_set(tc_dir: Path, input_hook: str | None, output_hook: str | None):
     config["feature_output_hook"] = output_hook or config["feature_output_hook"]
     tcs = load_transcoders(config, device=torch.device("cpu"), dtype=torch.float32, lazy_decoder=False)
     if config.get("activation") == "topk":
+        act = TopK(int(config["k"])) if ct_topk else TopKReLU(int(config["k"]))
         for tc in tcs:
-            tc.activation_function = TopK(int(config["k"]))
+            tc.activation_function = act
     return tcs, config
 
 
@@ -85,6 +95,9 @@ def main() -> None:
     ap.add_argument("--node-threshold", type=float, default=0.8)
     ap.add_argument("--edge-threshold", type=float, default=0.98)
     ap.add_argument("--no-save", action="store_true")
+    ap.add_argument(
+        "--ct-topk", action="store_true", help="circuit-tracer's own TopK (no ReLU) instead of ours"
+    )
     ap.add_argument("--input-hook", default=None, help="override the config's feature_input_hook")
     ap.add_argument("--output-hook", default=None, help="override the config's feature_output_hook")
     args = ap.parse_args()
@@ -96,7 +109,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     tokens = json.loads(Path(args.tokens_json).read_text())
     t0 = time.perf_counter()
-    tcs, config = load_set(Path(args.tc_dir), args.input_hook, args.output_hook)
+    tcs, config = load_set(Path(args.tc_dir), args.input_hook, args.output_hook, args.ct_topk)
     model = ReplacementModel.from_pretrained_and_transcoders(
         args.model_dir, tcs, backend="nnsight", device=torch.device("cpu"), dtype=torch.float32
     )
@@ -125,6 +138,9 @@ def main() -> None:
         "side": "circuit-tracer",
         "version": importlib.metadata.version("circuit-tracer"),
         "backend": "nnsight",
+        "topk": "circuit-tracer TopK (no ReLU)"
+        if args.ct_topk
+        else "ReLU(TopK), as NeuroScope's transcoders",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "load_s": load_s,
