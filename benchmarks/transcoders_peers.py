@@ -203,7 +203,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     import numpy as np
 
     model_dir = peer_model_dir()
-    work = WORK / f"train{a.tokens}"
+    work = WORK / f"train-L{'-'.join(map(str, a.layers))}-{a.tokens}-{a.d_tc}x{a.k}"
     work.mkdir(parents=True, exist_ok=True)
     from transformers import AutoTokenizer
 
