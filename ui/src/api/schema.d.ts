@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: 47442f5fae881cdd
+// openapi-sha256: cb774ffad6c49ed9
 
 export interface paths {
     "/api/attack/status": {
@@ -1155,6 +1155,34 @@ export interface components {
             /** Value */
             value?: number | null;
         };
+        /**
+         * EffectsRequest
+         * @description The top features by causal effect on the organism's response for one prompt (the current prompt).
+         */
+        EffectsRequest: {
+            /**
+             * Id
+             * @default null
+             */
+            id: number | string | null;
+            /**
+             * Prompt
+             * @description plain prompt holding the trigger (null: the first held-out one)
+             * @default null
+             */
+            prompt: string | null;
+            /**
+             * Top
+             * @default 10
+             */
+            top: number;
+            /**
+             * Type
+             * @default effects
+             * @constant
+             */
+            type: "effects";
+        };
         /** EmbeddingMapRequest */
         EmbeddingMapRequest: {
             /**
@@ -1199,6 +1227,26 @@ export interface components {
         ErrorResponse: {
             /** Detail */
             detail: string;
+        };
+        /** EvalEffects */
+        EvalEffects: {
+            /** Id */
+            id: number | string | null;
+            /**
+             * Result
+             * @description PromptEffects.to_dict(): features ranked by effect
+             */
+            result: {
+                [key: string]: unknown;
+            };
+            /** Seconds */
+            seconds: number;
+            /**
+             * Type
+             * @default effects
+             * @constant
+             */
+            type: "effects";
         };
         /** EvalError */
         EvalError: {
