@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from tc_testutil import PROMPT, random_transcoders
+from transcoders_testutil import PROMPT, random_transcoders
 
 from neuroscope.server.app import create_app
 from neuroscope.server.settings import Settings
@@ -66,7 +66,7 @@ def test_no_transcoders_is_a_state_not_a_500(bare):
     assert r.status_code == 404
     bare.app.state.attribution.attach(random_transcoders(bare.app.state.attribution.model), "random")
     info = bare.get("/api/attribution-graph/transcoders").json()
-    assert info["available"] and info["layers"] == [0, 1] and info["d_tc"] == {"0": 32, "1": 32}
+    assert info["available"] and info["layers"] == [0, 1] and info["d_tc"] == {"0": 96, "1": 96}
 
 
 def test_build_and_prune(client, tiny_llama):

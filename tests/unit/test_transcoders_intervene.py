@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tc_testutil import PROMPT, random_transcoders
 from tinymodels import tiny
+from transcoders_testutil import PROMPT, random_transcoders
 
 from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError, UnknownGraphNodeError
 from neuroscope.graphs.linear import frozen_norm

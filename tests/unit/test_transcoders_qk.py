@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tc_testutil import PROMPT, random_transcoders
+from transcoders_testutil import PROMPT, random_transcoders
 
 from neuroscope.errors import IndexOutOfRangeError, InvalidConfigError
 from neuroscope.transcoders.qk import qk_attribution, residual_parts

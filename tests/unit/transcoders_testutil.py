@@ -6,15 +6,24 @@ import torch
 
 from neuroscope.transcoders.model import Transcoder, TranscoderConfig, TranscoderSet
 
+PROMPT = "Hello world, hi"
+
 
 def random_transcoders(
-    model, d_tc: int = 96, activation: str = "topk", k: int = 6, skip: bool = True, seed: int = 0
+    model,
+    d_tc: int = 96,
+    activation: str = "topk",
+    k: int = 6,
+    skip: bool = True,
+    seed: int = 0,
+    layers=None,
 ) -> TranscoderSet:
-    """One transcoder per layer with random weights scaled to the model's MLP inputs (features fire)."""
+    """One transcoder per layer (or per layer in ``layers``) with random weights scaled to the model's MLP
+    inputs (features fire)."""
     d = model.cfg.d_model
     gen = torch.Generator().manual_seed(seed)
     tcs = {}
-    for layer in range(model.cfg.n_layers):
+    for layer in range(model.cfg.n_layers) if layers is None else layers:
         cfg = TranscoderConfig(
             d_in=d,
             d_tc=d_tc,
