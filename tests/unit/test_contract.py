@@ -250,3 +250,22 @@ def test_attribution_graph_edges_equal_interventions(any_tiny):
     r = check_edges(rm, g, pairs=grid)  # zeros included: an edge the graph lacks must have no effect
     assert len(sampled.checks) == 40 and sampled.max_rel_error <= 1e-4, sampled.max_rel_error
     assert r.max_rel_error <= 1e-4, r.max_rel_error
+
+
+def test_attribution_scores_are_one_when_the_error_terms_are_zero(any_tiny):
+    """On every adapter: transcoders that reproduce one prompt's MLPs exactly (error terms zero) give an
+    attribution graph whose replacement and completeness scores are 1, with edges still equal to
+    interventions."""
+    from transcoders_testutil import exact_transcoders, random_transcoders
+
+    from neuroscope.transcoders.attribution import AttributionConfig, attribute, prepare_tokens
+    from neuroscope.transcoders.checks import check_edges
+    from neuroscope.transcoders.replacement import ReplacementModel
+
+    tokens = prepare_tokens(any_tiny, "The cat sat")
+    run = ReplacementModel(any_tiny, random_transcoders(any_tiny)).record(tokens)
+    rm = ReplacementModel(any_tiny, exact_transcoders(any_tiny, run))
+    g = attribute(rm, tokens, AttributionConfig(max_feature_nodes=None))
+    s = g.scores()
+    assert abs(s.replacement - 1.0) < 1e-4 and abs(s.completeness - 1.0) < 1e-4, s
+    assert check_edges(rm, g, n=20).max_rel_error < 1e-4

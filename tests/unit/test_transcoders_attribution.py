@@ -7,12 +7,11 @@ import json
 
 import pytest
 import torch
-from transcoders_testutil import exact_transcoders, random_transcoders
+from transcoders_testutil import random_transcoders
 
 from neuroscope.errors import GraphPromptTooLongError, IndexOutOfRangeError, ThresholdError
 from neuroscope.graphs.schema import validate_graph
-from neuroscope.transcoders.attribution import AttributionConfig, attribute, prepare_tokens
-from neuroscope.transcoders.checks import check_edges
+from neuroscope.transcoders.attribution import AttributionConfig, attribute
 from neuroscope.transcoders.replacement import ReplacementModel
 
 PROMPT = "The cat sat on the mat"
@@ -149,17 +148,6 @@ def test_recomputed_patterns_and_small_row_batches_give_the_same_graph(llama_gra
     small = attribute(rm, PROMPT, AttributionConfig(max_feature_nodes=None, pattern_mb=0, chunk_mb=1))
     assert small.stats["row_batches"] > 5
     torch.testing.assert_close(small.adjacency.to_dense(), g.adjacency.to_dense(), atol=1e-6, rtol=1e-5)
-
-
-def test_scores_are_one_when_the_error_terms_are_zero(tiny_llama):
-    model = tiny_llama
-    tokens = prepare_tokens(model, PROMPT)
-    run = ReplacementModel(model, random_transcoders(model)).record(tokens)
-    rm = ReplacementModel(model, exact_transcoders(model, run))
-    g = attribute(rm, tokens, AttributionConfig(max_feature_nodes=None))
-    s = g.scores()
-    assert abs(s.replacement - 1.0) < 1e-4 and abs(s.completeness - 1.0) < 1e-4, s
-    assert check_edges(rm, g, n=30).max_rel_error < 1e-4
 
 
 def test_exports_and_bad_input(llama_graph, tmp_path):
