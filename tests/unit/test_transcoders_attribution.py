@@ -79,7 +79,7 @@ def ct_scores(A, n_features, n_layers, n_pos, probs):
 
 @pytest.fixture(scope="module")
 def llama_graph():
-    from conftest import tiny
+    from tinymodels import tiny
 
     model = tiny("llama")
     rm = ReplacementModel(model, random_transcoders(model))
