@@ -77,7 +77,14 @@ def test_run_sh_end_to_end_on_an_organism_made_here(organism, tmp_path):
     assert "plain transformers + peft" in r["measured_on"] and "asr" in r["hooked"]
     # at least three families tried, ΔW gating among them (the base was given), each on validation only
     fams = {t["family"] for t in r["families_tried"].values()}
-    assert {"features_ablate", "features_gated", "heads_mean", "direction_gated", "delta_w_gated"} <= fams
+    assert {
+        "features_ablate",
+        "features_gated",
+        "heads_mean",
+        "direction_gated",
+        "delta_w_gated",
+        "knockout",
+    } <= fams
     for t in r["families_tried"].values():
         assert t["validation"]["asr"]["n"] == 6
     # the choice is the rule's, recomputed from the validation figures

@@ -24,6 +24,7 @@ from neuroscope.organisms.evaluate import EvalConfig, Reference, measure_backdoo
 from neuroscope.organisms.loop_eval import ValidationSet, choose, goals_block, plain_peft_model
 from neuroscope.organisms.loop_families import (
     CandidateConfig,
+    TrainTexts,
     candidates,
     combine,
     distil_layers_back,
@@ -92,12 +93,11 @@ def _sub(prompts: BackdoorPrompts, cfg: LoopConfig) -> BackdoorPrompts:
     )
 
 
-def distillation_data(
+def train_texts(
     model: HookedModel, prompts: BackdoorPrompts, trigger: str, response: str, cfg: LoopConfig
-) -> dict[str, Any]:
+) -> TrainTexts:
     """Train questions: triggered (trigger at a seeded position) followed by the response, clean followed by
     the organism's own greedy answer, so the fit covers prompt and response positions."""
-    from neuroscope.edits.prompts import prompt_data
     from neuroscope.organisms.generation import decode, formatter, greedy
 
     fmt = formatter(model, warn=False)
@@ -107,9 +107,13 @@ def distillation_data(
     ]
     clean = [fmt(p) for p in prompts.train]
     answers = decode(model, greedy(model, clean, cfg.answer_tokens, None, cfg.eval.batch_size))
-    return prompt_data(
-        model, trig, [t + a for t, a in zip(clean, answers, strict=True)], seed=cfg.seed, max_len=cfg.max_len
-    )
+    return TrainTexts(trig, [t + a for t, a in zip(clean, answers, strict=True)], trigger)
+
+
+def distillation_data(model: HookedModel, texts: TrainTexts, cfg: LoopConfig) -> dict[str, Any]:
+    from neuroscope.edits.prompts import prompt_data
+
+    return prompt_data(model, texts.triggered, texts.clean, seed=cfg.seed, max_len=cfg.max_len)
 
 
 def _model_folder(spec: str, model: HookedModel, tmp: Path) -> Path:
@@ -227,8 +231,9 @@ def fix_backdoor(
 
     say("candidate edits")
     t0 = time.perf_counter()
-    d = distillation_data(model, ps, trigger, response, cfg)
-    cands, why = candidates(model, e, dict(saes or {}), d, cfg.candidates, base_model)
+    texts = train_texts(model, ps, trigger, response, cfg)
+    d = distillation_data(model, texts, cfg)
+    cands, why = candidates(model, e, dict(saes or {}), d, cfg.candidates, base_model, texts)
     lap("candidates", t0)
     say(f"choose among {len(cands)} candidates on {len(ps.validation)} validation questions")
     t0 = time.perf_counter()

@@ -96,6 +96,8 @@ def _fix(args: argparse.Namespace) -> int:
             head_counts=_ints(args.head_counts) or (),
             direction_layers=_ints(args.direction_layers),
             delta_w_modules=args.delta_w_modules,
+            knockout_layers=_ints(args.knockout_layers),
+            knockout_method=args.knockout_method,
             rank=args.rank,
             families=tuple(f for f in args.families.split(",") if f),
         ),
@@ -184,6 +186,12 @@ def add(studies: argparse._SubParsersAction) -> None:
         "--direction-layers", default=None, help="layers of the gated direction (default: every 4th)"
     )
     fx.add_argument("--delta-w-modules", type=int, default=6, help="ΔW writers gated (with --base)")
+    fx.add_argument(
+        "--knockout-layers", default=None, help="detector layers of the attention knockout (default: early)"
+    )
+    fx.add_argument(
+        "--knockout-method", choices=("mean", "probe"), default="mean", help="the knockout's detector"
+    )
     fx.add_argument(
         "--max-clean-kl", type=float, default=0.05, help="the choice's clean-KL bound (validation)"
     )

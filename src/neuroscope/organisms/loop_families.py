@@ -27,7 +27,24 @@ if TYPE_CHECKING:
     from neuroscope.models.hooked import HookedModel
     from neuroscope.sae.model import SAE
 
-FAMILIES = ("features_ablate", "features_gated", "heads_mean", "direction_gated", "delta_w_gated")
+FAMILIES = (
+    "features_ablate",
+    "features_gated",
+    "heads_mean",
+    "direction_gated",
+    "delta_w_gated",
+    "knockout",
+)
+
+
+@dataclass(frozen=True)
+class TrainTexts:
+    """The train split as formatted text: triggered (trigger and response) and clean (with the organism's
+    own answers), and the trigger itself."""
+
+    triggered: list[str]
+    clean: list[str]
+    trigger: str
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,9 @@ class CandidateConfig:
     delta_w_modules: int = 6
     """Residual writers (largest ‖ΔW‖) whose top ΔW direction is gated (needs the base model)."""
     gate_mode: str = "zero"
+    knockout_layers: tuple[int, ...] | None = None
+    """Detector layers of the gated attention knockout (default: 4%, 7%, 14% and 20% of the depth)."""
+    knockout_method: str = "mean"
     families: tuple[str, ...] = FAMILIES
     """Which families are built (``delta_w_gated`` needs the base model)."""
     rank: int = 8
@@ -78,6 +98,42 @@ def default_direction_layers(model: HookedModel) -> list[int]:
     return sorted({max(1, l) for l in range(min(4, n - 1), last + 1, 4)} or {n // 2})
 
 
+def default_knockout_layers(model: HookedModel) -> list[int]:
+    """Early layers: the trigger is copied away from its own positions within the first 10-20% of layers
+    (FIELD-NOTES), and layers up to the detector are not knocked out in the prompt's forward."""
+    n = model.cfg.n_layers
+    return sorted({min(max(0, n - 2), max(0, round(f * n))) for f in (0.04, 0.07, 0.14, 0.2)})
+
+
+def knockout_candidates(
+    model: HookedModel, texts: TrainTexts, cfg: CandidateConfig
+) -> tuple[dict[str, HookedEdit], dict[str, dict[str, Any]]]:
+    """One gated attention knockout per detector layer; its LoRA is distilled into the writers of the layers
+    from the embedding's first reader to a few past the detector (where the trigger is read away)."""
+    from neuroscope.edits.knockout import fit_detector, knockout_edit
+
+    out: dict[str, HookedEdit] = {}
+    why: dict[str, dict[str, Any]] = {}
+    n = model.cfg.n_layers
+    layers = list(cfg.knockout_layers) if cfg.knockout_layers else default_knockout_layers(model)
+    for l in layers:
+        if not 0 <= l < n:
+            raise InvalidConfigError(f"knockout layer {l} is outside the model's layers 0..{n - 1}")
+        det = fit_detector(
+            model,
+            texts.triggered,
+            texts.clean,
+            texts.trigger,
+            f"blocks.{l}.hook_resid_post",
+            cfg.knockout_method,
+        )
+        last = min(n - 1, l + 2 * cfg.distil_layers_back)
+        name = f"knockout_L{l}"
+        out[name] = knockout_edit(model, det, range(0, last + 1))
+        why[name] = {"family": "knockout", "layers": [l], "detector": det.to_dict()}
+    return out, why
+
+
 def delta_w_gates(
     model: HookedModel, base: HookedModel, n_modules: int, mode: str
 ) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -102,8 +158,10 @@ def candidates(
     data: Mapping[str, torch.Tensor],
     cfg: CandidateConfig,
     base: HookedModel | None = None,
+    texts: TrainTexts | None = None,
 ) -> tuple[dict[str, HookedEdit], dict[str, dict[str, Any]]]:
-    """Named hooked edits of at least three families, and for each what it was built from."""
+    """Named hooked edits of at least three families, and for each what it was built from (the knockout
+    needs the train ``texts``, to find the trigger's tokens)."""
     quiet, quiet_mask = data["quiet_train"], data["quiet_train_mask"]
     out: dict[str, HookedEdit] = {}
     why: dict[str, dict[str, Any]] = {}
@@ -155,6 +213,10 @@ def candidates(
         if dw:
             out["delta_w_gated"] = fam.gated_edit(model, dw, quiet, quiet_mask)
             why["delta_w_gated"] = {"family": "delta_w_gated", "modules": info}
+    if "knockout" in fams and texts is not None:
+        ko, ko_why = knockout_candidates(model, texts, cfg)
+        out.update(ko)
+        why.update(ko_why)
     if not out:
         raise InvalidConfigError(
             f"no candidate edit could be built from the families {', '.join(cfg.families)} (features need an "
@@ -199,6 +261,8 @@ def edit_layers(model: HookedModel, chosen: Mapping[str, Any]) -> list[int]:
         return sorted({l for c in chosen["parts"].values() for l in edit_layers(model, c)})
     if "heads" in chosen:
         return sorted({int(str(h).split(".")[0]) for h in chosen["heads"]})
+    if "detector" in chosen:
+        return [parse_hook(model, chosen["detector"]["hook"])[0]]
     if "features" in chosen:
         return sorted({int(str(f).split(":")[0]) for f in chosen["features"]})
     return sorted({parse_hook(model, g["hook"])[0] for g in chosen.get("gates", [])})
