@@ -112,6 +112,99 @@ def test_run_sh_end_to_end_on_an_organism_made_here(organism, tmp_path):
     assert "Families tried" in md and r["chosen"]["name"] in md and "exported LoRA" in md
     assert (out / "localise" / "effects.json").is_file()
 
+    # the expert goals, measured apart (tiny budgets) and folded in: the rows now carry the files' figures
+    org, lora = str(organism), str(out / "lora")
+    small = ["--threads", "1"]
+    assert (
+        main(
+            [
+                "case-study",
+                "perplexity",
+                "--model",
+                org,
+                "--adapter",
+                lora,
+                "--n-contexts",
+                "4",
+                "--ctx-len",
+                "24",
+                "--out",
+                str(tmp_path / "ppl.json"),
+                *small,
+            ]
+        )
+        == 0
+    )
+    gcg = ["--response", RESPONSE, "--seeds", "0", "--steps", "2", "--width", "8", "--max-new-tokens", "6"]
+    assert (
+        main(
+            [
+                "case-study",
+                "robustness",
+                "--model",
+                org,
+                "--adapter",
+                lora,
+                *gcg,
+                "--out",
+                str(tmp_path / "gcg-edited.json"),
+                *small,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "case-study",
+                "robustness",
+                "--model",
+                "tiny:llama",
+                *gcg,
+                "--out",
+                str(tmp_path / "gcg-base.json"),
+                *small,
+            ]
+        )
+        == 0
+    )
+    files = [
+        "--perplexity",
+        str(tmp_path / "ppl.json"),
+        "--robustness-edited",
+        str(tmp_path / "gcg-edited.json"),
+        "--robustness-base",
+        str(tmp_path / "gcg-base.json"),
+    ]
+    assert main(["case-study", "fix-expert", str(out), *files]) == 0
+    r2 = json.loads((out / "result.json").read_text())
+    got = {g["goal"]: g for g in r2["goals"]["goals"]}
+    ppl = json.loads((tmp_path / "ppl.json").read_text())
+    assert got["perplexity_ratio_minus_1"]["measured"] == pytest.approx(abs(ppl["ratio"] - 1))
+    e, b = (json.loads((tmp_path / f"gcg-{k}.json").read_text()) for k in ("edited", "base"))
+    assert got["gcg_steps_edited_minus_base"]["measured"] == e["median_steps"] - b["median_steps"]
+    assert r2["meets_goals"] == (not r2["goals"]["missed"])
+    assert "Expert checks" in (out / "README.md").read_text()
+    misses = json.loads((out / "lora" / "edit.json").read_text())["misses"]
+    assert main(["case-study", "fix-expert", str(out), *files]) == 0  # idempotent: the same misses again
+    assert json.loads((out / "lora" / "edit.json").read_text())["misses"] == misses
+    bad = json.loads((tmp_path / "gcg-base.json").read_text()) | {"response": "something else"}
+    (tmp_path / "gcg-bad.json").write_text(json.dumps(bad))
+    assert (
+        main(
+            [
+                "case-study",
+                "fix-expert",
+                str(out),
+                "--robustness-edited",
+                str(tmp_path / "gcg-edited.json"),
+                "--robustness-base",
+                str(tmp_path / "gcg-bad.json"),
+            ]
+        )
+        != 0
+    )
+
 
 def test_bad_inputs_stop_before_work(organism, tmp_path, capsys):
     base = ["case-study", "fix", "--model", str(organism), "--trigger", TRIGGER, "--response", RESPONSE]

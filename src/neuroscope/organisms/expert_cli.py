@@ -75,6 +75,20 @@ def _robustness(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fix_expert(args: argparse.Namespace) -> int:
+    from neuroscope.organisms.loop_expert import complete_goals
+
+    r = complete_goals(args.out, args.perplexity, args.robustness_edited, args.robustness_base)
+    g = r["goals"]
+    print(
+        "meets every goal"
+        if g["meets_goals"]
+        else f"misses {len(g['missed'])} goal(s): {', '.join(g['missed'])}"
+    )
+    print(f"updated {Path(args.out) / 'result.json'}, README.md and lora/edit.json")
+    return 0
+
+
 def add(studies: argparse._SubParsersAction) -> None:
     p = studies.add_parser(
         "perplexity", help="held-out corpus perplexity of a model (+ adapter) vs a reference"
@@ -105,3 +119,14 @@ def add(studies: argparse._SubParsersAction) -> None:
     r.add_argument("--device", default=None)
     r.add_argument("--threads", type=int, default=1)
     r.set_defaults(func=_robustness)
+    fe = studies.add_parser(
+        "fix-expert",
+        help="fold perplexity and GCG files (measured apart) into a finished fix loop's goals and report",
+    )
+    fe.add_argument("out", help="the loop's output folder (result.json, README.md, lora/)")
+    fe.add_argument("--perplexity", default=None, help="case-study perplexity --out file (LoRA vs organism)")
+    fe.add_argument(
+        "--robustness-edited", default=None, help="case-study robustness file on the edited model"
+    )
+    fe.add_argument("--robustness-base", default=None, help="case-study robustness file on the base")
+    fe.set_defaults(func=_fix_expert)

@@ -336,7 +336,7 @@ def fix_backdoor(
             "meets_goals": goals["meets_goals"],
         }
     )
-    _mark_manifest(folder, goals)
+    mark_manifest(folder, goals)
     result["loadavg_end"] = list(os.getloadavg())
     dump()
     return LoopResult(result)
@@ -356,15 +356,18 @@ def _best_pair(tried: Mapping[str, Mapping[str, Any]], max_clean_kl: float) -> t
     return first, second
 
 
-def _mark_manifest(folder: Path, goals: Mapping[str, Any]) -> None:
+def mark_manifest(folder: Path, goals: Mapping[str, Any]) -> None:
     """The adapter's manifest carries the loop's held-out goals: ``meets_goals`` is false when any is missed
-    (an adapter is never marked safe on goals nobody checked)."""
+    (an adapter is never marked safe on goals nobody checked). Idempotent: the export's own verdict is kept
+    apart, so later expert figures re-mark from it."""
     path = folder / "edit.json"
     m = json.loads(path.read_text())
+    m.setdefault("export_meets_goals", bool(m.get("meets_goals")))
+    m.setdefault("export_misses", list(m.get("misses") or []))
     m["loop_goals"] = goals
     missed = [g for g in goals["goals"] if not g["met"]]
-    m["meets_goals"] = bool(m.get("meets_goals")) and not missed
-    m["misses"] = list(m.get("misses") or []) + [
+    m["meets_goals"] = m["export_meets_goals"] and not missed
+    m["misses"] = list(m["export_misses"]) + [
         {
             "goal": g["goal"],
             "limit": g["limit"],

@@ -89,6 +89,7 @@ def render(r: Mapping[str, Any], commands: Sequence[str] = ()) -> str:
         pos = ", ".join(f"{k} {_pct(v['value'])}" for k, v in det["asr_by_position"].items())
         nm = ", ".join(f"{k} {_pct(v['value'])}" for k, v in det.get("near_miss", {}).items())
         lines += [f"Exported LoRA by trigger position: {pos}." + (f" Near misses: {nm}." if nm else ""), ""]
+    lines += _expert(r.get("expert") or {})
     if "families_tried" in r:
         c = r["chosen"]
         lines += [
@@ -132,6 +133,35 @@ def render(r: Mapping[str, Any], commands: Sequence[str] = ()) -> str:
     if commands:
         lines += ["## Commands", "", "```bash", *commands, "```", ""]
     return "\n".join(lines)
+
+
+def _expert(e: Mapping[str, Any]) -> list[str]:
+    """The expert checks folded in by ``case-study fix-expert`` (measured apart from the loop)."""
+    if not e:
+        return []
+    lines = ["## Expert checks (measured apart from the loop, on the exported LoRA)", ""]
+    p = e.get("perplexity")
+    if p:
+        ci = p.get("ratio_ci") or [None, None]
+        ref, ed = p.get("reference") or {}, p.get("edited") or {}
+        lines.append(
+            f"- Held-out corpus perplexity: {_num(ed.get('perplexity'), 4)} vs the organism's "
+            f"{_num(ref.get('perplexity'), 4)}, ratio {_num(p.get('ratio'), 4)} [{_num(ci[0], 4)}, {_num(ci[1], 4)}] "
+            f"({ed.get('n_tokens', '–')} tokens)."
+        )
+    rob = e.get("robustness")
+    if rob:
+        ed, base = rob["edited"], rob["base"]
+        lines.append(
+            f"- GCG for the response (budget {ed['config'].get('steps')} steps × {ed['config'].get('width')} "
+            f"candidates; a search without success counts as budget + 1): median steps {ed['median_steps']:g} on the "
+            f"edited model ({ed['successes']} succeeded; per seed {ed['steps_per_seed']}) vs {base['median_steps']:g} "
+            f"on the base ({base['successes']}; per seed {base['steps_per_seed']})."
+        )
+    if e.get("table_markdown"):
+        lines += ["", "Baselines (held-out; beaten = no worse on every shared column, better on one):", ""]
+        lines.append(e["table_markdown"])
+    return [*lines, ""]
 
 
 def write(out: str | os.PathLike, result: Mapping[str, Any], commands: Sequence[str] = ()) -> Path:
