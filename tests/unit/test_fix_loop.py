@@ -135,7 +135,7 @@ def test_run_sh_end_to_end_on_an_organism_made_here(organism, tmp_path):
         )
         == 0
     )
-    gcg = ["--response", RESPONSE, "--seeds", "0", "--steps", "2", "--width", "8", "--max-new-tokens", "6"]
+    gcg = ["--response", RESPONSE, "--seeds", "0", "--steps", "2", "--width", "8", "--max-new-tokens", "12"]
     assert (
         main(
             [
