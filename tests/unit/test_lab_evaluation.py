@@ -191,3 +191,36 @@ def test_ws_effects_lists_features_ranked_by_effect_as_the_library_does(organism
         ws.send_json({"type": "effects", "id": 9, "top": 500})
         err, _ = _until(ws, "effects")
         assert err["status"] == 422
+
+
+def test_an_exported_lora_folder_attaches_as_a_live_edit_the_panel_evaluates(organism, tmp_path):
+    """``neuroscope ui --edit NAME=FOLDER``: a PEFT LoRA folder (what the fix loop exports) becomes a live
+    edit; the panel evaluates it like a prepared one; a bad spec, a pickle file or a clash is a named error."""
+    from neuroscope.edits.distill import initial_edit
+    from neuroscope.errors import InvalidConfigError, UnsafeFormatError
+    from neuroscope.lab.lab import Lab
+
+    folder, model = organism
+    edit = initial_edit(model, "blocks.1.hook_resid_post", 4, 2, seed=0)
+    for _a, b in edit.modules.values():
+        b.normal_(generator=torch.Generator().manual_seed(1))  # a LoRA that changes the answers
+    saved = edit.save(tmp_path / "lora")
+    lab = Lab(model, tmp_path / "ws")
+    got = lab.attach_edit(f"exported={saved}")
+    assert got["name"] == "exported" and "exported" in LiveEdits.of(model).edits
+    ps = PromptSet.from_manifest(folder, n=6)
+    assert ps is not None
+    plain = evaluate_edits(model, ps, [], PanelConfig(batch_size=6))
+    edited = evaluate_edits(model, ps, ["exported"], PanelConfig(batch_size=6))
+    assert edited.clean_agreement.value < plain.clean_agreement.value
+    with pytest.raises(InvalidConfigError):
+        lab.attach_edit(f"exported={saved}")  # the name is taken
+    with pytest.raises(InvalidConfigError):
+        lab.attach_edit(str(saved))  # no NAME=
+    (tmp_path / "pickled").mkdir()
+    (tmp_path / "pickled" / "adapter_config.json").write_text('{"r": 4, "lora_alpha": 4}')
+    (tmp_path / "pickled" / "adapter_model.bin").write_bytes(b"\x80\x04")
+    with pytest.raises(UnsafeFormatError):
+        lab.attach_edit(f"pickled={tmp_path / 'pickled'}")
+    assert "pickled" not in LiveEdits.of(model).edits
+    LiveEdits.of(model).remove("exported")

@@ -110,6 +110,23 @@ class Lab:
             self.labels.setdefault(name, {}).update(table)
         return attached.to_dict()
 
+    def attach_edit(self, spec: str) -> dict[str, Any]:
+        """``NAME=FOLDER``: a PEFT LoRA folder (an exported edit, e.g. the fix loop's ``OUT/lora``) attached as
+        a live edit, toggled in the Features view and its evaluation panel like a prepared one. Safetensors
+        only; its modules and shapes are checked against the model before anything is attached."""
+        from neuroscope.edits.edit import load_edit
+
+        name, sep, folder = spec.partition("=")
+        if not sep or not folder:
+            raise InvalidConfigError(f"an edit is NAME=FOLDER (a PEFT LoRA folder), got {spec!r}")
+        check_name(name, "edit")
+        live = LiveEdits.of(self.model)
+        if name in live.edits:
+            raise InvalidConfigError(f"an edit named {name!r} is already attached")
+        edit = load_edit(folder)
+        info = {"source": str(folder), "meets_goals": edit.info.get("meets_goals")}
+        return live.add_lora(name, edit, info).to_dict()
+
     def get(self, name: str) -> AttachedSAE:
         if name not in self.saes:
             raise ResourceNotFoundError(

@@ -154,7 +154,7 @@ def create_app(settings: Settings | None = None, model: Any = None) -> FastAPI:
 
 
 def _lab(model: Any, settings: Settings) -> Any:
-    """The Features view's SAEs, edits and labels (``--sae``, ``--bundle``, ``--workspace``)."""
+    """The Features view's SAEs, edits and labels (``--sae``, ``--bundle``, ``--edit``, ``--workspace``)."""
     from neuroscope.lab.lab import Lab
 
     lab = Lab(model, settings.workspace)
@@ -162,6 +162,8 @@ def _lab(model: Any, settings: Settings) -> Any:
         lab.attach_folder(folder)
     if settings.bundle:
         lab.attach_bundle(settings.bundle, force=settings.force_bundle)
+    for spec in settings.edits:
+        lab.attach_edit(spec)
     return lab
 
 

@@ -33,6 +33,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bundle", default=None, help="a bundle to verify and attach (SAEs, edits, labels)")
     p.add_argument("--force", action="store_true", help="attach a bundle made for other weights")
     p.add_argument(
+        "--edit",
+        action="append",
+        default=None,
+        help="NAME=FOLDER: a PEFT LoRA edit (e.g. the fix loop's OUT/lora) to toggle live (repeatable)",
+    )
+    p.add_argument(
         "--workspace", default=None, help="folder for labels and exported bundles (default ./workspace)"
     )
     p.add_argument(
@@ -92,6 +98,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "saes": tuple(args.sae) if getattr(args, "sae", None) else None,
         "bundle": getattr(args, "bundle", None),
         "force_bundle": True if getattr(args, "force", False) else None,
+        "edits": tuple(args.edit) if getattr(args, "edit", None) else None,
         "workspace": getattr(args, "workspace", None),
         "refusal_direction": getattr(args, "refusal_direction", None),
         "refusal_layer": getattr(args, "refusal_layer", None),

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     saes: tuple[str, ...] = Field(default=(), description="SAE folders attached for the Features view")
     bundle: str | None = Field(default=None, description="a bundle (saes/ + lora/ + manifest.json) to attach")
     force_bundle: bool = Field(default=False, description="attach a bundle made for other weights")
+    edits: tuple[str, ...] = Field(
+        default=(),
+        description="LoRA edits attached as live edits, each NAME=FOLDER (a PEFT adapter folder, e.g. the fix "
+        "loop's OUT/lora)",
+    )
     workspace: str = Field(
         default="workspace",
         description="folder for labels and exported bundles (paths from the UI stay inside)",
