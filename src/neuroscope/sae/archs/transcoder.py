@@ -136,7 +136,13 @@ class JumpReLUTranscoder(_TranscoderBase):
         x, y = batch[:, :d], batch[:, d:]
         pre = x @ sae.W_enc + sae.b_enc
         return jumprelu_step(
-            sae, pre, lambda z: y - sae.decode(z) - self.skip_out(sae, x), total_var, n_tokens, step, fvu_loss=True
+            sae,
+            pre,
+            lambda z: y - sae.decode(z) - self.skip_out(sae, x),
+            total_var,
+            n_tokens,
+            step,
+            fvu_loss=True,
         )
 
     def after_step(self, sae: SAE) -> None:
