@@ -159,6 +159,14 @@ def test_exports_and_bad_input(llama_graph, tmp_path):
     from neuroscope.graphs.schema import json_schema
 
     jsonschema.validate(json.loads(json.dumps(doc)), json_schema())
+    # the server's model of the document (the UI's GraphDoc type) takes every kind the library writes
+    from typing import get_args
+
+    from neuroscope.graphs.schema import KINDS
+    from neuroscope.server.schemas.graphs import GraphDocument
+
+    assert set(get_args(GraphDocument.model_fields["kind"].annotation)) == set(KINDS)
+    assert GraphDocument.model_validate(json.loads(json.dumps(doc))).model_dump()["kind"] == "attribution"
     assert doc["kind"] == "attribution" and doc["meta"]["scores"]["replacement"] == g.scores().replacement
     ids = {n["id"] for n in doc["nodes"]}
     assert {f"l_{int(t)}" for t in g.logit_tokens} <= ids and "t_0" in ids

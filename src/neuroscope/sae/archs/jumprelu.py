@@ -10,6 +10,7 @@ projection after each step; SAELens's older ``log_threshold`` tensors are conver
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -64,6 +65,43 @@ class _Step(torch.autograd.Function):
         return (ste if ctx.ste_to_input else None), -ste.sum(0), None, None
 
 
+def jumprelu_step(
+    sae: SAE,
+    pre: torch.Tensor,
+    err_of: Callable[[torch.Tensor], torch.Tensor],
+    total_var: torch.Tensor,
+    n_tokens: int,
+    step: int,
+    *,
+    fvu_loss: bool = False,
+) -> StepOut:
+    """One JumpReLU training batch, shared by the SAE and the transcoders: ``err_of`` maps the latents to the
+    reconstruction error (the SAE's input, a transcoder's target). The reconstruction term is SAELens's summed
+    squared error per token, or the FVU with ``fvu_loss`` (the transcoders', comparable across hooks)."""
+    c = sae.cfg
+    z = _JumpReLU.apply(pre, sae.threshold, c.jumprelu_bandwidth, c.jumprelu_ste_to_input)
+    err = err_of(z)
+    if c.jumprelu_sparsity_loss_mode == "step":
+        penalty = _Step.apply(pre, sae.threshold, c.jumprelu_bandwidth, c.jumprelu_ste_to_input)
+    else:  # decoder rows are unit norm, so SAELens's tanh(scale · z · |W_dec|) is tanh(scale · z)
+        penalty = torch.tanh(c.jumprelu_tanh_scale * z)
+    ramp = min(1.0, (step + 1) / c.l0_warm_up_steps) if c.l0_warm_up_steps else 1.0
+    sparsity = penalty.sum() / n_tokens
+    fvu = fvu_of(err, total_var)
+    recon = fvu if fvu_loss else err.pow(2).sum() / n_tokens
+    active = (z > 0).detach()
+    return StepOut(
+        recon + ramp * c.l0_coefficient * sparsity,
+        fvu,
+        err,
+        pre,
+        None,
+        active.any(0),
+        active.sum(),
+        {"sparsity_loss": float(sparsity.detach()), "threshold": float(sae.threshold.detach().mean())},
+    )
+
+
 class JumpReLU(Architecture):
     """Loss: squared error summed over d_in, mean over tokens (SAELens's MSE) + ``l0_coefficient`` (ramped
     up linearly over ``l0_warm_up_steps``) × the mean sparsity penalty per token."""
@@ -103,28 +141,7 @@ class JumpReLU(Architecture):
     def train_step(
         self, sae: SAE, x: torch.Tensor, total_var: torch.Tensor, n_tokens: int, step: int
     ) -> StepOut:
-        c = sae.cfg
-        pre = sae.pre_acts(x)
-        z = _JumpReLU.apply(pre, sae.threshold, c.jumprelu_bandwidth, c.jumprelu_ste_to_input)
-        err = x - sae.decode(z)
-        if c.jumprelu_sparsity_loss_mode == "step":
-            penalty = _Step.apply(pre, sae.threshold, c.jumprelu_bandwidth, c.jumprelu_ste_to_input)
-        else:  # decoder rows are unit norm, so SAELens's tanh(scale · z · |W_dec|) is tanh(scale · z)
-            penalty = torch.tanh(c.jumprelu_tanh_scale * z)
-        ramp = min(1.0, (step + 1) / c.l0_warm_up_steps) if c.l0_warm_up_steps else 1.0
-        sparsity = penalty.sum() / n_tokens
-        loss = err.pow(2).sum() / n_tokens + ramp * c.l0_coefficient * sparsity
-        active = (z > 0).detach()
-        return StepOut(
-            loss,
-            fvu_of(err, total_var),
-            err,
-            pre,
-            None,
-            active.any(0),
-            active.sum(),
-            {"sparsity_loss": float(sparsity.detach()), "threshold": float(sae.threshold.detach().mean())},
-        )
+        return jumprelu_step(sae, sae.pre_acts(x), lambda z: x - sae.decode(z), total_var, n_tokens, step)
 
     @torch.no_grad()
     def after_step(self, sae: SAE) -> None:

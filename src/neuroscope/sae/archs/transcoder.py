@@ -18,13 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuroscope.sae.archs.base import Architecture, StepOut, fvu_of, jump, topk_lr
-from neuroscope.sae.archs.jumprelu import JumpReLU, _JumpReLU, _Step
+from neuroscope.sae.archs.base import Architecture, StepOut, fvu_of, topk_lr
+from neuroscope.sae.archs.jumprelu import JumpReLU, jumprelu_step
 from neuroscope.sae.archs.topk import check_k
 
 if TYPE_CHECKING:
     from neuroscope.sae.config import SAEConfig
     from neuroscope.sae.model import SAE
+
+_JUMPRELU = JumpReLU()
 
 
 class _TranscoderBase(Architecture):
@@ -109,54 +111,45 @@ class TopKTranscoder(_TranscoderBase):
 
 
 class JumpReLUTranscoder(_TranscoderBase):
+    """The JumpReLU SAE's threshold, estimator and penalty (one implementation: :data:`_JUMPRELU` and
+    :func:`jumprelu_step`) with the transcoder's target, skip term and FVU reconstruction loss."""
+
     name = "jumprelu_transcoder"
     saelens = "jumprelu_transcoder"  # SAELens's own names for the JumpReLU ones
     cfg_keys = JumpReLU.cfg_keys
-    tensors = ("threshold",)
+    tensors = JumpReLU.tensors
 
     def validate(self, cfg: SAEConfig) -> None:
-        JumpReLU().validate(cfg)
+        _JUMPRELU.validate(cfg)
 
     def init_extra(self, sae: SAE) -> None:
         super().init_extra(sae)
-        sae.threshold = nn.Parameter(torch.full((sae.d_sae,), float(sae.cfg.jumprelu_init_threshold)))
+        _JUMPRELU.init_extra(sae)
 
     def activate(self, sae: SAE, pre: torch.Tensor) -> torch.Tensor:
-        return jump(pre, sae.threshold)
+        return _JUMPRELU.activate(sae, pre)
 
     def train_step(
         self, sae: SAE, batch: torch.Tensor, total_var: torch.Tensor, n_tokens: int, step: int
     ) -> StepOut:
-        c, d = sae.cfg, sae.d_in
+        d = sae.d_in
         x, y = batch[:, :d], batch[:, d:]
         pre = x @ sae.W_enc + sae.b_enc
-        z = _JumpReLU.apply(pre, sae.threshold, c.jumprelu_bandwidth, c.jumprelu_ste_to_input)
-        err = y - sae.decode(z) - self.skip_out(sae, x)
-        if c.jumprelu_sparsity_loss_mode == "step":
-            penalty = _Step.apply(pre, sae.threshold, c.jumprelu_bandwidth, c.jumprelu_ste_to_input)
-        else:
-            penalty = torch.tanh(c.jumprelu_tanh_scale * z)
-        ramp = min(1.0, (step + 1) / c.l0_warm_up_steps) if c.l0_warm_up_steps else 1.0
-        sparsity = penalty.sum() / n_tokens
-        fvu = fvu_of(err, total_var)
-        active = (z > 0).detach()
-        return StepOut(
-            fvu + ramp * c.l0_coefficient * sparsity,
-            fvu,
-            err,
+        return jumprelu_step(
+            sae,
             pre,
-            None,
-            active.any(0),
-            active.sum(),
-            {"sparsity_loss": float(sparsity.detach()), "threshold": float(sae.threshold.detach().mean())},
+            lambda z: y - sae.decode(z) - self.skip_out(sae, x),
+            total_var,
+            n_tokens,
+            step,
+            fvu_loss=True,
         )
 
-    @torch.no_grad()
     def after_step(self, sae: SAE) -> None:
-        sae.threshold.data.clamp_(min=0.0)
+        _JUMPRELU.after_step(sae)
 
     def saelens_cfg(self, cfg: SAEConfig) -> dict[str, Any]:
-        return {k: getattr(cfg, k) for k in self.cfg_keys}
+        return _JUMPRELU.saelens_cfg(cfg)
 
 
 class TopKSkipTranscoder(TopKTranscoder):

@@ -1,4 +1,5 @@
-"""Provenance and circuit graphs: requests, and the graph document (``neuroscope-graph/1``)."""
+"""Provenance and circuit graphs: requests, and the graph document (``neuroscope-graph/1``) that every graph
+view reads, the attribution graphs' included."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ class GraphDocument(BaseModel):
     """The graph JSON every graph view draws; the same document ``--json`` writes (graph.schema.json)."""
 
     schema_: str = Field(alias="schema", description="neuroscope-graph/1")
-    kind: Literal["provenance", "circuit"]
+    kind: Literal["provenance", "circuit", "attribution"]  # neuroscope.graphs.schema.KINDS
     model: str
     title: str
     tokens: list[str] | None
